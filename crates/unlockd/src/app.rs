@@ -1,0 +1,119 @@
+//! Wiring: the HTTP server and the worker over one store, as the CLI and the tests run them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::DynClock;
+use crate::domain::Pricing;
+use crate::engine::source::CatalogSource;
+use crate::engine::{Engine, EngineConfig};
+use crate::http::rate_limit::RateLimiter;
+use crate::http::{self, AppState};
+use crate::signals::TaskSignals;
+use crate::store::DynStore;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub run_worker: bool,
+    pub pricing: Pricing,
+    /// Requests per minute per API key; 0 disables.
+    pub key_rate_limit: u32,
+    /// Requests per minute per client IP; 0 disables.
+    pub ip_rate_limit: u32,
+    pub engine: EngineConfig,
+    pub long_poll_recheck: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            run_worker: true,
+            pricing: Pricing::default(),
+            key_rate_limit: 120,
+            ip_rate_limit: 600,
+            engine: EngineConfig::default(),
+            long_poll_recheck: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A running server (and worker, if configured).
+pub struct Server {
+    pub local_addr: SocketAddr,
+    pub store: DynStore,
+    pub signals: Arc<TaskSignals>,
+    pub engine: Arc<Engine>,
+    shutdown: CancellationToken,
+    http: JoinHandle<std::io::Result<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops accepting, lets in-flight requests and the current worker batch finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the shutdown token fires and everything has drained.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.http.await??;
+        if let Some(worker) = self.worker {
+            worker.await?;
+        }
+        Ok(())
+    }
+}
+
+pub fn engine(store: DynStore, signals: Arc<TaskSignals>, config: EngineConfig) -> Arc<Engine> {
+    let source = Arc::new(CatalogSource::new(store.clone()));
+    Engine::new(store, source, signals, config)
+}
+
+/// Binds the listener and starts serving (and working, unless `run_worker` is off).
+pub async fn start(
+    config: ServerConfig,
+    store: DynStore,
+    clock: DynClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Server> {
+    let signals = TaskSignals::new();
+    let state = AppState {
+        store: store.clone(),
+        signals: signals.clone(),
+        clock: clock.clone(),
+        pricing: config.pricing,
+        key_limiter: Arc::new(RateLimiter::new(config.key_rate_limit, clock.clone())),
+        ip_limiter: Arc::new(RateLimiter::new(config.ip_rate_limit, clock)),
+        long_poll_recheck: config.long_poll_recheck,
+    };
+    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let engine = engine(store.clone(), signals.clone(), config.engine.clone());
+    let worker = config
+        .run_worker
+        .then(|| tokio::spawn(engine.clone().run(shutdown.clone())));
+    let stop = shutdown.clone();
+    let http = tokio::spawn(http::serve(listener, http::router(state), async move {
+        stop.cancelled().await
+    }));
+    Ok(Server {
+        local_addr,
+        store,
+        signals,
+        engine,
+        shutdown,
+        http,
+        worker,
+    })
+}

@@ -1,0 +1,190 @@
+//! `serve`, `worker` and the demo set-up.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::Cli;
+use crate::app::{self, ServerConfig};
+use crate::catalog::demo::{self, DemoOptions, EXAMPLE_EVENT_ALIAS, EXAMPLE_PEOPLE};
+use crate::domain::keys::{self, KeyPrefix};
+use crate::domain::ledger::BucketKind;
+use crate::domain::Pricing;
+use crate::engine::EngineConfig;
+use crate::signals::TaskSignals;
+use crate::store::{DynStore, Grant};
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Seconds a claim lasts without a heartbeat.
+    #[arg(long, env = "UNLOCKD_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_seconds: u64,
+    /// Tasks worked at once by this process.
+    #[arg(long, env = "UNLOCKD_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    worker_concurrency: u64,
+    /// Claims after which a task is failed (its holds released) instead of retried.
+    #[arg(long, env = "UNLOCKD_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    max_attempts: i64,
+    /// Upper bound on contact lookups per second from this process (0: none).
+    #[arg(long, env = "UNLOCKD_LOOKUPS_PER_SECOND", default_value_t = 0)]
+    lookups_per_second: u32,
+}
+
+impl WorkerArgs {
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            lease: Duration::from_secs(self.lease_seconds),
+            concurrency: self.worker_concurrency as usize,
+            max_attempts: self.max_attempts,
+            lookups_per_second: self.lookups_per_second,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "UNLOCKD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Run the API only; tasks are worked by `unlockd worker` processes.
+    #[arg(long, env = "UNLOCKD_NO_WORKER")]
+    no_worker: bool,
+    /// On an empty database, load the demo catalog and a demo account; print its key.
+    #[arg(long, env = "UNLOCKD_DEMO")]
+    demo: bool,
+    /// Requests per minute per API key (burst the same); 0 disables.
+    #[arg(long, env = "UNLOCKD_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
+    rate_limit_per_minute: u32,
+    /// Requests per minute per client IP; 0 disables.
+    #[arg(long, env = "UNLOCKD_IP_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    ip_rate_limit_per_minute: u32,
+    /// Credits per unlocked email.
+    #[arg(long, env = "UNLOCKD_EMAIL_PRICE", default_value_t = 15, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+    email_price: i64,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+/// Resolves on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = interrupt.await;
+                        fire.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = interrupt => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+        tracing::info!("shutting down: draining requests and the current batch");
+        fire.cancel();
+    });
+    token
+}
+
+pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let store = cli.open_store().await?;
+    let demo_key = if args.demo {
+        Some(prepare_demo(&store).await?)
+    } else {
+        None
+    };
+    let config = ServerConfig {
+        listen: args.listen.clone(),
+        run_worker: !args.no_worker,
+        pricing: Pricing {
+            email: args.email_price,
+            ..Pricing::default()
+        },
+        key_rate_limit: args.rate_limit_per_minute,
+        ip_rate_limit: args.ip_rate_limit_per_minute,
+        engine: args.worker.engine_config(),
+        ..ServerConfig::default()
+    };
+    let server = app::start(config, store, cli.clock(), shutdown_on_signals()).await?;
+    tracing::info!(url = %server.url(), worker = !args.no_worker, "unlockd listening");
+    if let Some(key) = demo_key {
+        print_demo_banner(&server.url(), &key);
+    }
+    server.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let store = cli.open_store().await?;
+    let engine = app::engine(store, TaskSignals::new(), args.engine_config());
+    engine.run(shutdown_on_signals()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+const DEMO_ACCOUNT: &str = "demo";
+const DEMO_CREDITS: i64 = 10_000;
+
+/// Loads the demo catalog into an empty database, makes sure the demo account exists (with
+/// 10,000 credits when new) and issues it a fresh key, returned for printing.
+async fn prepare_demo(store: &DynStore) -> anyhow::Result<String> {
+    let counts = store.catalog_counts().await?;
+    if counts.personnel == 0 && counts.events == 0 {
+        let catalog = demo::generate(&DemoOptions::default());
+        let quiet = |_| {};
+        store.import_events(&catalog.events, &quiet).await?;
+        store.import_exhibitors(&catalog.exhibitors, &quiet).await?;
+        store.import_personnel(&catalog.personnel, &quiet).await?;
+        tracing::info!(
+            events = catalog.events.len(),
+            exhibitors = catalog.exhibitors.len(),
+            personnel = catalog.personnel.len(),
+            "demo catalog loaded"
+        );
+    } else {
+        tracing::info!(?counts, "catalog not empty; demo catalog not loaded");
+    }
+    let account = match store.find_account_by_name(DEMO_ACCOUNT).await? {
+        Some(account) => account,
+        None => {
+            let account = store.create_account(DEMO_ACCOUNT).await?;
+            store
+                .grant_credits(&Grant {
+                    account_id: account.id.clone(),
+                    kind: BucketKind::Gift,
+                    amount: DEMO_CREDITS,
+                    expires_at: None,
+                })
+                .await?;
+            account
+        }
+    };
+    let key = keys::generate(KeyPrefix::Sk);
+    store.add_api_key(&account.id, &key, KeyPrefix::Sk).await?;
+    Ok(key.secret)
+}
+
+fn print_demo_banner(url: &str, key: &str) {
+    let people = EXAMPLE_PEOPLE.map(|p| format!("\"{p}\"")).join(",");
+    println!(
+        "\nunlockd demo is running at {url}\n\
+         Demo account API key (shown once; a new one is issued on every --demo start):\n\
+         \n  export UNLOCKD_API_KEY={key}\n\
+         \nUnlock the documented example's two emails:\n\
+         \n  curl -X POST \"{url}/external/contacts/unlock\" \\\n    -H \"Authorization: Bearer {key}\" \\\n    -H \"Content-Type: application/json\" \\\n    -H \"x-call-source: api\" \\\n    -d '{{\"event_id\":\"{EXAMPLE_EVENT_ALIAS}\",\"personnel_ids\":[{people}]}}'\n\
+         \nThen poll the task it returns:\n\
+         \n  curl \"{url}/external/contacts/unlock-tasks/TASK_ID?wait=10\" -H \"Authorization: Bearer {key}\"\n"
+    );
+}

@@ -1,0 +1,314 @@
+//! `POST /external/contacts/unlock` and `GET /external/contacts/unlock-tasks/{taskId}`.
+
+use std::time::Duration;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{Map, Value};
+use unlockd_api::{
+    CallSource, ItemStatus, SkippedDetail, SubmissionStatus, TaskCredits, TaskSummary,
+    UnlockSubmission, UnlockTask, UnlockTaskItem,
+};
+
+use super::body::{query_pairs, required_string, JsonObject};
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+use crate::clock::rfc3339;
+use crate::domain::unlock::{dedupe, UnlockDecision, MAX_EVENT_ID_CHARS, MAX_PERSONNEL_IDS};
+use crate::domain::ContactKind;
+use crate::store::{CreateResult, NewUnlock, Principal, TaskView};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/external/contacts/unlock",
+            post(|s, p, h, b| create(s, p, h, b, ContactKind::Email)),
+        )
+        .route(
+            "/external/contacts/unlock-tasks/{task_id}",
+            get(|s, p, path, q| get_task(s, p, path, q, ContactKind::Email)),
+        )
+}
+
+/// Longest `?wait=` a long poll may ask for, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// The create body, parsed: `event_id` and deduplicated `personnel_ids`.
+fn parse_unlock(body: &Map<String, Value>) -> ApiResult<(String, Vec<String>)> {
+    let event_ref = required_string(body, "event_id", MAX_EVENT_ID_CHARS)?;
+    let ids = match body.get("personnel_ids") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::validation("personnel_ids is required"))
+        }
+        Some(Value::Array(ids)) => ids,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "personnel_ids must be an array of strings",
+            ))
+        }
+    };
+    if ids.len() > MAX_PERSONNEL_IDS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "TOO_MANY_PERSONNEL_IDS",
+            format!(
+                "personnel_ids has {} entries; at most {MAX_PERSONNEL_IDS} are allowed per request",
+                ids.len()
+            ),
+        ));
+    }
+    if ids.is_empty() {
+        return Err(ApiError::validation("personnel_ids must not be empty"));
+    }
+    let ids = ids
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(ApiError::validation(format!(
+                "personnel_ids[{i}] must be a string"
+            ))),
+        })
+        .collect::<ApiResult<Vec<String>>>()?;
+    Ok((event_ref, dedupe(ids)))
+}
+
+/// Skipped ids in request order, with their classes.
+fn skipped_fields(
+    requested: &[String],
+    skipped: SkippedDetail,
+) -> (Option<Vec<String>>, Option<SkippedDetail>) {
+    if skipped.is_empty() {
+        return (None, None);
+    }
+    let all: std::collections::HashSet<&String> = skipped.all_ids().collect();
+    let ids = requested.iter().filter(|id| all.contains(id)).cloned().collect();
+    (Some(ids), Some(skipped))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+    kind: ContactKind,
+) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
+    let (event_ref, personnel_ids) = parse_unlock(&body)?;
+    let call_source =
+        CallSource::from_header(headers.get("x-call-source").and_then(|v| v.to_str().ok()));
+    let request = NewUnlock {
+        account_id: principal.account_id,
+        kind,
+        event_ref,
+        personnel_ids,
+        call_source,
+        price: state.pricing.price(kind),
+    };
+    let (decision, task_id) = match state.store.create_unlock_task(&request).await? {
+        CreateResult::EventNotFound => {
+            return Err(ApiError::not_found(
+                "EVENT_NOT_FOUND",
+                format!("event {:?} not found", request.event_ref),
+            ))
+        }
+        CreateResult::Decided { decision, task_id } => (decision, task_id),
+    };
+    let submission = |status, task_id: Option<String>, skipped| {
+        let (skipped_personnel_ids, skipped_detail) =
+            skipped_fields(&request.personnel_ids, skipped);
+        UnlockSubmission {
+            status,
+            job_id: task_id.clone(),
+            task_id,
+            skipped_personnel_ids,
+            skipped_detail,
+        }
+    };
+    match decision {
+        UnlockDecision::Create {
+            chargeable,
+            cost,
+            skipped,
+            ..
+        } => {
+            let task_id = task_id.ok_or_else(ApiError::internal)?;
+            tracing::info!(%task_id, kind = %kind, items = chargeable.len(), cost, call_source = call_source.as_str(), "unlock task created");
+            state.signals.work_available();
+            Ok((
+                StatusCode::CREATED,
+                Json(submission(SubmissionStatus::Accepted, Some(task_id), skipped)),
+            ))
+        }
+        UnlockDecision::NothingToCharge { skipped } => Ok((
+            StatusCode::CREATED,
+            Json(submission(SubmissionStatus::Success, None, skipped)),
+        )),
+        UnlockDecision::InProgress { task_ids, .. } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "UNLOCK_IN_PROGRESS",
+            format!(
+                "every chargeable person is already being unlocked by task(s) {}",
+                task_ids.join(", ")
+            ),
+        )
+        .with("taskIds", task_ids)),
+        UnlockDecision::PersonnelNotFound { .. } => Err(ApiError::not_found(
+            "PERSONNEL_NOT_FOUND",
+            "none of personnel_ids names a known person",
+        )),
+        UnlockDecision::InsufficientCredits {
+            required,
+            available,
+            ..
+        } => Err(ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "INSUFFICIENT_CREDITS",
+            format!("this unlock needs {required} credits; {available} are available"),
+        )
+        .with("requiredCredits", required)
+        .with("availableCredits", available)),
+    }
+}
+
+fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
+    let Some((_, value)) = query_pairs(raw).into_iter().find(|(k, _)| k == "wait") else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Some(Duration::from_secs(seconds))),
+        _ => Err(ApiError::validation(format!(
+            "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"
+        ))),
+    }
+}
+
+pub(super) fn task_body(view: TaskView) -> UnlockTask {
+    let mut summary = TaskSummary {
+        total: view.items.len() as u32,
+        ..TaskSummary::default()
+    };
+    let items = view
+        .items
+        .into_iter()
+        .map(|item| {
+            match item.status {
+                ItemStatus::Pending => summary.pending += 1,
+                ItemStatus::Processing => summary.processing += 1,
+                ItemStatus::Unlocked => summary.unlocked += 1,
+                ItemStatus::Failed => summary.failed += 1,
+            }
+            let value = item.value.filter(|_| item.status == ItemStatus::Unlocked);
+            let (email, phone) = match view.kind {
+                ContactKind::Email => (value, None),
+                ContactKind::Phone => (None, value),
+            };
+            UnlockTaskItem {
+                personnel_id: item.personnel_id,
+                status: item.status,
+                email,
+                phone,
+                error_code: item.error_code,
+                charged: item.charged,
+            }
+        })
+        .collect();
+    UnlockTask {
+        task_id: view.id,
+        task_status: view.status,
+        items,
+        event_id: Some(view.event_ref),
+        call_source: Some(view.call_source),
+        created_at: Some(rfc3339(view.created_at)),
+        updated_at: Some(rfc3339(view.updated_at)),
+        completed_at: view.completed_at.map(rfc3339),
+        summary: Some(summary),
+        credits: Some(TaskCredits {
+            held: view.held,
+            charged: view.charged,
+            released: view.released,
+        }),
+    }
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    kind: ContactKind,
+) -> ApiResult<Json<UnlockTask>> {
+    let Path(task_id) = path.map_err(|e| ApiError::validation(format!("taskId: {}", e.body_text())))?;
+    let wait = parse_wait(query.as_deref())?;
+    let not_found = || ApiError::not_found("TASK_NOT_FOUND", format!("task {task_id:?} not found"));
+    let read = || state.store.task_view(&principal.account_id, kind, &task_id);
+    let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+        return Ok(Json(task_body(read().await?.ok_or_else(not_found)?)));
+    };
+    // Long poll: register for the task's signal before each read so no change is missed
+    // between the read and the wait.
+    let deadline = tokio::time::Instant::now() + wait;
+    let watch = state.signals.watch(&task_id);
+    loop {
+        let notified = watch.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let view = read().await?.ok_or_else(not_found)?;
+        let now = tokio::time::Instant::now();
+        if view.status.is_terminal() || now >= deadline {
+            return Ok(Json(task_body(view)));
+        }
+        let nap = (deadline - now).min(state.long_poll_recheck);
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn parse_names_the_field() {
+        let err = |v: Value| parse_unlock(&body(v)).unwrap_err();
+        assert!(err(json!({"personnel_ids": ["1"]})).message.contains("event_id"));
+        assert!(err(json!({"event_id": 5, "personnel_ids": ["1"]})).message.contains("event_id"));
+        assert!(err(json!({"event_id": "", "personnel_ids": ["1"]})).message.contains("event_id"));
+        assert!(err(json!({"event_id": "x".repeat(101), "personnel_ids": ["1"]})).message.contains("event_id"));
+        assert!(err(json!({"event_id": "e"})).message.contains("personnel_ids"));
+        assert!(err(json!({"event_id": "e", "personnel_ids": "1"})).message.contains("personnel_ids"));
+        assert!(err(json!({"event_id": "e", "personnel_ids": []})).message.contains("personnel_ids"));
+        let e = err(json!({"event_id": "e", "personnel_ids": ["1", 2]}));
+        assert_eq!((e.key, e.message.contains("personnel_ids[1]")), ("VALIDATION_ERROR", true));
+        let ids: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        assert_eq!(err(json!({"event_id": "e", "personnel_ids": ids})).key, "TOO_MANY_PERSONNEL_IDS");
+    }
+
+    #[test]
+    fn parse_dedupes_and_accepts_100() {
+        let mut ids: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        ids[99] = "0".into();
+        let (event, parsed) =
+            parse_unlock(&body(json!({"event_id": "139574", "personnel_ids": ids, "extra": 1}))).unwrap();
+        assert_eq!(event, "139574");
+        assert_eq!(parsed.len(), 99);
+    }
+
+    #[test]
+    fn wait_bounds() {
+        assert_eq!(parse_wait(None).unwrap(), None);
+        assert_eq!(parse_wait(Some("wait=30")).unwrap(), Some(Duration::from_secs(30)));
+        assert!(parse_wait(Some("wait=31")).is_err());
+        assert!(parse_wait(Some("wait=-1")).is_err());
+        assert!(parse_wait(Some("wait=abc")).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! `GET /external/credits/balance`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use unlockd_api::CreditBalance;
+
+use super::error::ApiResult;
+use super::AppState;
+use crate::domain::ledger::summarize;
+use crate::store::Principal;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/external/credits/balance", get(balance))
+}
+
+async fn balance(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<CreditBalance>> {
+    let buckets = state.store.buckets(&principal.account_id).await?;
+    Ok(Json(summarize(&buckets, state.clock.now_ms())))
+}

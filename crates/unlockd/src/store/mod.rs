@@ -1,0 +1,269 @@
+//! Durable state behind one interface. Every multi-row change is one transaction; the
+//! uniqueness that matters for money is enforced by database constraints.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use unlockd_api::{CallSource, ItemStatus, TaskStatus};
+
+use crate::catalog::{CatalogCounts, EventRecord, ExhibitorRecord, PersonRecord};
+use crate::domain::keys::{GeneratedKey, KeyPrefix};
+use crate::domain::ledger::BucketKind;
+use crate::domain::settle::LookupOutcome;
+use crate::domain::unlock::UnlockDecision;
+use crate::domain::ContactKind;
+
+pub type DynStore = Arc<dyn Store>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The task's lease was taken over (fencing): this worker may no longer settle it.
+    #[error("lease lost: the task is held by another claim")]
+    LeaseLost,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("integrity violation: {0}")]
+    Integrity(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who a request is authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account_id: String,
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub key_id: String,
+    pub account_id: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// A grant of credits into a new bucket.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub account_id: String,
+    pub kind: BucketKind,
+    pub amount: i64,
+    pub expires_at: Option<i64>,
+}
+
+pub use crate::domain::ledger::BucketState;
+
+/// A create request, parsed and deduplicated at the edge.
+#[derive(Debug, Clone)]
+pub struct NewUnlock {
+    pub account_id: String,
+    pub kind: ContactKind,
+    /// The event `id` or `eventId` the client sent.
+    pub event_ref: String,
+    pub personnel_ids: Vec<String>,
+    pub call_source: CallSource,
+    pub price: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateResult {
+    EventNotFound,
+    /// The domain decision; `task_id` is set when a task was created.
+    Decided {
+        decision: UnlockDecision,
+        task_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemView {
+    pub item_id: i64,
+    pub personnel_id: String,
+    pub status: ItemStatus,
+    pub value: Option<String>,
+    pub error_code: Option<String>,
+    pub charged: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskView {
+    pub id: String,
+    pub account_id: String,
+    pub kind: ContactKind,
+    pub event_ref: String,
+    pub status: TaskStatus,
+    pub call_source: CallSource,
+    pub price: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+    pub items: Vec<ItemView>,
+    /// Credits still held, captured and released by this task.
+    pub held: i64,
+    pub charged: i64,
+    pub released: i64,
+}
+
+/// Proof that a worker holds a task: only the holder of the current attempt may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub task_id: String,
+    pub attempt: i64,
+    pub worker_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedItem {
+    pub item_id: i64,
+    pub personnel_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedTask {
+    pub lease: Lease,
+    pub account_id: String,
+    pub kind: ContactKind,
+    /// Items not yet settled, in request order.
+    pub items: Vec<ClaimedItem>,
+}
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing is claimable now.
+    Idle,
+    Claimed(ClaimedTask),
+    /// The task had used up its attempts; it was failed and its holds released.
+    Aborted { task_id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    pub lease_ms: i64,
+    /// Claims after which a task is failed rather than retried (a poison task).
+    pub max_attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleReport {
+    /// Items settled by this call (already-settled ones are skipped, not re-settled).
+    pub settled: usize,
+    /// Set when this call finished the task.
+    pub finished: Option<TaskStatus>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Database reachable and migrated.
+    async fn ready(&self) -> StoreResult<()>;
+
+    // Catalog. Each call is one transaction: a file is applied whole or not at all.
+    async fn import_events(
+        &self,
+        rows: &[EventRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()>;
+    async fn import_exhibitors(
+        &self,
+        rows: &[ExhibitorRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()>;
+    async fn import_personnel(
+        &self,
+        rows: &[PersonRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()>;
+    async fn catalog_counts(&self) -> StoreResult<CatalogCounts>;
+    /// Every event as `(id, eventId)`, for resolving references at import.
+    async fn event_keys(&self) -> StoreResult<Vec<(String, String)>>;
+    /// The stored contact of a person: `None` when the person is gone, `Some(None)` when
+    /// the catalog has no contact of this kind.
+    async fn contact_of(
+        &self,
+        personnel_id: &str,
+        kind: ContactKind,
+    ) -> StoreResult<Option<Option<String>>>;
+
+    // Accounts, keys, credits.
+    async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;
+    async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>>;
+    async fn add_api_key(&self, account_id: &str, key: &GeneratedKey, prefix: KeyPrefix)
+        -> StoreResult<()>;
+    /// `false` when no such key (or already revoked).
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
+    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>>;
+    async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>>;
+    /// Adds a bucket with a `grant` ledger entry; returns the bucket id.
+    async fn grant_credits(&self, grant: &Grant) -> StoreResult<String>;
+    async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>>;
+
+    // Unlock tasks.
+    /// Resolve, classify, hold and insert the task, items and in-flight guards, atomically.
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult>;
+    /// A task of this account and kind; `None` for unknown or someone else's.
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>>;
+
+    // Engine: only the lease holder writes task progress.
+    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim>;
+    /// Extends the lease; `LeaseLost` when the task was claimed again meanwhile.
+    async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()>;
+    /// Marks items as being looked up.
+    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()>;
+    /// Settles items (state, capture or release, unlock record, guard removal) in one
+    /// transaction, and finishes the task when nothing is left.
+    async fn settle_items(
+        &self,
+        lease: &Lease,
+        outcomes: Vec<(i64, LookupOutcome)>,
+    ) -> StoreResult<SettleReport>;
+    /// Gives the task back (graceful shutdown): claimable again at once.
+    async fn release_lease(&self, lease: &Lease) -> StoreResult<()>;
+
+    /// Checks every billing invariant; returns one line per violation.
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
+}
+
+/// Opens the store a URL names (`sqlite://path`; PostgreSQL is not built yet) without
+/// migrating it.
+pub async fn connect(
+    url: &str,
+    durability: sqlite::Durability,
+    clock: crate::clock::DynClock,
+) -> StoreResult<DynStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, durability, clock).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Err(StoreError::Invalid(
+            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
+        ))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "database URL must start with sqlite:// (got {:?})",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}

@@ -1,0 +1,401 @@
+//! The embedded backend: SQLite in WAL mode, one writer connection (writes queue in
+//! process and take the database lock with `BEGIN IMMEDIATE`, so several processes on one
+//! file are safe too) and a small pool of readers.
+
+mod catalog;
+mod tasks;
+mod verify;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::*;
+use crate::clock::DynClock;
+
+/// How hard a commit waits for the disk. `Full` syncs the WAL on every commit: an
+/// acknowledged charge survives power loss. `Normal` survives process crashes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    #[default]
+    Full,
+    Normal,
+}
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    clock: DynClock,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl SqliteStore {
+    pub async fn connect(url: &str, durability: Durability, clock: DynClock) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        if url.contains(":memory:") {
+            return Err(StoreError::Invalid(
+                "an in-memory SQLite database cannot be shared by the writer and the readers; use a file".into(),
+            ));
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            clock,
+        })
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// A write transaction that holds the database write lock from its first statement, so
+    /// that a read-then-write cannot be invalidated by another process's commit.
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn parse_kind(value: &str) -> StoreResult<ContactKind> {
+    ContactKind::parse(value).ok_or_else(|| StoreError::Integrity(format!("unknown kind {value}")))
+}
+
+fn parse_bucket_kind(value: &str) -> StoreResult<BucketKind> {
+    BucketKind::parse(value)
+        .ok_or_else(|| StoreError::Integrity(format!("unknown bucket kind {value}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.reader)
+                .await?;
+        let known = MIGRATOR.iter().count() as i64;
+        if applied < known {
+            return Err(StoreError::Integrity(format!(
+                "{applied} of {known} migrations applied"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn import_events(
+        &self,
+        rows: &[EventRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()> {
+        catalog::import_events(self, rows, progress).await
+    }
+
+    async fn import_exhibitors(
+        &self,
+        rows: &[ExhibitorRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()> {
+        catalog::import_exhibitors(self, rows, progress).await
+    }
+
+    async fn import_personnel(
+        &self,
+        rows: &[PersonRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()> {
+        catalog::import_personnel(self, rows, progress).await
+    }
+
+    async fn catalog_counts(&self) -> StoreResult<CatalogCounts> {
+        let (events, exhibitors, personnel): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM exhibitors), \
+             (SELECT COUNT(*) FROM personnel)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(CatalogCounts {
+            events,
+            exhibitors,
+            personnel,
+        })
+    }
+
+    async fn event_keys(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT id, event_id FROM events")
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    async fn contact_of(
+        &self,
+        personnel_id: &str,
+        kind: ContactKind,
+    ) -> StoreResult<Option<Option<String>>> {
+        let sql = match kind {
+            ContactKind::Email => "SELECT email FROM personnel WHERE id = ?1",
+            ContactKind::Phone => "SELECT phone FROM personnel WHERE id = ?1",
+        };
+        let row: Option<(Option<String>,)> = sqlx::query_as(sql)
+            .bind(personnel_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
+        let account = AccountInfo {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            created_at: self.now(),
+        };
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)")
+            .bind(&account.id)
+            .bind(&account.name)
+            .bind(account.created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(account)
+    }
+
+    async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, name, created_at FROM accounts WHERE name = ?1 ORDER BY created_at LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(id, name, created_at)| AccountInfo {
+            id,
+            name,
+            created_at,
+        }))
+    }
+
+    async fn add_api_key(
+        &self,
+        account_id: &str,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM accounts WHERE id = ?1")
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("account {account_id}")));
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, account_id, digest, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&key.key_id)
+        .bind(account_id)
+        .bind(&key.digest)
+        .bind(prefix.as_str())
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(key_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, account_id, prefix, created_at, revoked_at FROM api_keys \
+             WHERE account_id = ?1 ORDER BY created_at, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
+                key_id,
+                account_id,
+                prefix,
+                created_at,
+                revoked_at,
+            })
+            .collect())
+    }
+
+    async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, account_id FROM api_keys WHERE digest = ?1 AND revoked_at IS NULL",
+        )
+        .bind(key_digest)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(key_id, account_id)| Principal { account_id, key_id }))
+    }
+
+    async fn grant_credits(&self, grant: &Grant) -> StoreResult<String> {
+        if grant.amount <= 0 {
+            return Err(StoreError::Invalid("amount must be positive".into()));
+        }
+        let now = self.now();
+        let bucket_id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.write_tx().await?;
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM accounts WHERE id = ?1")
+            .bind(&grant.account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("account {}", grant.account_id)));
+        }
+        sqlx::query(
+            "INSERT INTO credit_buckets (id, account_id, kind, granted, balance, expires_at, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+        )
+        .bind(&bucket_id)
+        .bind(&grant.account_id)
+        .bind(grant.kind.as_str())
+        .bind(grant.amount)
+        .bind(grant.expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
+             VALUES (?1, ?2, 'grant', ?3, ?4)",
+        )
+        .bind(&grant.account_id)
+        .bind(&bucket_id)
+        .bind(grant.amount)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(bucket_id)
+    }
+
+    async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>> {
+        let rows: Vec<(String, String, i64, i64, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT id, kind, granted, balance, held, expired, expires_at, created_at \
+             FROM credit_buckets WHERE account_id = ?1 ORDER BY created_at, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, kind, granted, balance, held, expired, expires_at, created_at)| {
+                    Ok(BucketState {
+                        id,
+                        kind: parse_bucket_kind(&kind)?,
+                        granted,
+                        balance,
+                        held,
+                        expired,
+                        expires_at,
+                        created_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        tasks::create(self, request).await
+    }
+
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>> {
+        tasks::view(self, account_id, kind, task_id).await
+    }
+
+    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
+        tasks::claim(self, worker_id, policy).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = ?1 \
+             WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
+        )
+        .bind(self.now() + lease_ms)
+        .bind(&lease.task_id)
+        .bind(lease.attempt)
+        .bind(&lease.worker_id)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost)
+        }
+    }
+
+    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
+        tasks::start_items(self, lease, item_ids).await
+    }
+
+    async fn settle_items(
+        &self,
+        lease: &Lease,
+        outcomes: Vec<(i64, LookupOutcome)>,
+    ) -> StoreResult<SettleReport> {
+        tasks::settle(self, lease, outcomes).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
+             WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND status = 'processing'",
+        )
+        .bind(&lease.task_id)
+        .bind(lease.attempt)
+        .bind(&lease.worker_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
+        verify::verify(&self.reader).await
+    }
+}

@@ -1,0 +1,592 @@
+//! Unlock tasks on SQLite: create (classify + hold + insert, one transaction), claim with
+//! lease and fencing, settle per item, and the read view.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::SqliteConnection;
+use unlockd_api::{CallSource, ItemStatus, TaskStatus};
+
+use super::{json, parse_bucket_kind, parse_kind, SqliteStore};
+use crate::domain::ledger::Bucket;
+use crate::domain::settle::{settle as settle_rule, LookupOutcome};
+use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
+use crate::domain::ContactKind;
+use crate::store::{
+    Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
+    SettleReport, StoreError, StoreResult, TaskView,
+};
+
+const IN_IDS: &str = "(SELECT value FROM json_each(?3))";
+
+async fn load_facts(
+    conn: &mut SqliteConnection,
+    account_id: &str,
+    kind: ContactKind,
+    event_id: &str,
+    ids_json: &str,
+) -> StoreResult<UnlockFacts> {
+    let existing: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM personnel WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let linked: Vec<(String,)> = sqlx::query_as(
+        "SELECT personnel_id FROM personnel_events WHERE event_id = ?1 \
+         AND personnel_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(event_id)
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let unlocked: Vec<(String,)> = sqlx::query_as(&format!(
+        "SELECT personnel_id FROM unlocks WHERE account_id = ?1 AND kind = ?2 \
+         AND status = 'unlocked' AND personnel_id IN {IN_IDS}"
+    ))
+    .bind(account_id)
+    .bind(kind.as_str())
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let in_flight: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT personnel_id, task_id FROM inflight WHERE account_id = ?1 AND kind = ?2 \
+         AND personnel_id IN {IN_IDS}"
+    ))
+    .bind(account_id)
+    .bind(kind.as_str())
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(
+        "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
+         WHERE account_id = ?1 AND balance > 0",
+    )
+    .bind(account_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(UnlockFacts {
+        existing: existing.into_iter().map(|(id,)| id).collect(),
+        linked: linked.into_iter().map(|(id,)| id).collect(),
+        already_unlocked: unlocked.into_iter().map(|(id,)| id).collect(),
+        in_flight: in_flight.into_iter().collect(),
+        buckets: buckets
+            .into_iter()
+            .map(|(id, kind, expires_at, created_at, balance)| {
+                Ok(Bucket {
+                    id,
+                    kind: parse_bucket_kind(&kind)?,
+                    expires_at,
+                    created_at,
+                    balance,
+                })
+            })
+            .collect::<StoreResult<_>>()?,
+    })
+}
+
+pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+    let now = store.now();
+    let mut tx = store.write_tx().await?;
+    let event: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1",
+    )
+    .bind(&r.event_ref)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((event_id,)) = event else {
+        return Ok(CreateResult::EventNotFound);
+    };
+    let valid: Vec<&String> = r
+        .personnel_ids
+        .iter()
+        .filter(|id| is_valid_personnel_id(id))
+        .collect();
+    let facts = load_facts(&mut tx, &r.account_id, r.kind, &event_id, &json(&valid)?).await?;
+    let decision = decide(&r.personnel_ids, &facts, r.price, now);
+    let UnlockDecision::Create {
+        chargeable, holds, ..
+    } = &decision
+    else {
+        return Ok(CreateResult::Decided {
+            decision,
+            task_id: None,
+        });
+    };
+
+    let task_id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO tasks (id, account_id, kind, event_id, event_ref, status, call_source, price, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?8)",
+    )
+    .bind(&task_id)
+    .bind(&r.account_id)
+    .bind(r.kind.as_str())
+    .bind(&event_id)
+    .bind(&r.event_ref)
+    .bind(r.call_source.as_str())
+    .bind(r.price)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let people = json(chargeable)?;
+    let item_ids: Vec<(i64,)> = sqlx::query_as(
+        "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
+         SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
+         RETURNING id",
+    )
+    .bind(&task_id)
+    .bind(now)
+    .bind(&people)
+    .fetch_all(&mut *tx)
+    .await?;
+    // RETURNING order is not guaranteed: map ids back to positions.
+    let positions: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, personnel_id FROM task_items WHERE task_id = ?1 ORDER BY position")
+            .bind(&task_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if item_ids.len() != chargeable.len() || positions.len() != chargeable.len() {
+        return Err(StoreError::Integrity("task items were not all inserted".into()));
+    }
+    // The guard: a primary key violation here means another live task holds the person.
+    sqlx::query(
+        "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
+         SELECT ?1, ?2, value, ?3 FROM json_each(?4)",
+    )
+    .bind(&r.account_id)
+    .bind(r.kind.as_str())
+    .bind(&task_id)
+    .bind(&people)
+    .execute(&mut *tx)
+    .await?;
+
+    let mut entries = Vec::new();
+    let mut per_bucket: BTreeMap<&str, i64> = BTreeMap::new();
+    for ((item_id, person), shares) in positions.iter().zip(holds) {
+        for share in shares {
+            entries.push(serde_json::json!({
+                "b": share.bucket_id, "a": share.amount, "i": item_id, "p": person
+            }));
+            *per_bucket.entry(share.bucket_id.as_str()).or_default() += share.amount;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+         SELECT ?1, value ->> '$.b', 'hold', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
+         FROM json_each(?6)",
+    )
+    .bind(&r.account_id)
+    .bind(&task_id)
+    .bind(r.kind.as_str())
+    .bind(r.call_source.as_str())
+    .bind(now)
+    .bind(json(&entries)?)
+    .execute(&mut *tx)
+    .await?;
+    for (bucket_id, amount) in per_bucket {
+        let done = sqlx::query(
+            "UPDATE credit_buckets SET balance = balance - ?1, held = held + ?1 \
+             WHERE id = ?2 AND account_id = ?3 AND balance >= ?1",
+        )
+        .bind(amount)
+        .bind(bucket_id)
+        .bind(&r.account_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Integrity(format!("bucket {bucket_id} cannot cover its hold")));
+        }
+    }
+    tx.commit().await?;
+    Ok(CreateResult::Decided {
+        decision,
+        task_id: Some(task_id),
+    })
+}
+
+fn parse_task_status(value: &str) -> StoreResult<TaskStatus> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| StoreError::Integrity(format!("unknown task status {value}")))
+}
+
+fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
+}
+
+type TaskRow = (String, String, String, String, String, String, i64, i64, i64, Option<i64>);
+
+pub(super) async fn view(
+    store: &SqliteStore,
+    account_id: &str,
+    kind: ContactKind,
+    task_id: &str,
+) -> StoreResult<Option<TaskView>> {
+    // One read transaction: the task, its items and its ledger totals form one snapshot.
+    let mut tx = store.reader.begin().await?;
+    let task: Option<TaskRow> = sqlx::query_as(
+        "SELECT id, account_id, kind, event_ref, status, call_source, price, created_at, updated_at, completed_at \
+         FROM tasks WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
+    )
+    .bind(task_id)
+    .bind(account_id)
+    .bind(kind.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, account_id, kind, event_ref, status, call_source, price, created_at, updated_at, completed_at)) =
+        task
+    else {
+        return Ok(None);
+    };
+    let items: Vec<(i64, String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, personnel_id, status, value, error_code, charged FROM task_items \
+         WHERE task_id = ?1 ORDER BY position",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let totals: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT entry_type, SUM(amount) FROM ledger WHERE task_id = ?1 GROUP BY entry_type",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let total = |t: &str| {
+        totals
+            .iter()
+            .find(|(e, _)| e == t)
+            .map_or(0, |(_, a)| *a)
+    };
+    let (hold, charged, released) = (total("hold"), total("capture"), total("release"));
+    Ok(Some(TaskView {
+        id,
+        account_id,
+        kind: parse_kind(&kind)?,
+        event_ref,
+        status: parse_task_status(&status)?,
+        call_source: CallSource::from_header(Some(&call_source)),
+        price,
+        created_at,
+        updated_at,
+        completed_at,
+        items: items
+            .into_iter()
+            .map(|(item_id, personnel_id, status, value, error_code, charged)| {
+                Ok(ItemView {
+                    item_id,
+                    personnel_id,
+                    status: parse_item_status(&status)?,
+                    value,
+                    error_code,
+                    charged,
+                })
+            })
+            .collect::<StoreResult<_>>()?,
+        held: hold - charged - released,
+        charged,
+        released,
+    }))
+}
+
+pub(super) async fn claim(
+    store: &SqliteStore,
+    worker_id: &str,
+    policy: ClaimPolicy,
+) -> StoreResult<Claim> {
+    let now = store.now();
+    let mut tx = store.write_tx().await?;
+    let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
+        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
+             lease_expires_at = ?2, updated_at = ?3 \
+         WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
+                     AND (status = 'pending' OR lease_expires_at <= ?3) \
+                     ORDER BY created_at, id LIMIT 1) \
+         RETURNING id, account_id, kind, attempt",
+    )
+    .bind(worker_id)
+    .bind(now + policy.lease_ms)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((task_id, account_id, kind, attempt)) = claimed else {
+        return Ok(Claim::Idle);
+    };
+    let kind = parse_kind(&kind)?;
+    let lease = Lease {
+        task_id,
+        attempt,
+        worker_id: worker_id.to_string(),
+    };
+    let items: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 \
+         AND status IN ('pending', 'processing') ORDER BY position",
+    )
+    .bind(&lease.task_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if attempt > policy.max_attempts {
+        // A task that keeps losing its workers is aborted: every unfinished item fails and
+        // its hold goes back.
+        let outcomes = items
+            .iter()
+            .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
+            .collect();
+        settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
+        tx.commit().await?;
+        return Ok(Claim::Aborted {
+            task_id: lease.task_id,
+        });
+    }
+    tx.commit().await?;
+    Ok(Claim::Claimed(ClaimedTask {
+        lease,
+        account_id,
+        kind,
+        items: items
+            .into_iter()
+            .map(|(item_id, personnel_id)| ClaimedItem {
+                item_id,
+                personnel_id,
+            })
+            .collect(),
+    }))
+}
+
+/// Fencing: the lease must still be this worker's current attempt.
+async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> StoreResult<()> {
+    let current: Option<(i64, Option<String>, String)> =
+        sqlx::query_as("SELECT attempt, lease_owner, status FROM tasks WHERE id = ?1")
+            .bind(&lease.task_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match current {
+        Some((attempt, Some(owner), status))
+            if attempt == lease.attempt && owner == lease.worker_id && status == "processing" =>
+        {
+            Ok(())
+        }
+        _ => Err(StoreError::LeaseLost),
+    }
+}
+
+pub(super) async fn start_items(
+    store: &SqliteStore,
+    lease: &Lease,
+    item_ids: &[i64],
+) -> StoreResult<()> {
+    let mut tx = store.write_tx().await?;
+    check_lease(&mut tx, lease).await?;
+    sqlx::query(
+        "UPDATE task_items SET status = 'processing', updated_at = ?1 \
+         WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))",
+    )
+    .bind(store.now())
+    .bind(&lease.task_id)
+    .bind(json(&item_ids)?)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn settle(
+    store: &SqliteStore,
+    lease: &Lease,
+    outcomes: Vec<(i64, LookupOutcome)>,
+) -> StoreResult<SettleReport> {
+    let now = store.now();
+    let mut tx = store.write_tx().await?;
+    check_lease(&mut tx, lease).await?;
+    let report = settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Completed).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Settles items inside the caller's transaction. An item already settled is skipped, so
+/// replaying a settlement can never capture or release twice (and the ledger's unique
+/// index would refuse it anyway). When no item is left, the task ends as `finish_as`.
+async fn settle_in_tx(
+    conn: &mut SqliteConnection,
+    task_id: &str,
+    now: i64,
+    outcomes: Vec<(i64, LookupOutcome)>,
+    finish_as: TaskStatus,
+) -> StoreResult<SettleReport> {
+    let (account_id, kind, call_source): (String, String, String) =
+        sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = ?1")
+            .bind(task_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let kind = parse_kind(&kind)?;
+    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+    let ids_json = json(&ids)?;
+    let open: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 \
+         AND status IN ('pending', 'processing') AND id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(task_id)
+    .bind(&ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let open: HashMap<i64, String> = open.into_iter().collect();
+    let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = ?1 \
+         AND item_id IN (SELECT value FROM json_each(?2)) ORDER BY id",
+    )
+    .bind(task_id)
+    .bind(&ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut holds: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+    for (item_id, bucket_id, amount) in hold_rows {
+        holds.entry(item_id).or_default().push((bucket_id, amount));
+    }
+
+    let mut bucket_moves: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut settled = 0;
+    for (item_id, outcome) in outcomes {
+        let Some(person) = open.get(&item_id) else {
+            continue; // already settled, or not this task's item
+        };
+        let mut s = settle_rule(kind, outcome);
+        let value = s.value.as_ref().map(|v| v.expose().to_string());
+        if s.capture {
+            let first = sqlx::query(
+                "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+                 VALUES (?1, ?2, ?3, 'unlocked', ?4, ?5, ?6) \
+                 ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
+                    value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
+                 WHERE unlocks.status <> 'unlocked'",
+            )
+            .bind(&account_id)
+            .bind(kind.as_str())
+            .bind(person)
+            .bind(&value)
+            .bind(task_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            // Already unlocked by this account (it cannot normally happen while the guard
+            // holds): deliver, but never charge a person twice.
+            if first.rows_affected() == 0 {
+                s.capture = false;
+            }
+        } else if s.error_code == Some(kind.not_found_code()) {
+            sqlx::query(
+                "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+                 VALUES (?1, ?2, ?3, 'failed', NULL, ?4, ?5) \
+                 ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
+                    value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
+                 WHERE unlocks.status <> 'unlocked'",
+            )
+            .bind(&account_id)
+            .bind(kind.as_str())
+            .bind(person)
+            .bind(task_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let entry = if s.capture { "capture" } else { "release" };
+        let mut charged = 0;
+        for (bucket_id, amount) in holds.get(&item_id).map(Vec::as_slice).unwrap_or_default() {
+            sqlx::query(
+                "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .bind(&account_id)
+            .bind(bucket_id)
+            .bind(entry)
+            .bind(amount)
+            .bind(task_id)
+            .bind(item_id)
+            .bind(kind.as_str())
+            .bind(person)
+            .bind(&call_source)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            let moves = bucket_moves.entry(bucket_id.clone()).or_default();
+            if s.capture {
+                moves.0 += amount;
+                charged += amount;
+            } else {
+                moves.1 += amount;
+            }
+        }
+        let status = serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        sqlx::query(
+            "UPDATE task_items SET status = ?1, value = ?2, error_code = ?3, charged = ?4, updated_at = ?5 \
+             WHERE id = ?6 AND status IN ('pending', 'processing')",
+        )
+        .bind(status)
+        .bind(&value)
+        .bind(s.error_code)
+        .bind(charged)
+        .bind(now)
+        .bind(item_id)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "DELETE FROM inflight WHERE account_id = ?1 AND kind = ?2 AND personnel_id = ?3 AND task_id = ?4",
+        )
+        .bind(&account_id)
+        .bind(kind.as_str())
+        .bind(person)
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+        settled += 1;
+    }
+    for (bucket_id, (captured, released)) in bucket_moves {
+        let done = sqlx::query(
+            "UPDATE credit_buckets SET held = held - ?1, balance = balance + ?2 \
+             WHERE id = ?3 AND held >= ?1",
+        )
+        .bind(captured + released)
+        .bind(released)
+        .bind(&bucket_id)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Integrity(format!(
+                "bucket {bucket_id} holds less than its settlement"
+            )));
+        }
+    }
+
+    let (left,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM task_items WHERE task_id = ?1 AND status IN ('pending', 'processing')",
+    )
+    .bind(task_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let finished = if left == 0 {
+        let status = match finish_as {
+            TaskStatus::Failed => "failed",
+            _ => "completed",
+        };
+        sqlx::query(
+            "UPDATE tasks SET status = ?1, completed_at = ?2, updated_at = ?2, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = ?3",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+        Some(finish_as)
+    } else {
+        sqlx::query("UPDATE tasks SET updated_at = ?1 WHERE id = ?2")
+            .bind(now)
+            .bind(task_id)
+            .execute(&mut *conn)
+            .await?;
+        None
+    };
+    Ok(SettleReport { settled, finished })
+}
