@@ -28,7 +28,11 @@ impl TaskWatch<'_> {
 
 impl Drop for TaskWatch<'_> {
     fn drop(&mut self) {
-        let mut map = self.signals.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .signals
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         // Two owners left (the map and this watch): nobody else waits on the task.
         if Arc::strong_count(&self.notify) <= 2 {
             map.remove(&self.task_id);

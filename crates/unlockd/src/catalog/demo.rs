@@ -63,56 +63,195 @@ impl Rng {
 
 const FIRST: &[&str] = &[
     "Ava", "Liam", "Sofia", "Noah", "Mia", "Lucas", "Emma", "Mateo", "Olivia", "Ethan", "Hana",
-    "Yuki", "Priya", "Arjun", "Chen", "Wei", "Fatima", "Omar", "Elena", "Marco", "Ingrid",
-    "Lars", "Amara", "Kofi", "Chloe", "Jonas", "Lea", "Tomás", "Isabel", "Daniel", "Grace",
-    "Samuel", "Nora", "Felix", "Aisha", "Ravi", "Mei", "Diego", "Zoe", "Hugo",
+    "Yuki", "Priya", "Arjun", "Chen", "Wei", "Fatima", "Omar", "Elena", "Marco", "Ingrid", "Lars",
+    "Amara", "Kofi", "Chloe", "Jonas", "Lea", "Tomás", "Isabel", "Daniel", "Grace", "Samuel",
+    "Nora", "Felix", "Aisha", "Ravi", "Mei", "Diego", "Zoe", "Hugo",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Garcia", "Müller", "Rossi", "Kim", "Nguyen", "Patel", "Silva", "Cohen", "Novak",
-    "Tanaka", "Okafor", "Johansson", "Dubois", "Kowalski", "Haddad", "Murphy", "Lopez",
-    "Schmidt", "Bianchi", "Wang", "Singh", "Costa", "Andersen", "Moreau", "Fischer", "Ivanova",
-    "Mensah", "Park", "Larsen",
+    "Smith",
+    "Garcia",
+    "Müller",
+    "Rossi",
+    "Kim",
+    "Nguyen",
+    "Patel",
+    "Silva",
+    "Cohen",
+    "Novak",
+    "Tanaka",
+    "Okafor",
+    "Johansson",
+    "Dubois",
+    "Kowalski",
+    "Haddad",
+    "Murphy",
+    "Lopez",
+    "Schmidt",
+    "Bianchi",
+    "Wang",
+    "Singh",
+    "Costa",
+    "Andersen",
+    "Moreau",
+    "Fischer",
+    "Ivanova",
+    "Mensah",
+    "Park",
+    "Larsen",
 ];
 const COMPANY_A: &[&str] = &[
-    "Blue", "Nordic", "Apex", "Vertex", "Bright", "Summit", "Quantum", "Harbor", "Granite",
-    "Silver", "Cedar", "Atlas", "Nova", "Pioneer", "Crimson", "Evergreen", "Orbit", "Polar",
+    "Blue",
+    "Nordic",
+    "Apex",
+    "Vertex",
+    "Bright",
+    "Summit",
+    "Quantum",
+    "Harbor",
+    "Granite",
+    "Silver",
+    "Cedar",
+    "Atlas",
+    "Nova",
+    "Pioneer",
+    "Crimson",
+    "Evergreen",
+    "Orbit",
+    "Polar",
 ];
 const COMPANY_B: &[&str] = &[
-    "Logistics", "Robotics", "Foods", "Medical", "Packaging", "Analytics", "Energy", "Textiles",
-    "Systems", "Labs", "Materials", "Security", "Mobility", "Software", "Devices", "Optics",
+    "Logistics",
+    "Robotics",
+    "Foods",
+    "Medical",
+    "Packaging",
+    "Analytics",
+    "Energy",
+    "Textiles",
+    "Systems",
+    "Labs",
+    "Materials",
+    "Security",
+    "Mobility",
+    "Software",
+    "Devices",
+    "Optics",
 ];
 const COMPANY_C: &[&str] = &["Inc", "GmbH", "Ltd", "SA", "AB", "BV", "Corp", "Group"];
 const INDUSTRY: &[&str] = &[
-    "Packaging", "Food Tech", "Medical Devices", "Logistics", "Robotics", "Renewable Energy",
-    "Cybersecurity", "Textile", "Automotive", "Retail Tech", "Aerospace", "AgriTech",
+    "Packaging",
+    "Food Tech",
+    "Medical Devices",
+    "Logistics",
+    "Robotics",
+    "Renewable Energy",
+    "Cybersecurity",
+    "Textile",
+    "Automotive",
+    "Retail Tech",
+    "Aerospace",
+    "AgriTech",
 ];
-const KIND: &[&str] = &["Expo", "Summit", "World", "Forum", "Show", "Congress", "Fair"];
+const KIND: &[&str] = &[
+    "Expo", "Summit", "World", "Forum", "Show", "Congress", "Fair",
+];
 const CITIES: &[(&str, &str, &str, &str)] = &[
-    ("Las Vegas", "Nevada", "United States", "Las Vegas Convention Center"),
+    (
+        "Las Vegas",
+        "Nevada",
+        "United States",
+        "Las Vegas Convention Center",
+    ),
     ("Chicago", "Illinois", "United States", "McCormick Place"),
-    ("Orlando", "Florida", "United States", "Orange County Convention Center"),
+    (
+        "Orlando",
+        "Florida",
+        "United States",
+        "Orange County Convention Center",
+    ),
     ("Frankfurt", "Hesse", "Germany", "Messe Frankfurt"),
     ("Munich", "Bavaria", "Germany", "Messe München"),
-    ("Paris", "Île-de-France", "France", "Paris Expo Porte de Versailles"),
+    (
+        "Paris",
+        "Île-de-France",
+        "France",
+        "Paris Expo Porte de Versailles",
+    ),
     ("Milan", "Lombardy", "Italy", "Fiera Milano"),
     ("Barcelona", "Catalonia", "Spain", "Fira Barcelona Gran Via"),
     ("Amsterdam", "North Holland", "Netherlands", "RAI Amsterdam"),
     ("London", "England", "United Kingdom", "ExCeL London"),
-    ("Dubai", "Dubai", "United Arab Emirates", "Dubai World Trade Centre"),
-    ("Singapore", "Singapore", "Singapore", "Marina Bay Sands Expo"),
+    (
+        "Dubai",
+        "Dubai",
+        "United Arab Emirates",
+        "Dubai World Trade Centre",
+    ),
+    (
+        "Singapore",
+        "Singapore",
+        "Singapore",
+        "Marina Bay Sands Expo",
+    ),
     ("Tokyo", "Tokyo", "Japan", "Tokyo Big Sight"),
-    ("Shanghai", "Shanghai", "China", "National Exhibition and Convention Center"),
+    (
+        "Shanghai",
+        "Shanghai",
+        "China",
+        "National Exhibition and Convention Center",
+    ),
     ("São Paulo", "São Paulo", "Brazil", "São Paulo Expo"),
     ("Toronto", "Ontario", "Canada", "Enercare Centre"),
 ];
 const DEPARTMENTS: &[(&str, &[&str])] = &[
-    ("Sales", &["Account Executive", "Sales Manager", "Head of Sales", "VP Sales"]),
-    ("Marketing", &["Marketing Manager", "Event Marketing Lead", "CMO", "Brand Manager"]),
-    ("Engineering", &["Software Engineer", "Engineering Manager", "CTO", "Solutions Architect"]),
-    ("Operations", &["Operations Manager", "COO", "Supply Chain Lead", "Plant Manager"]),
-    ("Business Development", &["Business Development Manager", "Partnerships Director"]),
-    ("Product", &["Product Manager", "Head of Product", "Product Owner"]),
-    ("Executive", &["CEO", "Founder", "Managing Director", "President"]),
+    (
+        "Sales",
+        &[
+            "Account Executive",
+            "Sales Manager",
+            "Head of Sales",
+            "VP Sales",
+        ],
+    ),
+    (
+        "Marketing",
+        &[
+            "Marketing Manager",
+            "Event Marketing Lead",
+            "CMO",
+            "Brand Manager",
+        ],
+    ),
+    (
+        "Engineering",
+        &[
+            "Software Engineer",
+            "Engineering Manager",
+            "CTO",
+            "Solutions Architect",
+        ],
+    ),
+    (
+        "Operations",
+        &[
+            "Operations Manager",
+            "COO",
+            "Supply Chain Lead",
+            "Plant Manager",
+        ],
+    ),
+    (
+        "Business Development",
+        &["Business Development Manager", "Partnerships Director"],
+    ),
+    (
+        "Product",
+        &["Product Manager", "Head of Product", "Product Owner"],
+    ),
+    (
+        "Executive",
+        &["CEO", "Founder", "Managing Director", "President"],
+    ),
 ];
 const COUNTRY_CODES: &[&str] = &["+1", "+44", "+49", "+33", "+39", "+34", "+31", "+81", "+65"];
 
@@ -275,8 +414,17 @@ pub fn write_dir(catalog: &DemoCatalog, dir: &Path) -> anyhow::Result<()> {
 
     let mut w = csv::Writer::from_path(dir.join("events.csv"))?;
     w.write_record([
-        "id", "event_id", "name", "date_start", "date_end", "venue", "city", "region", "country",
-        "url", "description",
+        "id",
+        "event_id",
+        "name",
+        "date_start",
+        "date_end",
+        "venue",
+        "city",
+        "region",
+        "country",
+        "url",
+        "description",
     ])?;
     for e in &catalog.events {
         w.write_record([
@@ -310,8 +458,18 @@ pub fn write_dir(catalog: &DemoCatalog, dir: &Path) -> anyhow::Result<()> {
 
     let mut w = csv::Writer::from_path(dir.join("personnel.csv"))?;
     w.write_record([
-        "id", "full_name", "title", "department", "seniority_level", "linkedin_url",
-        "company_name", "exhibitor_id", "event_ids", "source_type", "email", "phone",
+        "id",
+        "full_name",
+        "title",
+        "department",
+        "seniority_level",
+        "linkedin_url",
+        "company_name",
+        "exhibitor_id",
+        "event_ids",
+        "source_type",
+        "email",
+        "phone",
     ])?;
     for p in &catalog.personnel {
         w.write_record([
@@ -348,8 +506,14 @@ mod tests {
         assert_eq!(a.personnel.len(), 20_000);
         let no_email = a.personnel.iter().filter(|p| p.email.is_none()).count();
         let no_phone = a.personnel.iter().filter(|p| p.phone.is_none()).count();
-        assert!((2_400..3_600).contains(&no_email), "{no_email} without email");
-        assert!((9_000..11_000).contains(&no_phone), "{no_phone} without phone");
+        assert!(
+            (2_400..3_600).contains(&no_email),
+            "{no_email} without email"
+        );
+        assert!(
+            (9_000..11_000).contains(&no_phone),
+            "{no_phone} without phone"
+        );
         let example = &a.events[0];
         assert_eq!(example.event_id, EXAMPLE_EVENT_ALIAS);
         for id in EXAMPLE_PEOPLE {

@@ -151,11 +151,7 @@ fn read_rows(path: &Path) -> Result<Vec<Row>, ImportError> {
 }
 
 /// Checks a row's `id`, and that no earlier row of the file had it.
-fn row_id(
-    row: &Row,
-    seen: &mut HashMap<String, u64>,
-    max_chars: usize,
-) -> Result<String, String> {
+fn row_id(row: &Row, seen: &mut HashMap<String, u64>, max_chars: usize) -> Result<String, String> {
     let id = row.text("id").ok_or("id: required")?;
     if id.chars().count() > max_chars || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
@@ -192,10 +188,14 @@ pub fn read_events(path: &Path) -> Result<Vec<EventRecord>, ImportError> {
         let id = row_id(row, &mut seen, MAX_EVENT_ID_CHARS)?;
         let event_id = row.text("event_id").unwrap_or_else(|| id.clone());
         if event_id.chars().count() > MAX_EVENT_ID_CHARS {
-            return Err(format!("event_id: longer than {MAX_EVENT_ID_CHARS} characters"));
+            return Err(format!(
+                "event_id: longer than {MAX_EVENT_ID_CHARS} characters"
+            ));
         }
         if let Some(first) = aliases.insert(event_id.clone(), row.line) {
-            return Err(format!("event_id: {event_id:?} already used on line {first}"));
+            return Err(format!(
+                "event_id: {event_id:?} already used on line {first}"
+            ));
         }
         for field in ["date_start", "date_end"] {
             if let Some(date) = row.text(field) {
@@ -220,7 +220,10 @@ pub fn read_events(path: &Path) -> Result<Vec<EventRecord>, ImportError> {
     })
 }
 
-pub fn read_exhibitors(path: &Path, events: &EventIndex) -> Result<Vec<ExhibitorRecord>, ImportError> {
+pub fn read_exhibitors(
+    path: &Path,
+    events: &EventIndex,
+) -> Result<Vec<ExhibitorRecord>, ImportError> {
     let rows = read_rows(path)?;
     let mut seen = HashMap::new();
     convert(path, rows, |row| {
@@ -258,7 +261,10 @@ pub fn read_personnel(path: &Path, events: &EventIndex) -> Result<Vec<PersonReco
             }
         }
         let source_type = row.list("source_type")?;
-        if let Some(bad) = source_type.iter().find(|s| !SOURCE_TYPES.contains(&s.as_str())) {
+        if let Some(bad) = source_type
+            .iter()
+            .find(|s| !SOURCE_TYPES.contains(&s.as_str()))
+        {
             return Err(format!(
                 "source_type: {bad:?} is not one of {}",
                 SOURCE_TYPES.join(", ")
@@ -302,7 +308,11 @@ mod tests {
     #[test]
     fn reads_csv_and_jsonl_alike() {
         let dir = tempfile::tempdir().unwrap();
-        let csv = file(&dir, "events.csv", "id,event_id,name,date_start\n1,139574,Expo,2027-03-01\n2,,Fair,\n");
+        let csv = file(
+            &dir,
+            "events.csv",
+            "id,event_id,name,date_start\n1,139574,Expo,2027-03-01\n2,,Fair,\n",
+        );
         let events = read_events(&csv).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].event_id, "139574");
@@ -326,7 +336,12 @@ mod tests {
         let index = EventIndex::new([("1".to_string(), "139574".to_string())]);
         let cases = [
             ("a.csv", "id,event_ids\n1,1\n2,999\n", 3, "unknown event"),
-            ("b.csv", "id,event_ids\n1,1\n1,1\n", 3, "already appears on line 2"),
+            (
+                "b.csv",
+                "id,event_ids\n1,1\n1,1\n",
+                3,
+                "already appears on line 2",
+            ),
             ("c.csv", "id,email\n1,not-an-email\n", 2, "email"),
             ("d.csv", "name\nBob\n", 2, "id: required"),
             ("e.jsonl", "{\"id\":\"1\"}\n{broken\n", 2, "invalid JSON"),

@@ -112,9 +112,15 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
             let key = keys::generate(KeyPrefix::Sk);
             store.add_api_key(&account.id, &key, KeyPrefix::Sk).await?;
             if *json {
-                println!("{}", json!({"account_id": account.id, "api_key": key.secret}));
+                println!(
+                    "{}",
+                    json!({"account_id": account.id, "api_key": key.secret})
+                );
             } else {
-                println!("account {} ({}) created with {credits} credits", account.id, account.name);
+                println!(
+                    "account {} ({}) created with {credits} credits",
+                    account.id, account.name
+                );
                 println!("API key (shown once): {}", key.secret);
             }
         }
@@ -123,13 +129,23 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
             legacy_prefix,
             json,
         }) => {
-            let prefix = if *legacy_prefix { KeyPrefix::Uak } else { KeyPrefix::Sk };
+            let prefix = if *legacy_prefix {
+                KeyPrefix::Uak
+            } else {
+                KeyPrefix::Sk
+            };
             let key = keys::generate(prefix);
             store.add_api_key(account, &key, prefix).await?;
             if *json {
-                println!("{}", json!({"account_id": account, "key_id": key.key_id, "api_key": key.secret}));
+                println!(
+                    "{}",
+                    json!({"account_id": account, "key_id": key.key_id, "api_key": key.secret})
+                );
             } else {
-                println!("key {} created; API key (shown once): {}", key.key_id, key.secret);
+                println!(
+                    "key {} created; API key (shown once): {}",
+                    key.key_id, key.secret
+                );
             }
         }
         AdminCommand::Keys(KeysCommand::Revoke { key_id }) => {
@@ -151,7 +167,12 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                     let state = k.revoked_at.map_or("active".to_string(), |at| {
                         format!("revoked {}", crate::clock::rfc3339(at))
                     });
-                    println!("{}_{}  created {}  {state}", k.prefix, k.key_id, crate::clock::rfc3339(k.created_at));
+                    println!(
+                        "{}_{}  created {}  {state}",
+                        k.prefix,
+                        k.key_id,
+                        crate::clock::rfc3339(k.created_at)
+                    );
                 }
             }
         }
@@ -162,12 +183,16 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                 None => None,
                 Some(text) => Some(
                     chrono::DateTime::parse_from_rfc3339(text)
-                        .map_err(|e| anyhow::anyhow!("--expires-at: {text:?} is not RFC 3339 ({e})"))?
+                        .map_err(|e| {
+                            anyhow::anyhow!("--expires-at: {text:?} is not RFC 3339 ({e})")
+                        })?
                         .timestamp_millis(),
                 ),
             };
             match (kind, expires_at) {
-                (BucketKind::Gift, Some(_)) => anyhow::bail!("--expires-at: gift credits never expire"),
+                (BucketKind::Gift, Some(_)) => {
+                    anyhow::bail!("--expires-at: gift credits never expire")
+                }
                 (BucketKind::Subscription | BucketKind::Addon, None) => {
                     anyhow::bail!("--expires-at is required for {} credits", kind.as_str())
                 }
@@ -184,7 +209,12 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                     expires_at,
                 })
                 .await?;
-            println!("granted {} {} credits to {} (bucket {bucket})", args.amount, kind.as_str(), args.account);
+            println!(
+                "granted {} {} credits to {} (bucket {bucket})",
+                args.amount,
+                kind.as_str(),
+                args.account
+            );
         }
         AdminCommand::Ledger(LedgerCommand::Verify) => {
             let problems = store.verify_ledger().await?;

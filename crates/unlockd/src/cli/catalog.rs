@@ -38,7 +38,8 @@ pub struct DemoDataArgs {
 
 fn progress(path: &Path, rows: usize) -> ProgressBar {
     let bar = ProgressBar::new(rows as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({per_sec})") {
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({per_sec})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(path.display().to_string());

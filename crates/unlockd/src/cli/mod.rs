@@ -15,10 +15,19 @@ use crate::store::sqlite::Durability;
 use crate::store::DynStore;
 
 #[derive(Debug, Parser)]
-#[command(name = "unlockd", version, about = "Metered contact-unlock server (Lensmor-compatible API)")]
+#[command(
+    name = "unlockd",
+    version,
+    about = "Metered contact-unlock server (Lensmor-compatible API)"
+)]
 pub struct Cli {
     /// Database URL: sqlite://FILE (created if missing).
-    #[arg(long, global = true, env = "UNLOCKD_DATABASE_URL", default_value = "sqlite://unlockd.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "UNLOCKD_DATABASE_URL",
+        default_value = "sqlite://unlockd.db"
+    )]
     database_url: String,
 
     /// SQLite commit durability: `full` syncs every commit (an acknowledged charge survives
@@ -85,7 +94,8 @@ impl Cli {
     /// Connects and migrates.
     async fn open_store(&self) -> anyhow::Result<DynStore> {
         let store =
-            crate::store::connect(&self.database_url, self.sqlite_synchronous, self.clock()).await?;
+            crate::store::connect(&self.database_url, self.sqlite_synchronous, self.clock())
+                .await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -94,7 +104,10 @@ impl Cli {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

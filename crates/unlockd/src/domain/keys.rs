@@ -57,9 +57,7 @@ pub fn digest(key: &str) -> String {
 
 /// Whether `key` has the shape of an API key; anything else is rejected before any lookup.
 pub fn is_well_formed(key: &str) -> bool {
-    let rest = key
-        .strip_prefix("sk_")
-        .or_else(|| key.strip_prefix("uak_"));
+    let rest = key.strip_prefix("sk_").or_else(|| key.strip_prefix("uak_"));
     let Some(rest) = rest else { return false };
     let Some((id, secret)) = rest.split_once('_') else {
         return false;

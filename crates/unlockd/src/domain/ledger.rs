@@ -151,7 +151,12 @@ pub fn spendable(buckets: &[Bucket], now_ms: i64) -> i64 {
 
 /// Splits `items` holds of `price` each over the buckets in spending order. Returns `None`
 /// when the buckets cannot cover them all. Each inner vector sums to `price`.
-pub fn allocate(buckets: &[Bucket], now_ms: i64, price: i64, items: usize) -> Option<Vec<Vec<Share>>> {
+pub fn allocate(
+    buckets: &[Bucket],
+    now_ms: i64,
+    price: i64,
+    items: usize,
+) -> Option<Vec<Vec<Share>>> {
     let order = spending_order(buckets, now_ms);
     let mut remaining: Vec<i64> = order.iter().map(|b| b.balance).collect();
     let mut cursor = 0;
@@ -214,20 +219,35 @@ mod tests {
         let plan = allocate(&buckets, 2_000, 15, 3).unwrap();
         assert_eq!(
             plan[0],
-            vec![Share { bucket_id: "sub".into(), amount: 15 }]
+            vec![Share {
+                bucket_id: "sub".into(),
+                amount: 15
+            }]
         );
         assert_eq!(
             plan[1],
             vec![
-                Share { bucket_id: "sub".into(), amount: 5 },
-                Share { bucket_id: "addon-early".into(), amount: 10 }
+                Share {
+                    bucket_id: "sub".into(),
+                    amount: 5
+                },
+                Share {
+                    bucket_id: "addon-early".into(),
+                    amount: 10
+                }
             ]
         );
         assert_eq!(
             plan[2],
             vec![
-                Share { bucket_id: "addon-late".into(), amount: 10 },
-                Share { bucket_id: "gift".into(), amount: 5 }
+                Share {
+                    bucket_id: "addon-late".into(),
+                    amount: 10
+                },
+                Share {
+                    bucket_id: "gift".into(),
+                    amount: 5
+                }
             ]
         );
     }
@@ -256,7 +276,10 @@ mod tests {
         );
         assert_eq!((s.subscription_amount, s.subscription_balance), (150, 120));
         assert_eq!(s.reset_at, Some(4_000));
-        assert_eq!((s.addon_amount, s.addon_balance, s.addon_expire_at), (40, 10, Some(9_000)));
+        assert_eq!(
+            (s.addon_amount, s.addon_balance, s.addon_expire_at),
+            (40, 10, Some(9_000))
+        );
         assert_eq!((s.gift_amount, s.gift_balance), (20, 20));
         assert_eq!((s.total_amount, s.total_balance), (210, 150));
         assert_eq!((s.held_credits, s.available_credits), (60, 150));
@@ -284,8 +307,11 @@ mod tests {
         )
             .prop_map(|(kind, expires_at, created_at, balance, id)| Bucket {
                 id: format!("b{id}"),
-                kind: [BucketKind::Subscription, BucketKind::Addon, BucketKind::Gift]
-                    [kind as usize],
+                kind: [
+                    BucketKind::Subscription,
+                    BucketKind::Addon,
+                    BucketKind::Gift,
+                ][kind as usize],
                 expires_at,
                 created_at,
                 balance,

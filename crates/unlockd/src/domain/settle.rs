@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(s.status, ItemStatus::Unlocked);
         for (outcome, code) in [
             (LookupOutcome::NotFound, "EMAIL_NOT_FOUND"),
-            (LookupOutcome::Found(ContactValue::new("  ")), "EMAIL_NOT_FOUND"),
+            (
+                LookupOutcome::Found(ContactValue::new("  ")),
+                "EMAIL_NOT_FOUND",
+            ),
             (LookupOutcome::Removed, "PERSONNEL_REMOVED"),
             (LookupOutcome::ProviderError, "PROVIDER_ERROR"),
             (LookupOutcome::TaskFailed, "TASK_FAILED"),

@@ -22,7 +22,9 @@ pub fn is_valid_personnel_id(id: &str) -> bool {
 /// Removes duplicates, keeping the first occurrence and the request order.
 pub fn dedupe(ids: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::with_capacity(ids.len());
-    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
 }
 
 /// What the store knows about the requested (valid) ids, read in the create transaction.
@@ -180,7 +182,10 @@ mod tests {
 
     #[test]
     fn dedupe_keeps_first_occurrence_in_order() {
-        assert_eq!(dedupe(ids(&["b", "a", "b", "c", "a"])), ids(&["b", "a", "c"]));
+        assert_eq!(
+            dedupe(ids(&["b", "a", "b", "c", "a"])),
+            ids(&["b", "a", "c"])
+        );
     }
 
     #[test]
@@ -189,9 +194,12 @@ mod tests {
             existing: set(&["1", "2", "3", "4", "5"]),
             linked: set(&["2", "3", "4", "5"]),
             already_unlocked: set(&["3"]),
-            in_flight: [("4".to_string(), "t9".to_string()), ("3".into(), "t1".into())]
-                .into_iter()
-                .collect(),
+            in_flight: [
+                ("4".to_string(), "t9".to_string()),
+                ("3".into(), "t1".into()),
+            ]
+            .into_iter()
+            .collect(),
             buckets: gift(1_000),
         };
         let c = classify(&ids(&["bad id", "0", "1", "2", "3", "4", "5"]), &facts);
@@ -223,7 +231,12 @@ mod tests {
             }
         );
         match decide(&ids(&["1", "3"]), &facts, 15, 0) {
-            UnlockDecision::Create { chargeable, cost, skipped, .. } => {
+            UnlockDecision::Create {
+                chargeable,
+                cost,
+                skipped,
+                ..
+            } => {
                 assert_eq!(chargeable, ids(&["1"]));
                 assert_eq!(cost, 15);
                 assert_eq!(skipped.already_unlocked_personnel_ids, ids(&["3"]));

@@ -103,10 +103,17 @@ impl Engine {
     }
 
     async fn step(&self, shutdown: &CancellationToken) -> StoreResult<bool> {
-        match self.store.claim_task(&self.worker_id, self.policy()).await? {
+        match self
+            .store
+            .claim_task(&self.worker_id, self.policy())
+            .await?
+        {
             Claim::Idle => Ok(false),
             Claim::Aborted { task_id } => {
-                tracing::warn!(task_id, "task failed after too many attempts; holds released");
+                tracing::warn!(
+                    task_id,
+                    "task failed after too many attempts; holds released"
+                );
                 self.signals.task_changed(&task_id);
                 Ok(true)
             }
@@ -225,7 +232,10 @@ impl Engine {
             self.signals.task_changed(&lease.task_id);
             let mut outcomes = Vec::with_capacity(batch.len());
             for item in batch {
-                outcomes.push((item.item_id, self.look_up(&item.personnel_id, task.kind).await));
+                outcomes.push((
+                    item.item_id,
+                    self.look_up(&item.personnel_id, task.kind).await,
+                ));
             }
             let report = self.store.settle_items(lease, outcomes).await?;
             self.signals.task_changed(&lease.task_id);

@@ -15,19 +15,23 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
-                        format!("request body is larger than {} bytes", super::MAX_BODY_BYTES),
-                    )
-                } else {
-                    ApiError::validation(format!("body: {}", rejection.body_text()))
-                }
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "PAYLOAD_TOO_LARGE",
+                            format!(
+                                "request body is larger than {} bytes",
+                                super::MAX_BODY_BYTES
+                            ),
+                        )
+                    } else {
+                        ApiError::validation(format!("body: {}", rejection.body_text()))
+                    }
+                })?;
         if bytes.is_empty() {
             return Err(ApiError::validation("body: a JSON object is required"));
         }
@@ -40,7 +44,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 }
 
 /// A required string field of 1..=`max` characters.
-pub fn required_string(body: &Map<String, Value>, field: &str, max: usize) -> Result<String, ApiError> {
+pub fn required_string(
+    body: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<String, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Err(ApiError::validation(format!("{field} is required"))),
         Some(Value::String(s)) if s.is_empty() || s.chars().count() > max => Err(
@@ -53,10 +61,6 @@ pub fn required_string(body: &Map<String, Value>, field: &str, max: usize) -> Re
 
 /// Query-string pairs, decoded.
 pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .into_owned()
-            .collect()
-    })
-    .unwrap_or_default()
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }

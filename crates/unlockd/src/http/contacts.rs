@@ -40,9 +40,7 @@ pub const MAX_WAIT_SECONDS: u64 = 30;
 fn parse_unlock(body: &Map<String, Value>) -> ApiResult<(String, Vec<String>)> {
     let event_ref = required_string(body, "event_id", MAX_EVENT_ID_CHARS)?;
     let ids = match body.get("personnel_ids") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::validation("personnel_ids is required"))
-        }
+        None | Some(Value::Null) => return Err(ApiError::validation("personnel_ids is required")),
         Some(Value::Array(ids)) => ids,
         Some(_) => {
             return Err(ApiError::validation(
@@ -85,7 +83,11 @@ fn skipped_fields(
         return (None, None);
     }
     let all: std::collections::HashSet<&String> = skipped.all_ids().collect();
-    let ids = requested.iter().filter(|id| all.contains(id)).cloned().collect();
+    let ids = requested
+        .iter()
+        .filter(|id| all.contains(id))
+        .cloned()
+        .collect();
     (Some(ids), Some(skipped))
 }
 
@@ -139,7 +141,11 @@ async fn create(
             state.signals.work_available();
             Ok((
                 StatusCode::CREATED,
-                Json(submission(SubmissionStatus::Accepted, Some(task_id), skipped)),
+                Json(submission(
+                    SubmissionStatus::Accepted,
+                    Some(task_id),
+                    skipped,
+                )),
             ))
         }
         UnlockDecision::NothingToCharge { skipped } => Ok((
@@ -240,7 +246,8 @@ async fn get_task(
     RawQuery(query): RawQuery,
     kind: ContactKind,
 ) -> ApiResult<Json<UnlockTask>> {
-    let Path(task_id) = path.map_err(|e| ApiError::validation(format!("taskId: {}", e.body_text())))?;
+    let Path(task_id) =
+        path.map_err(|e| ApiError::validation(format!("taskId: {}", e.body_text())))?;
     let wait = parse_wait(query.as_deref())?;
     let not_found = || ApiError::not_found("TASK_NOT_FOUND", format!("task {task_id:?} not found"));
     let read = || state.store.task_view(&principal.account_id, kind, &task_id);
@@ -280,25 +287,49 @@ mod tests {
     #[test]
     fn parse_names_the_field() {
         let err = |v: Value| parse_unlock(&body(v)).unwrap_err();
-        assert!(err(json!({"personnel_ids": ["1"]})).message.contains("event_id"));
-        assert!(err(json!({"event_id": 5, "personnel_ids": ["1"]})).message.contains("event_id"));
-        assert!(err(json!({"event_id": "", "personnel_ids": ["1"]})).message.contains("event_id"));
-        assert!(err(json!({"event_id": "x".repeat(101), "personnel_ids": ["1"]})).message.contains("event_id"));
-        assert!(err(json!({"event_id": "e"})).message.contains("personnel_ids"));
-        assert!(err(json!({"event_id": "e", "personnel_ids": "1"})).message.contains("personnel_ids"));
-        assert!(err(json!({"event_id": "e", "personnel_ids": []})).message.contains("personnel_ids"));
+        assert!(err(json!({"personnel_ids": ["1"]}))
+            .message
+            .contains("event_id"));
+        assert!(err(json!({"event_id": 5, "personnel_ids": ["1"]}))
+            .message
+            .contains("event_id"));
+        assert!(err(json!({"event_id": "", "personnel_ids": ["1"]}))
+            .message
+            .contains("event_id"));
+        assert!(
+            err(json!({"event_id": "x".repeat(101), "personnel_ids": ["1"]}))
+                .message
+                .contains("event_id")
+        );
+        assert!(err(json!({"event_id": "e"}))
+            .message
+            .contains("personnel_ids"));
+        assert!(err(json!({"event_id": "e", "personnel_ids": "1"}))
+            .message
+            .contains("personnel_ids"));
+        assert!(err(json!({"event_id": "e", "personnel_ids": []}))
+            .message
+            .contains("personnel_ids"));
         let e = err(json!({"event_id": "e", "personnel_ids": ["1", 2]}));
-        assert_eq!((e.key, e.message.contains("personnel_ids[1]")), ("VALIDATION_ERROR", true));
+        assert_eq!(
+            (e.key, e.message.contains("personnel_ids[1]")),
+            ("VALIDATION_ERROR", true)
+        );
         let ids: Vec<String> = (0..101).map(|i| i.to_string()).collect();
-        assert_eq!(err(json!({"event_id": "e", "personnel_ids": ids})).key, "TOO_MANY_PERSONNEL_IDS");
+        assert_eq!(
+            err(json!({"event_id": "e", "personnel_ids": ids})).key,
+            "TOO_MANY_PERSONNEL_IDS"
+        );
     }
 
     #[test]
     fn parse_dedupes_and_accepts_100() {
         let mut ids: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         ids[99] = "0".into();
-        let (event, parsed) =
-            parse_unlock(&body(json!({"event_id": "139574", "personnel_ids": ids, "extra": 1}))).unwrap();
+        let (event, parsed) = parse_unlock(&body(
+            json!({"event_id": "139574", "personnel_ids": ids, "extra": 1}),
+        ))
+        .unwrap();
         assert_eq!(event, "139574");
         assert_eq!(parsed.len(), 99);
     }
@@ -306,7 +337,10 @@ mod tests {
     #[test]
     fn wait_bounds() {
         assert_eq!(parse_wait(None).unwrap(), None);
-        assert_eq!(parse_wait(Some("wait=30")).unwrap(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_wait(Some("wait=30")).unwrap(),
+            Some(Duration::from_secs(30))
+        );
         assert!(parse_wait(Some("wait=31")).is_err());
         assert!(parse_wait(Some("wait=-1")).is_err());
         assert!(parse_wait(Some("wait=abc")).is_err());

@@ -47,7 +47,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "Invalid API key")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_API_KEY",
+            "Invalid API key",
+        )
     }
 
     pub fn internal() -> Self {

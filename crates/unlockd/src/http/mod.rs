@@ -47,7 +47,10 @@ pub fn router(state: AppState) -> Router {
     let external = Router::new()
         .merge(contacts::routes())
         .merge(credits::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .merge(ops::routes())
         .merge(external)
@@ -70,7 +73,11 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
-        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 
@@ -82,9 +89,8 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// An inbound id is reused when it is short and printable; otherwise a new one is made.
 fn inbound_request_id(request: &Request) -> Option<String> {
     let value = request.headers().get("x-request-id")?.to_str().ok()?;
-    let sane = !value.is_empty()
-        && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_graphic());
+    let sane =
+        !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
     sane.then(|| value.to_string())
 }
 

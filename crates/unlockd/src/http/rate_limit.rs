@@ -29,10 +29,9 @@ impl Decision {
             headers.insert("ratelimit-policy", policy);
         }
         let reset_in = if self.allowed { 0 } else { self.retry_after };
-        if let Ok(state) = HeaderValue::from_str(&format!(
-            "\"default\";r={};t={}",
-            self.remaining, reset_in
-        )) {
+        if let Ok(state) =
+            HeaderValue::from_str(&format!("\"default\";r={};t={}", self.remaining, reset_in))
+        {
             headers.insert("ratelimit", state);
         }
     }
@@ -72,9 +71,8 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(key) {
             // Forget buckets that have refilled: they carry no state worth keeping.
-            buckets.retain(|_, b| {
-                b.tokens + (now - b.updated_ms).max(0) as f64 * per_ms < capacity
-            });
+            buckets
+                .retain(|_, b| b.tokens + (now - b.updated_ms).max(0) as f64 * per_ms < capacity);
         }
         let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: capacity,
@@ -111,7 +109,9 @@ mod tests {
         let limiter = RateLimiter::new(3, clock.clone());
         let d: Vec<Decision> = (0..4).map(|_| limiter.check("k")).collect();
         assert_eq!(
-            d.iter().map(|d| (d.allowed, d.remaining)).collect::<Vec<_>>(),
+            d.iter()
+                .map(|d| (d.allowed, d.remaining))
+                .collect::<Vec<_>>(),
             [(true, 2), (true, 1), (true, 0), (false, 0)]
         );
         assert_eq!(d[3].retry_after, 20, "one token per 20 s at 3/min");

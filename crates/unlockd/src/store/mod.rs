@@ -151,7 +151,9 @@ pub enum Claim {
     Idle,
     Claimed(ClaimedTask),
     /// The task had used up its attempts; it was failed and its holds released.
-    Aborted { task_id: String },
+    Aborted {
+        task_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,8 +208,12 @@ pub trait Store: Send + Sync + 'static {
     // Accounts, keys, credits.
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>>;
-    async fn add_api_key(&self, account_id: &str, key: &GeneratedKey, prefix: KeyPrefix)
-        -> StoreResult<()>;
+    async fn add_api_key(
+        &self,
+        account_id: &str,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<()>;
     /// `false` when no such key (or already revoked).
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
     async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>>;
@@ -255,7 +261,9 @@ pub async fn connect(
     clock: crate::clock::DynClock,
 ) -> StoreResult<DynStore> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, durability, clock).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, durability, clock).await?,
+        ))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Err(StoreError::Invalid(
             "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),

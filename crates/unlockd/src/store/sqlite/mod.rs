@@ -229,13 +229,12 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-        )
-        .bind(self.now())
-        .bind(key_id)
-        .execute(&self.writer)
-        .await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")
+                .bind(self.now())
+                .bind(key_id)
+                .execute(&self.writer)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -249,13 +248,15 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
-                key_id,
-                account_id,
-                prefix,
-                created_at,
-                revoked_at,
-            })
+            .map(
+                |(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
+                    key_id,
+                    account_id,
+                    prefix,
+                    created_at,
+                    revoked_at,
+                },
+            )
             .collect())
     }
 
@@ -281,7 +282,10 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound(format!("account {}", grant.account_id)));
+            return Err(StoreError::NotFound(format!(
+                "account {}",
+                grant.account_id
+            )));
         }
         sqlx::query(
             "INSERT INTO credit_buckets (id, account_id, kind, granted, balance, expires_at, created_at) \

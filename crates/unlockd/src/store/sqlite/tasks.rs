@@ -25,12 +25,11 @@ async fn load_facts(
     event_id: &str,
     ids_json: &str,
 ) -> StoreResult<UnlockFacts> {
-    let existing: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM personnel WHERE id IN (SELECT value FROM json_each(?1))",
-    )
-    .bind(ids_json)
-    .fetch_all(&mut *conn)
-    .await?;
+    let existing: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM personnel WHERE id IN (SELECT value FROM json_each(?1))")
+            .bind(ids_json)
+            .fetch_all(&mut *conn)
+            .await?;
     let linked: Vec<(String,)> = sqlx::query_as(
         "SELECT personnel_id FROM personnel_events WHERE event_id = ?1 \
          AND personnel_id IN (SELECT value FROM json_each(?2))",
@@ -140,13 +139,16 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .fetch_all(&mut *tx)
     .await?;
     // RETURNING order is not guaranteed: map ids back to positions.
-    let positions: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, personnel_id FROM task_items WHERE task_id = ?1 ORDER BY position")
-            .bind(&task_id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let positions: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 ORDER BY position",
+    )
+    .bind(&task_id)
+    .fetch_all(&mut *tx)
+    .await?;
     if item_ids.len() != chargeable.len() || positions.len() != chargeable.len() {
-        return Err(StoreError::Integrity("task items were not all inserted".into()));
+        return Err(StoreError::Integrity(
+            "task items were not all inserted".into(),
+        ));
     }
     // The guard: a primary key violation here means another live task holds the person.
     sqlx::query(
@@ -194,7 +196,9 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!("bucket {bucket_id} cannot cover its hold")));
+            return Err(StoreError::Integrity(format!(
+                "bucket {bucket_id} cannot cover its hold"
+            )));
         }
     }
     tx.commit().await?;
@@ -214,7 +218,18 @@ fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
         .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
 }
 
-type TaskRow = (String, String, String, String, String, String, i64, i64, i64, Option<i64>);
+type TaskRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 pub(super) async fn view(
     store: &SqliteStore,
@@ -233,8 +248,18 @@ pub(super) async fn view(
     .bind(kind.as_str())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((id, account_id, kind, event_ref, status, call_source, price, created_at, updated_at, completed_at)) =
-        task
+    let Some((
+        id,
+        account_id,
+        kind,
+        event_ref,
+        status,
+        call_source,
+        price,
+        created_at,
+        updated_at,
+        completed_at,
+    )) = task
     else {
         return Ok(None);
     };
@@ -252,12 +277,7 @@ pub(super) async fn view(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let total = |t: &str| {
-        totals
-            .iter()
-            .find(|(e, _)| e == t)
-            .map_or(0, |(_, a)| *a)
-    };
+    let total = |t: &str| totals.iter().find(|(e, _)| e == t).map_or(0, |(_, a)| *a);
     let (hold, charged, released) = (total("hold"), total("capture"), total("release"));
     Ok(Some(TaskView {
         id,
@@ -272,16 +292,18 @@ pub(super) async fn view(
         completed_at,
         items: items
             .into_iter()
-            .map(|(item_id, personnel_id, status, value, error_code, charged)| {
-                Ok(ItemView {
-                    item_id,
-                    personnel_id,
-                    status: parse_item_status(&status)?,
-                    value,
-                    error_code,
-                    charged,
-                })
-            })
+            .map(
+                |(item_id, personnel_id, status, value, error_code, charged)| {
+                    Ok(ItemView {
+                        item_id,
+                        personnel_id,
+                        status: parse_item_status(&status)?,
+                        value,
+                        error_code,
+                        charged,
+                    })
+                },
+            )
             .collect::<StoreResult<_>>()?,
         held: hold - charged - released,
         charged,
@@ -398,7 +420,14 @@ pub(super) async fn settle(
     let now = store.now();
     let mut tx = store.write_tx().await?;
     check_lease(&mut tx, lease).await?;
-    let report = settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Completed).await?;
+    let report = settle_in_tx(
+        &mut tx,
+        &lease.task_id,
+        now,
+        outcomes,
+        TaskStatus::Completed,
+    )
+    .await?;
     tx.commit().await?;
     Ok(report)
 }

@@ -11,26 +11,33 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
 
     // Per bucket: cached columns equal the ledger sums, and nothing is below zero. Summed
     // per account this is grants − captures − expiries = balances + open holds.
-    let buckets: Vec<(String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT b.id, b.account_id, b.granted, b.balance, b.held, b.expired, \
+    let buckets: Vec<(String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64)> =
+        sqlx::query_as(
+            "SELECT b.id, b.account_id, b.granted, b.balance, b.held, b.expired, \
             COALESCE(SUM(CASE WHEN l.entry_type = 'grant' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'hold' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'capture' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'release' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'expire' THEN l.amount END), 0) \
          FROM credit_buckets b LEFT JOIN ledger l ON l.bucket_id = b.id GROUP BY b.id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+        )
+        .fetch_all(&mut *tx)
+        .await?;
     for (id, account, granted, balance, held, expired, g, h, c, r, e) in buckets {
         if balance < 0 || held < 0 {
-            problems.push(format!("bucket {id} (account {account}) below zero: balance {balance}, held {held}"));
+            problems.push(format!(
+                "bucket {id} (account {account}) below zero: balance {balance}, held {held}"
+            ));
         }
         if granted != g {
-            problems.push(format!("bucket {id}: granted {granted} but ledger grants {g}"));
+            problems.push(format!(
+                "bucket {id}: granted {granted} but ledger grants {g}"
+            ));
         }
         if held != h - c - r {
-            problems.push(format!("bucket {id}: held {held} but ledger holds {h} - captures {c} - releases {r}"));
+            problems.push(format!(
+                "bucket {id}: held {held} but ledger holds {h} - captures {c} - releases {r}"
+            ));
         }
         if balance != g - h + r - e {
             problems.push(format!(
@@ -38,7 +45,9 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
             ));
         }
         if expired != e {
-            problems.push(format!("bucket {id}: expired {expired} but ledger expiries {e}"));
+            problems.push(format!(
+                "bucket {id}: expired {expired} but ledger expiries {e}"
+            ));
         }
     }
     let orphans: i64 = sqlx::query_scalar(
@@ -48,7 +57,9 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     .fetch_one(&mut *tx)
     .await?;
     if orphans > 0 {
-        problems.push(format!("{orphans} ledger entries name no bucket of their account"));
+        problems.push(format!(
+            "{orphans} ledger entries name no bucket of their account"
+        ));
     }
 
     // Per account: open holds = price × unsettled items.
@@ -86,15 +97,15 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
             problems.push(format!("{item}: held {h}, price {price}"));
         }
         match status.as_str() {
-            "pending" | "processing" if c + r != 0 => {
-                problems.push(format!("{item}: unsettled but captured {c} and released {r}"))
-            }
+            "pending" | "processing" if c + r != 0 => problems.push(format!(
+                "{item}: unsettled but captured {c} and released {r}"
+            )),
             "unlocked" if c + r != h || c != charged => problems.push(format!(
                 "{item}: captured {c} + released {r} != held {h}, or charged {charged} != {c}"
             )),
-            "failed" if r != h || c != 0 || charged != 0 => {
-                problems.push(format!("{item}: failed but captured {c}, released {r} of {h}"))
-            }
+            "failed" if r != h || c != 0 || charged != 0 => problems.push(format!(
+                "{item}: failed but captured {c}, released {r} of {h}"
+            )),
             _ => {}
         }
     }
@@ -108,7 +119,9 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     .fetch_all(&mut *tx)
     .await?;
     for (account, kind, person, n) in doubles {
-        problems.push(format!("account {account}: {kind} of person {person} captured {n} times"));
+        problems.push(format!(
+            "account {account}: {kind} of person {person} captured {n} times"
+        ));
     }
 
     // Guards exist exactly for unsettled items; terminal tasks have no open items; every
@@ -121,7 +134,9 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     .fetch_all(&mut *tx)
     .await?;
     for (account, person, task) in stale_guards {
-        problems.push(format!("account {account}: in-flight guard on person {person} for settled task {task}"));
+        problems.push(format!(
+            "account {account}: in-flight guard on person {person} for settled task {task}"
+        ));
     }
     let unguarded: Vec<(i64, String)> = sqlx::query_as(
         "SELECT i.id, i.task_id FROM task_items i JOIN tasks t ON t.id = i.task_id \
@@ -132,7 +147,9 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     .fetch_all(&mut *tx)
     .await?;
     for (item, task) in unguarded {
-        problems.push(format!("item {item} of task {task} is unsettled without an in-flight guard"));
+        problems.push(format!(
+            "item {item} of task {task} is unsettled without an in-flight guard"
+        ));
     }
     let unfinished: Vec<(String, String)> = sqlx::query_as(
         "SELECT DISTINCT t.id, t.status FROM tasks t JOIN task_items i ON i.task_id = t.id \
@@ -152,7 +169,9 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     .fetch_all(&mut *tx)
     .await?;
     for (item, person) in unrecorded {
-        problems.push(format!("item {item}: person {person} unlocked but not on record"));
+        problems.push(format!(
+            "item {item}: person {person} unlocked but not on record"
+        ));
     }
     tx.commit().await?;
     Ok(problems)

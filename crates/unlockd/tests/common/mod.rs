@@ -1,0 +1,283 @@
+//! Black-box test harness: a real server on 127.0.0.1:0 over a fresh SQLite file per test.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use unlockd::app::{self, Server, ServerConfig};
+use unlockd::catalog::{EventRecord, PersonRecord};
+use unlockd::clock::{DynClock, ManualClock, SystemClock};
+use unlockd::domain::keys::{self, KeyPrefix};
+use unlockd::domain::ledger::BucketKind;
+use unlockd::engine::EngineConfig;
+use unlockd::store::sqlite::Durability;
+use unlockd::store::{DynStore, Grant};
+
+pub struct TestApp {
+    pub url: String,
+    pub server: Server,
+    pub store: DynStore,
+    pub clock: DynClock,
+    pub manual: Option<Arc<ManualClock>>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    /// Run the background worker; otherwise tests drive it with `drain`.
+    pub worker: bool,
+    pub key_rate_limit: u32,
+    pub ip_rate_limit: u32,
+    pub manual_clock: bool,
+    pub engine: EngineConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            worker: false,
+            key_rate_limit: 0,
+            ip_rate_limit: 0,
+            manual_clock: false,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// A fresh store in its own temporary directory.
+pub async fn fresh_store(clock: DynClock) -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("unlockd.db").display());
+    let store = unlockd::store::connect(&url, Durability::Normal, clock)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let manual = options
+        .manual_clock
+        .then(|| Arc::new(ManualClock::new(1_800_000_000_000)));
+    let clock: DynClock = match &manual {
+        Some(manual) => manual.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let (store, dir) = fresh_store(clock.clone()).await;
+    seed_catalog(&store).await;
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        run_worker: options.worker,
+        key_rate_limit: options.key_rate_limit,
+        ip_rate_limit: options.ip_rate_limit,
+        engine: options.engine,
+        long_poll_recheck: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let server = app::start(
+        config,
+        store.clone(),
+        clock.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("server starts");
+    TestApp {
+        url: server.url(),
+        server,
+        store,
+        clock,
+        manual,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+fn event(id: &str, alias: &str) -> EventRecord {
+    EventRecord {
+        id: id.into(),
+        event_id: alias.into(),
+        name: Some(format!("Event {alias}")),
+        date_start: Some("2027-03-01".into()),
+        date_end: Some("2027-03-03".into()),
+        venue: None,
+        city: Some("Berlin".into()),
+        region: None,
+        country: Some("Germany".into()),
+        url: None,
+        description: None,
+    }
+}
+
+pub fn person(id: &str, events: &[&str], email: Option<&str>) -> PersonRecord {
+    PersonRecord {
+        id: id.into(),
+        full_name: Some(format!("Person {id}")),
+        title: Some("Buyer".into()),
+        department: Some("Sales".into()),
+        seniority_level: Some("manager".into()),
+        linkedin_url: None,
+        company_name: Some("Acme".into()),
+        exhibitor_id: None,
+        event_ids: events.iter().map(|s| s.to_string()).collect(),
+        source_type: vec!["exhibitor".into()],
+        email: email.map(str::to_string),
+        phone: Some(format!("+1 415 555 {id}")),
+    }
+}
+
+/// Event `1001` (alias `139574`) with people 789, 790 (emails), 791 (no email) and
+/// 100..=199 (emails); event `1002` (alias `2002`) with person 800.
+pub async fn seed_catalog(store: &DynStore) {
+    let quiet = |_| {};
+    store
+        .import_events(&[event("1001", "139574"), event("1002", "2002")], &quiet)
+        .await
+        .expect("events");
+    let mut people = vec![
+        person("789", &["1001"], Some("jane.doe@acme.example")),
+        person("790", &["1001"], Some("john.roe@acme.example")),
+        person("791", &["1001"], None),
+        person("800", &["1002"], Some("other@acme.example")),
+    ];
+    for i in 100..200 {
+        people.push(person(
+            &i.to_string(),
+            &["1001"],
+            Some(&format!("p{i}@acme.example")),
+        ));
+    }
+    store
+        .import_personnel(&people, &quiet)
+        .await
+        .expect("personnel");
+}
+
+impl TestApp {
+    /// An account with `credits` gift credits and one key.
+    pub async fn account(&self, credits: i64) -> (String, String) {
+        let account = self.store.create_account("test").await.expect("account");
+        if credits > 0 {
+            self.store
+                .grant_credits(&Grant {
+                    account_id: account.id.clone(),
+                    kind: BucketKind::Gift,
+                    amount: credits,
+                    expires_at: None,
+                })
+                .await
+                .expect("grant");
+        }
+        let key = keys::generate(KeyPrefix::Sk);
+        self.store
+            .add_api_key(&account.id, &key, KeyPrefix::Sk)
+            .await
+            .expect("key");
+        (account.id, key.secret)
+    }
+
+    pub async fn unlock(&self, key: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/external/contacts/unlock", self.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn unlock_ids(&self, key: &str, ids: &[&str]) -> (u16, Value) {
+        self.unlock(key, json!({"event_id": "139574", "personnel_ids": ids}))
+            .await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn task(&self, key: &str, task_id: &str) -> Value {
+        let (status, body) = self
+            .get(key, &format!("/external/contacts/unlock-tasks/{task_id}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn balance(&self, key: &str) -> Value {
+        let (status, body) = self.get(key, "/external/credits/balance").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Works every claimable task to the end, step by step.
+    pub async fn drain(&self) {
+        while self.server.engine.run_once().await.expect("engine step") {}
+    }
+
+    pub async fn assert_ledger_ok(&self) {
+        assert_ledger_ok(&self.store).await;
+    }
+
+    pub fn manual_clock(&self) -> &ManualClock {
+        self.manual
+            .as_deref()
+            .expect("built with Options { manual_clock: true }")
+    }
+}
+
+pub async fn assert_ledger_ok(store: &DynStore) {
+    let problems = store.verify_ledger().await.expect("verify");
+    assert!(problems.is_empty(), "ledger violations: {problems:#?}");
+}
+
+/// Asserts the error envelope: exactly code, message, errorKey, traceId (+ `extra`).
+pub fn assert_envelope(status: u16, body: &Value, key: &str, extra: &[&str]) {
+    let object = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"));
+    assert_eq!(
+        object.get("code").and_then(Value::as_u64),
+        Some(status as u64),
+        "{body}"
+    );
+    assert_eq!(
+        object.get("errorKey").and_then(Value::as_str),
+        Some(key),
+        "{body}"
+    );
+    assert!(
+        object
+            .get("message")
+            .and_then(Value::as_str)
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    let trace = object
+        .get("traceId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(!trace.is_empty(), "{body}");
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
+    fields.sort();
+    let mut expected = vec!["code", "errorKey", "message", "traceId"];
+    expected.extend_from_slice(extra);
+    expected.sort();
+    assert_eq!(fields, expected, "{body}");
+}
