@@ -25,6 +25,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
 }
 
+/// Defaults: no background worker, no rate limits, the system clock.
+#[derive(Default)]
 pub struct Options {
     /// Run the background worker; otherwise tests drive it with `drain`.
     pub worker: bool,
@@ -34,17 +36,6 @@ pub struct Options {
     pub engine: EngineConfig,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            worker: false,
-            key_rate_limit: 0,
-            ip_rate_limit: 0,
-            manual_clock: false,
-            engine: EngineConfig::default(),
-        }
-    }
-}
 
 /// A fresh store in its own temporary directory.
 pub async fn fresh_store(clock: DynClock) -> (DynStore, tempfile::TempDir) {

@@ -218,6 +218,7 @@ fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
         .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
 }
 
+type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
 type TaskRow = (
     String,
     String,
@@ -263,7 +264,7 @@ pub(super) async fn view(
     else {
         return Ok(None);
     };
-    let items: Vec<(i64, String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    let items: Vec<ItemRow> = sqlx::query_as(
         "SELECT id, personnel_id, status, value, error_code, charged FROM task_items \
          WHERE task_id = ?1 ORDER BY position",
     )

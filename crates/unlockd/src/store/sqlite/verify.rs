@@ -5,24 +5,29 @@ use sqlx::SqlitePool;
 
 use crate::store::StoreResult;
 
+/// Bucket id, account, cached granted/balance/held/expired, then ledger grants, holds,
+/// captures, releases and expiries.
+type BucketSums = (String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+/// Item id, task, person, status, charged, price, then ledger holds, captures, releases.
+type ItemSums = (i64, String, String, String, i64, i64, i64, i64, i64);
+
 pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     let mut tx = pool.begin().await?;
     let mut problems = Vec::new();
 
     // Per bucket: cached columns equal the ledger sums, and nothing is below zero. Summed
     // per account this is grants − captures − expiries = balances + open holds.
-    let buckets: Vec<(String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64)> =
-        sqlx::query_as(
-            "SELECT b.id, b.account_id, b.granted, b.balance, b.held, b.expired, \
+    let buckets: Vec<BucketSums> = sqlx::query_as(
+        "SELECT b.id, b.account_id, b.granted, b.balance, b.held, b.expired, \
             COALESCE(SUM(CASE WHEN l.entry_type = 'grant' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'hold' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'capture' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'release' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'expire' THEN l.amount END), 0) \
          FROM credit_buckets b LEFT JOIN ledger l ON l.bucket_id = b.id GROUP BY b.id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     for (id, account, granted, balance, held, expired, g, h, c, r, e) in buckets {
         if balance < 0 || held < 0 {
             problems.push(format!(
@@ -81,7 +86,7 @@ pub(super) async fn verify(pool: &SqlitePool) -> StoreResult<Vec<String>> {
     }
 
     // Per item: one hold of the task's price; settled once, the right way.
-    let items: Vec<(i64, String, String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let items: Vec<ItemSums> = sqlx::query_as(
         "SELECT i.id, i.task_id, i.personnel_id, i.status, i.charged, t.price, \
             COALESCE(SUM(CASE WHEN l.entry_type = 'hold' THEN l.amount END), 0), \
             COALESCE(SUM(CASE WHEN l.entry_type = 'capture' THEN l.amount END), 0), \
