@@ -36,7 +36,6 @@ pub struct Options {
     pub engine: EngineConfig,
 }
 
-
 /// A fresh store in its own temporary directory.
 pub async fn fresh_store(clock: DynClock) -> (DynStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
