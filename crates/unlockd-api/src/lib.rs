@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The error envelope every error response carries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiError {
@@ -21,6 +22,7 @@ pub struct ApiError {
 }
 
 /// `x-call-source`: who made the call, recorded on tasks and ledger entries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CallSource {
@@ -47,12 +49,14 @@ impl CallSource {
 }
 
 /// Body of `POST /external/contacts/unlock` and `/unlock-phone`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UnlockRequest {
     pub event_id: String,
     pub personnel_ids: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SubmissionStatus {
@@ -63,6 +67,7 @@ pub enum SubmissionStatus {
 }
 
 /// Why submitted ids were not enqueued.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SkippedDetail {
     pub invalid_personnel_ids: Vec<String>,
@@ -89,6 +94,7 @@ impl SkippedDetail {
 }
 
 /// Response of the unlock create calls (snake_case, as upstream).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UnlockSubmission {
     pub status: SubmissionStatus,
@@ -102,6 +108,7 @@ pub struct UnlockSubmission {
     pub skipped_detail: Option<SkippedDetail>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
@@ -117,6 +124,7 @@ impl TaskStatus {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ItemStatus {
@@ -133,6 +141,7 @@ impl ItemStatus {
 }
 
 /// One person of an unlock task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UnlockTaskItem {
@@ -152,6 +161,7 @@ pub struct UnlockTaskItem {
 }
 
 /// *extension*: item counts by status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TaskSummary {
     pub total: u32,
@@ -162,6 +172,7 @@ pub struct TaskSummary {
 }
 
 /// *extension*: what the task holds, has charged and has released.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TaskCredits {
     pub held: i64,
@@ -170,6 +181,7 @@ pub struct TaskCredits {
 }
 
 /// Response of `GET /external/contacts/unlock-tasks/{taskId}` (and the phone variant).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UnlockTask {
@@ -193,6 +205,7 @@ pub struct UnlockTask {
 }
 
 /// Response of `GET /external/credits/balance`. Timestamps are Unix milliseconds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditBalance {
@@ -212,4 +225,183 @@ pub struct CreditBalance {
     /// *extension*: credits a new task can spend now (holds already deducted).
     #[serde(default)]
     pub available_credits: i64,
+}
+
+/// Where the caller stands with a person's email.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactUnlockStatus {
+    Locked,
+    Unlocking,
+    Unlocked,
+    /// The last attempt found no email.
+    Failed,
+}
+
+/// Where the caller stands with a person's phone (`null`: locked).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneUnlockStatus {
+    Processing,
+    Ready,
+    Failed,
+}
+
+/// A person, as the calling account sees them: `email` and `phone` are `null` unless this
+/// account unlocked them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactItem {
+    pub id: String,
+    pub full_name: Option<String>,
+    pub title: Option<String>,
+    pub department: Option<String>,
+    pub seniority_level: Option<String>,
+    pub linkedin_url: Option<String>,
+    pub company_name: Option<String>,
+    /// Labels among `exhibitor`, `social`, `visitors`.
+    pub source_type: Vec<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub contact_unlock_status: ContactUnlockStatus,
+    pub phone_unlock_status: Option<PhoneUnlockStatus>,
+    /// Always `null` here (LinkedIn activity is not part of unlockd).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub linkedin_activity: Option<serde_json::Value>,
+    pub linkedin_activity_status: Option<String>,
+    pub event_count: Option<i64>,
+    pub outreach_message_status: Option<String>,
+    pub outreach_message_channels: Vec<String>,
+}
+
+/// Counts behind a personnel page (unlockd has no preview window: access is always full).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessSemantics {
+    pub access_mode: String,
+    pub preview_limit: Option<i64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub counts: serde_json::Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub page_state: serde_json::Value,
+}
+
+/// A page of people.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactPage {
+    pub items: Vec<ContactItem>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+    /// 0 when `total` is 0.
+    pub total_pages: i64,
+    pub has_more: bool,
+    /// Personnel list only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantics: Option<AccessSemantics>,
+}
+
+/// An event. `id` and `eventId` both identify it wherever an `event_id` is accepted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventItem {
+    pub id: String,
+    pub event_id: String,
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub description: Option<String>,
+    pub url: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub date_start: Option<String>,
+    pub date_end: Option<String>,
+    pub venue: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub country: Option<String>,
+    pub exhibitor_count: Option<i64>,
+    pub personnel_count: Option<i64>,
+    /// Whether any of the event's people came from visitor data.
+    pub has_visitors: bool,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub items: Vec<EventItem>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_pages: i64,
+    pub has_more: bool,
+}
+
+/// Response of `GET /external/events/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventDetailResponse {
+    pub event: EventItem,
+}
+
+/// Body of `POST /external/actions/precheck`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrecheckRequest {
+    /// `unlock_contact_emails` and `unlock_contact_phones` are evaluated; any other
+    /// upstream action answers `unsupported_action`.
+    pub action_type: String,
+    /// For the unlock actions: `{"event_id": "...", "personnel_ids": ["..."]}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub params: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_message_id: Option<String>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    Ok,
+    AlreadyUnlocked,
+    UnlockInProgress,
+    InsufficientBalance,
+    NoContactsAvailable,
+    ExceedMaxUnlockLimit,
+    UnsupportedAction,
+    NotFound,
+}
+
+/// Response of `POST /external/actions/precheck` (snake_case, as upstream).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrecheckResponse {
+    /// Always `true`: the precheck itself ran.
+    pub ok: bool,
+    pub action_type: String,
+    /// Whether a create with these inputs would succeed now (201).
+    pub allowed: bool,
+    /// Whether it would charge (hold) credits.
+    pub should_charge: bool,
+    /// Credits it would hold (or, when short, need).
+    pub credits: i64,
+    pub reason_code: ReasonCode,
+    pub biz_code: String,
+    /// Per-class id lists, counts, unit price, cost and balance.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub detail: serde_json::Value,
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::store::PageRequest;
 
 /// A JSON object body. Oversized bodies get 413, anything that is not a JSON object 400.
 pub struct JsonObject(pub Map<String, Value>);
@@ -63,4 +64,73 @@ pub fn required_string(
 pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
+}
+
+/// A parsed query string with typed, field-naming getters. Unknown parameters are ignored.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>) -> Self {
+        QueryParams(query_pairs(raw))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Trimmed text of at most `max` characters; blank is absent.
+    pub fn text(&self, name: &str, max: usize) -> Result<Option<String>, ApiError> {
+        match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) if v.chars().count() > max => Err(ApiError::validation(format!(
+                "{name} must be at most {max} characters"
+            ))),
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    }
+
+    pub fn required_text(&self, name: &str, max: usize) -> Result<String, ApiError> {
+        self.text(name, max)?
+            .ok_or_else(|| ApiError::validation(format!("{name} is required")))
+    }
+
+    /// A `YYYY-MM-DD` date.
+    pub fn date(&self, name: &str) -> Result<Option<String>, ApiError> {
+        let Some(value) = self.text(name, 10)? else {
+            return Ok(None);
+        };
+        chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+            .map(|_| Some(value))
+            .map_err(|_| ApiError::validation(format!("{name} must be a date as YYYY-MM-DD")))
+    }
+
+    fn whole_number(&self, name: &str, min: u32, max: u32, default: u32) -> Result<u32, ApiError> {
+        match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::validation(format!(
+                    "{name} must be a whole number from {min} to {max}"
+                ))),
+            },
+        }
+    }
+
+    /// `page` (from 1) and `pageSize` (1 to `max_size`, default `default_size`).
+    pub fn page(&self, default_size: u32, max_size: u32) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest {
+            page: self.whole_number("page", 1, 1_000_000, 1)?,
+            page_size: self.whole_number("pageSize", 1, max_size, default_size)?,
+        })
+    }
+}
+
+/// `totalPages` and `hasMore` of the pagination envelope.
+pub fn page_meta(total: i64, page: PageRequest) -> (i64, bool) {
+    let size = i64::from(page.page_size.max(1));
+    let pages = (total + size - 1) / size;
+    (pages, i64::from(page.page) < pages)
 }

@@ -23,43 +23,166 @@ use crate::store::{CreateResult, NewUnlock, Principal, TaskView};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/external/contacts/unlock",
-            post(|s, p, h, b| create(s, p, h, b, ContactKind::Email)),
-        )
+        .route("/external/contacts/unlock", post(create_email))
         .route(
             "/external/contacts/unlock-tasks/{task_id}",
-            get(|s, p, path, q| get_task(s, p, path, q, ContactKind::Email)),
+            get(get_email_task),
         )
+        .route("/external/contacts/unlock-phone", post(create_phone))
+        .route(
+            "/external/contacts/unlock-phone-tasks/{task_id}",
+            get(get_phone_task),
+        )
+}
+
+#[utoipa::path(
+    post, path = "/external/contacts/unlock", tag = "Contacts",
+    params(("x-call-source" = Option<String>, Header, description = "api (default) or agent")),
+    request_body = unlockd_api::UnlockRequest,
+    responses(
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task", body = UnlockSubmission),
+        (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
+        (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
+        (status = 402, description = "INSUFFICIENT_CREDITS, with requiredCredits and availableCredits", body = unlockd_api::ApiError),
+        (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
+        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(super) async fn create_email(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
+    create(state, principal, headers, body, ContactKind::Email).await
+}
+
+#[utoipa::path(
+    post, path = "/external/contacts/unlock-phone", tag = "Contacts",
+    params(("x-call-source" = Option<String>, Header, description = "api (default) or agent")),
+    request_body = unlockd_api::UnlockRequest,
+    responses(
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task", body = UnlockSubmission),
+        (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
+        (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
+        (status = 402, description = "INSUFFICIENT_CREDITS, with requiredCredits and availableCredits", body = unlockd_api::ApiError),
+        (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
+        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(super) async fn create_phone(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
+    create(state, principal, headers, body, ContactKind::Phone).await
+}
+
+#[utoipa::path(
+    get, path = "/external/contacts/unlock-tasks/{taskId}", tag = "Contacts",
+    params(
+        ("taskId" = String, Path, description = "The task_id of the create call"),
+        ("wait" = Option<u32>, Query, description = "Long poll: answer when the task is terminal or after this many seconds (0-30)"),
+    ),
+    responses(
+        (status = 200, description = "The task, its items and (on unlocked items) emails", body = UnlockTask),
+        (status = 400, description = "Invalid wait", body = unlockd_api::ApiError),
+        (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
+        (status = 404, description = "TASK_NOT_FOUND (also for another account's task)", body = unlockd_api::ApiError),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(super) async fn get_email_task(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    query: RawQuery,
+) -> ApiResult<Json<UnlockTask>> {
+    get_task(state, principal, path, query, ContactKind::Email).await
+}
+
+#[utoipa::path(
+    get, path = "/external/contacts/unlock-phone-tasks/{taskId}", tag = "Contacts",
+    params(
+        ("taskId" = String, Path, description = "The task_id of the create call"),
+        ("wait" = Option<u32>, Query, description = "Long poll: answer when the task is terminal or after this many seconds (0-30)"),
+    ),
+    responses(
+        (status = 200, description = "The task, its items and (on unlocked items) phones", body = UnlockTask),
+        (status = 400, description = "Invalid wait", body = unlockd_api::ApiError),
+        (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
+        (status = 404, description = "TASK_NOT_FOUND (also for another account's task)", body = unlockd_api::ApiError),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(super) async fn get_phone_task(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    query: RawQuery,
+) -> ApiResult<Json<UnlockTask>> {
+    get_task(state, principal, path, query, ContactKind::Phone).await
 }
 
 /// Longest `?wait=` a long poll may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
+/// Why an unlock body was refused; precheck answers "too many" as a reason, not an error.
+#[derive(Debug)]
+pub(super) enum UnlockParseError {
+    TooMany(usize),
+    Invalid(ApiError),
+}
+
+impl From<ApiError> for UnlockParseError {
+    fn from(e: ApiError) -> Self {
+        UnlockParseError::Invalid(e)
+    }
+}
+
+impl From<UnlockParseError> for ApiError {
+    fn from(e: UnlockParseError) -> Self {
+        match e {
+            UnlockParseError::Invalid(e) => e,
+            UnlockParseError::TooMany(n) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "TOO_MANY_PERSONNEL_IDS",
+                format!(
+                    "personnel_ids has {n} entries; at most {MAX_PERSONNEL_IDS} are allowed per request"
+                ),
+            ),
+        }
+    }
+}
+
 /// The create body, parsed: `event_id` and deduplicated `personnel_ids`.
-fn parse_unlock(body: &Map<String, Value>) -> ApiResult<(String, Vec<String>)> {
+pub(super) fn parse_unlock(
+    body: &Map<String, Value>,
+) -> Result<(String, Vec<String>), UnlockParseError> {
     let event_ref = required_string(body, "event_id", MAX_EVENT_ID_CHARS)?;
     let ids = match body.get("personnel_ids") {
-        None | Some(Value::Null) => return Err(ApiError::validation("personnel_ids is required")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::validation("personnel_ids is required").into())
+        }
         Some(Value::Array(ids)) => ids,
         Some(_) => {
-            return Err(ApiError::validation(
-                "personnel_ids must be an array of strings",
-            ))
+            return Err(ApiError::validation("personnel_ids must be an array of strings").into())
         }
     };
     if ids.len() > MAX_PERSONNEL_IDS {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "TOO_MANY_PERSONNEL_IDS",
-            format!(
-                "personnel_ids has {} entries; at most {MAX_PERSONNEL_IDS} are allowed per request",
-                ids.len()
-            ),
-        ));
+        return Err(UnlockParseError::TooMany(ids.len()));
     }
     if ids.is_empty() {
-        return Err(ApiError::validation("personnel_ids must not be empty"));
+        return Err(ApiError::validation("personnel_ids must not be empty").into());
     }
     let ids = ids
         .iter()
@@ -98,7 +221,7 @@ async fn create(
     JsonObject(body): JsonObject,
     kind: ContactKind,
 ) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
-    let (event_ref, personnel_ids) = parse_unlock(&body)?;
+    let (event_ref, personnel_ids) = parse_unlock(&body).map_err(ApiError::from)?;
     let call_source =
         CallSource::from_header(headers.get("x-call-source").and_then(|v| v.to_str().ok()));
     let request = NewUnlock {
@@ -286,7 +409,7 @@ mod tests {
 
     #[test]
     fn parse_names_the_field() {
-        let err = |v: Value| parse_unlock(&body(v)).unwrap_err();
+        let err = |v: Value| ApiError::from(parse_unlock(&body(v)).unwrap_err());
         assert!(err(json!({"personnel_ids": ["1"]}))
             .message
             .contains("event_id"));

@@ -14,7 +14,16 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/external/credits/balance", get(balance))
 }
 
-async fn balance(
+#[utoipa::path(
+    get, path = "/external/credits/balance", tag = "Credits",
+    responses(
+        (status = 200, description = "Spendable credits by bucket kind (holds already deducted), plus heldCredits and availableCredits", body = CreditBalance),
+        (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(super) async fn balance(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<CreditBalance>> {

@@ -1,12 +1,16 @@
 //! The HTTP edge: thin handlers that parse once, call the store, and map results to the
 //! wire contract. Auth, rate limits, request ids and the error envelope live here.
 
+mod actions;
 mod auth;
 mod body;
 mod contacts;
 mod credits;
 pub mod error;
+mod events;
+pub mod openapi;
 mod ops;
+mod personnel;
 pub mod rate_limit;
 
 use std::net::SocketAddr;
@@ -47,6 +51,9 @@ pub fn router(state: AppState) -> Router {
     let external = Router::new()
         .merge(contacts::routes())
         .merge(credits::routes())
+        .merge(personnel::routes())
+        .merge(events::routes())
+        .merge(actions::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

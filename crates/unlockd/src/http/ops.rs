@@ -13,13 +13,25 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
 }
 
-async fn healthz() -> Json<Value> {
+#[utoipa::path(
+    get, path = "/healthz", tag = "Operations",
+    responses((status = 200, description = "The process is up", body = Object))
+)]
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get, path = "/readyz", tag = "Operations",
+    responses(
+        (status = 200, description = "The database is reachable and migrated", body = Object),
+        (status = 503, description = "NOT_READY", body = unlockd_api::ApiError),
+    )
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     match state.store.ready().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {
@@ -31,4 +43,12 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             ))
         }
     }
+}
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "Operations",
+    responses((status = 200, description = "This API as OpenAPI 3.1", body = Object))
+)]
+pub(super) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi::document())
 }

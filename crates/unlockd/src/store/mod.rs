@@ -173,6 +173,95 @@ pub struct SettleReport {
     pub finished: Option<TaskStatus>,
 }
 
+/// A 1-based page of `page_size` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: u32,
+    pub page_size: u32,
+}
+
+impl PageRequest {
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page.saturating_sub(1)) * i64::from(self.page_size)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// An event with its cached counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView {
+    pub event: EventRecord,
+    pub exhibitor_count: i64,
+    pub personnel_count: i64,
+    /// Whether any of its people came from visitor data.
+    pub has_visitors: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Matches name or description, case-insensitively.
+    pub keyword: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
+    pub date_start_from: Option<String>,
+    pub date_start_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonnelFilter {
+    pub exhibitor_id: Option<String>,
+    /// Case-insensitive equality.
+    pub department: Option<String>,
+    /// Seniority level, case-insensitive equality.
+    pub level: Option<String>,
+    /// Word prefixes matched against full name and title.
+    pub search_query: Option<String>,
+    pub source_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactSearch {
+    /// Word prefixes matched against the company name (required).
+    pub company_name: String,
+    /// Word prefixes matched against the title.
+    pub role: Option<String>,
+    /// Word prefixes matched against the full name.
+    pub person_name: Option<String>,
+}
+
+/// Where one account stands with one person's email or phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockState {
+    Locked,
+    Unlocking,
+    Unlocked,
+    Failed,
+}
+
+/// A person as one account sees them: contacts only where this account unlocked them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactView {
+    pub id: String,
+    pub full_name: Option<String>,
+    pub title: Option<String>,
+    pub department: Option<String>,
+    pub seniority_level: Option<String>,
+    pub linkedin_url: Option<String>,
+    pub company_name: Option<String>,
+    pub source_type: Vec<String>,
+    pub event_count: i64,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub email_state: UnlockState,
+    pub phone_state: UnlockState,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
@@ -227,6 +316,9 @@ pub trait Store: Send + Sync + 'static {
     // Unlock tasks.
     /// Resolve, classify, hold and insert the task, items and in-flight guards, atomically.
     async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult>;
+    /// What `create_unlock_task` would decide now, without any effect. Both run the same
+    /// code on the same facts, so they cannot disagree.
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult>;
     /// A task of this account and kind; `None` for unknown or someone else's.
     async fn task_view(
         &self,
@@ -250,6 +342,42 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<SettleReport>;
     /// Gives the task back (graceful shutdown): claimable again at once.
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()>;
+
+    // Catalog reads, as one account sees the catalog.
+    /// An event by `id` or `eventId` (the `id` wins when both match).
+    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>>;
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EventView>>;
+    /// People linked to the event (`events.id`), ordered by id.
+    async fn list_personnel(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &PersonnelFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>>;
+    async fn personnel_profile(
+        &self,
+        account_id: &str,
+        personnel_id: &str,
+    ) -> StoreResult<Option<ContactView>>;
+    async fn search_contacts(
+        &self,
+        account_id: &str,
+        search: &ContactSearch,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>>;
+
+    // Maintenance.
+    /// Expires the unheld remainder of every bucket past its expiry, with a ledger entry
+    /// each. Returns the credits expired.
+    async fn expire_buckets(&self) -> StoreResult<i64>;
+    /// Deletes up to `limit` tasks (with their items) finished before `before_ms`. Ledger
+    /// entries are kept. Returns the number of tasks deleted.
+    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64>;
 
     /// Checks every billing invariant; returns one line per violation.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;

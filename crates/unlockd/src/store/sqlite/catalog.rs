@@ -54,6 +54,11 @@ pub(super) async fn import_exhibitors(
         .await?;
         progress(chunk.len() as u64);
     }
+    sqlx::query(
+        "UPDATE events SET exhibitor_count = (SELECT COUNT(*) FROM exhibitors x WHERE x.event_id = events.id)",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -99,6 +104,14 @@ pub(super) async fn import_personnel(
         .await?;
         progress(chunk.len() as u64);
     }
+    sqlx::query(
+        "UPDATE events SET personnel_count = \
+            (SELECT COUNT(*) FROM personnel_events pe WHERE pe.event_id = events.id), \
+         has_visitors = EXISTS (SELECT 1 FROM personnel_events pe JOIN personnel p ON p.id = pe.personnel_id \
+            WHERE pe.event_id = events.id AND p.source_type LIKE '%\"visitors\"%')",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }

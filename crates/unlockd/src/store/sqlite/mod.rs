@@ -3,6 +3,7 @@
 //! file are safe too) and a small pool of readers.
 
 mod catalog;
+mod reads;
 mod tasks;
 mod verify;
 
@@ -343,6 +344,10 @@ impl Store for SqliteStore {
         tasks::create(self, request).await
     }
 
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        tasks::precheck(self, request).await
+    }
+
     async fn task_view(
         &self,
         account_id: &str,
@@ -397,6 +402,53 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
+        reads::find_event(self, reference).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EventView>> {
+        reads::list_events(self, filter, page).await
+    }
+
+    async fn list_personnel(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &PersonnelFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        reads::list_personnel(self, account_id, event_id, filter, page).await
+    }
+
+    async fn personnel_profile(
+        &self,
+        account_id: &str,
+        personnel_id: &str,
+    ) -> StoreResult<Option<ContactView>> {
+        reads::personnel_profile(self, account_id, personnel_id).await
+    }
+
+    async fn search_contacts(
+        &self,
+        account_id: &str,
+        search: &ContactSearch,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        reads::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn expire_buckets(&self) -> StoreResult<i64> {
+        reads::expire_buckets(self).await
+    }
+
+    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64> {
+        reads::prune_finished_tasks(self, before_ms, limit).await
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {

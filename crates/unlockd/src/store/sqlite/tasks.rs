@@ -83,25 +83,54 @@ async fn load_facts(
     })
 }
 
-pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
-    let mut tx = store.write_tx().await?;
+/// Resolves the event and applies the domain rule to the facts read on `conn`. The create
+/// call runs it inside its write transaction, the precheck inside a read transaction.
+async fn decide_on(
+    conn: &mut SqliteConnection,
+    r: &NewUnlock,
+    now: i64,
+) -> StoreResult<Option<(String, UnlockDecision)>> {
     let event: Option<(String,)> = sqlx::query_as(
         "SELECT id FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1",
     )
     .bind(&r.event_ref)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some((event_id,)) = event else {
-        return Ok(CreateResult::EventNotFound);
+        return Ok(None);
     };
     let valid: Vec<&String> = r
         .personnel_ids
         .iter()
         .filter(|id| is_valid_personnel_id(id))
         .collect();
-    let facts = load_facts(&mut tx, &r.account_id, r.kind, &event_id, &json(&valid)?).await?;
-    let decision = decide(&r.personnel_ids, &facts, r.price, now);
+    let facts = load_facts(conn, &r.account_id, r.kind, &event_id, &json(&valid)?).await?;
+    Ok(Some((
+        event_id,
+        decide(&r.personnel_ids, &facts, r.price, now),
+    )))
+}
+
+pub(super) async fn precheck(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+    let now = store.now();
+    let mut tx = store.reader.begin().await?;
+    let decided = decide_on(&mut tx, r, now).await?;
+    tx.commit().await?;
+    Ok(match decided {
+        None => CreateResult::EventNotFound,
+        Some((_, decision)) => CreateResult::Decided {
+            decision,
+            task_id: None,
+        },
+    })
+}
+
+pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+    let now = store.now();
+    let mut tx = store.write_tx().await?;
+    let Some((event_id, decision)) = decide_on(&mut tx, r, now).await? else {
+        return Ok(CreateResult::EventNotFound);
+    };
     let UnlockDecision::Create {
         chargeable, holds, ..
     } = &decision

@@ -1,0 +1,430 @@
+//! Catalog reads on SQLite: events, an event's people, profiles and contact search, each
+//! person shown as one account sees them. Filters use indexes; text search uses FTS5.
+
+use std::collections::HashMap;
+
+use sqlx::SqliteConnection;
+
+use super::{json, SqliteStore};
+use crate::catalog::EventRecord;
+use crate::domain::search::search_words;
+use crate::store::{
+    ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
+    StoreResult, UnlockState,
+};
+
+/// An FTS5 expression: every word as a prefix, within `columns`. `None` when the text has
+/// no searchable word.
+fn fts_expression(columns: &str, text: &str) -> Option<String> {
+    let words = search_words(text);
+    (!words.is_empty()).then(|| {
+        let terms: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+        format!("{{{columns}}} : ({})", terms.join(" AND "))
+    })
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
+
+type EventRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+);
+
+fn event_view(row: EventRow) -> EventView {
+    let (
+        id,
+        event_id,
+        name,
+        date_start,
+        date_end,
+        venue,
+        city,
+        region,
+        country,
+        url,
+        description,
+        exhibitor_count,
+        personnel_count,
+        has_visitors,
+    ) = row;
+    EventView {
+        event: EventRecord {
+            id,
+            event_id,
+            name,
+            date_start,
+            date_end,
+            venue,
+            city,
+            region,
+            country,
+            url,
+            description,
+        },
+        exhibitor_count,
+        personnel_count,
+        has_visitors,
+    }
+}
+
+pub(super) async fn find_event(
+    store: &SqliteStore,
+    reference: &str,
+) -> StoreResult<Option<EventView>> {
+    let row: Option<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1"
+    ))
+    .bind(reference)
+    .fetch_optional(&store.reader)
+    .await?;
+    Ok(row.map(event_view))
+}
+
+pub(super) async fn list_events(
+    store: &SqliteStore,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> StoreResult<Page<EventView>> {
+    let conditions = "(?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\') \
+         AND (?2 IS NULL OR country = ?2 COLLATE NOCASE) \
+         AND (?3 IS NULL OR city = ?3 COLLATE NOCASE) \
+         AND (?4 IS NULL OR date_start >= ?4) AND (?5 IS NULL OR date_start <= ?5)";
+    let keyword = filter.keyword.as_deref().map(like_pattern);
+    let mut tx = store.reader.begin().await?;
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events WHERE {conditions}"))
+        .bind(&keyword)
+        .bind(&filter.country)
+        .bind(&filter.city)
+        .bind(&filter.date_start_from)
+        .bind(&filter.date_start_to)
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {conditions} \
+         ORDER BY date_start IS NULL, date_start, id LIMIT ?6 OFFSET ?7"
+    ))
+    .bind(&keyword)
+    .bind(&filter.country)
+    .bind(&filter.city)
+    .bind(&filter.date_start_from)
+    .bind(&filter.date_start_to)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Page {
+        items: rows.into_iter().map(event_view).collect(),
+        total,
+    })
+}
+
+const PERSON_COLUMNS: &str =
+    "p.id, p.full_name, p.title, p.department, p.seniority_level, p.linkedin_url, \
+     p.company_name, p.source_type, \
+     (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
+
+type PersonRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+/// Adds this account's unlock states and unlocked contacts to a page of people.
+async fn as_seen_by(
+    conn: &mut SqliteConnection,
+    account_id: &str,
+    rows: Vec<PersonRow>,
+) -> StoreResult<Vec<ContactView>> {
+    let ids: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+    let ids_json = json(&ids)?;
+    let unlocks: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT personnel_id, kind, status, value FROM unlocks WHERE account_id = ?1 \
+         AND kind IN ('email', 'phone') AND personnel_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(account_id)
+    .bind(&ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let in_flight: Vec<(String, String)> = sqlx::query_as(
+        "SELECT personnel_id, kind FROM inflight WHERE account_id = ?1 \
+         AND kind IN ('email', 'phone') AND personnel_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(account_id)
+    .bind(&ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut states: HashMap<(String, String), (UnlockState, Option<String>)> = HashMap::new();
+    for (person, kind, status, value) in unlocks {
+        let state = if status == "unlocked" {
+            (UnlockState::Unlocked, value)
+        } else {
+            (UnlockState::Failed, None)
+        };
+        states.insert((person, kind), state);
+    }
+    // A live task wins over an earlier failure: the person is being unlocked again.
+    for (person, kind) in in_flight {
+        let entry = states
+            .entry((person, kind))
+            .or_insert((UnlockState::Locked, None));
+        if entry.0 != UnlockState::Unlocked {
+            *entry = (UnlockState::Unlocking, None);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                full_name,
+                title,
+                department,
+                seniority_level,
+                linkedin_url,
+                company_name,
+                source_type,
+                event_count,
+            )| {
+                let (email_state, email) = states
+                    .remove(&(id.clone(), "email".into()))
+                    .unwrap_or((UnlockState::Locked, None));
+                let (phone_state, phone) = states
+                    .remove(&(id.clone(), "phone".into()))
+                    .unwrap_or((UnlockState::Locked, None));
+                ContactView {
+                    id,
+                    full_name,
+                    title,
+                    department,
+                    seniority_level,
+                    linkedin_url,
+                    company_name,
+                    source_type: serde_json::from_str(&source_type).unwrap_or_default(),
+                    event_count,
+                    email,
+                    phone,
+                    email_state,
+                    phone_state,
+                }
+            },
+        )
+        .collect())
+}
+
+pub(super) async fn list_personnel(
+    store: &SqliteStore,
+    account_id: &str,
+    event_id: &str,
+    filter: &PersonnelFilter,
+    page: PageRequest,
+) -> StoreResult<Page<ContactView>> {
+    let search = match filter.search_query.as_deref() {
+        Some(text) => match fts_expression("full_name title", text) {
+            Some(expression) => Some(expression),
+            None => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    total: 0,
+                })
+            }
+        },
+        None => None,
+    };
+    let source = filter.source_type.as_ref().map(|s| format!("%\"{s}\"%"));
+    let conditions = "pe.event_id = ?1 \
+         AND (?2 IS NULL OR p.exhibitor_id = ?2) \
+         AND (?3 IS NULL OR p.department = ?3 COLLATE NOCASE) \
+         AND (?4 IS NULL OR p.seniority_level = ?4 COLLATE NOCASE) \
+         AND (?5 IS NULL OR p.rowid IN (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?5)) \
+         AND (?6 IS NULL OR p.source_type LIKE ?6)";
+    let from = "personnel_events pe JOIN personnel p ON p.id = pe.personnel_id";
+    let mut tx = store.reader.begin().await?;
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {from} WHERE {conditions}"))
+        .bind(event_id)
+        .bind(&filter.exhibitor_id)
+        .bind(&filter.department)
+        .bind(&filter.level)
+        .bind(&search)
+        .bind(&source)
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM {from} WHERE {conditions} \
+         ORDER BY pe.personnel_id LIMIT ?7 OFFSET ?8"
+    ))
+    .bind(event_id)
+    .bind(&filter.exhibitor_id)
+    .bind(&filter.department)
+    .bind(&filter.level)
+    .bind(&search)
+    .bind(&source)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    let items = as_seen_by(&mut tx, account_id, rows).await?;
+    tx.commit().await?;
+    Ok(Page { items, total })
+}
+
+pub(super) async fn personnel_profile(
+    store: &SqliteStore,
+    account_id: &str,
+    personnel_id: &str,
+) -> StoreResult<Option<ContactView>> {
+    let mut tx = store.reader.begin().await?;
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id = ?1"
+    ))
+    .bind(personnel_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut items = as_seen_by(&mut tx, account_id, rows).await?;
+    tx.commit().await?;
+    Ok(items.pop())
+}
+
+pub(super) async fn search_contacts(
+    store: &SqliteStore,
+    account_id: &str,
+    search: &ContactSearch,
+    page: PageRequest,
+) -> StoreResult<Page<ContactView>> {
+    let mut parts = Vec::new();
+    for (columns, text) in [
+        ("company_name", Some(search.company_name.as_str())),
+        ("title", search.role.as_deref()),
+        ("full_name", search.person_name.as_deref()),
+    ] {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            continue;
+        };
+        match fts_expression(columns, text) {
+            Some(expression) => parts.push(expression),
+            // Text with no searchable word matches nobody.
+            None => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    total: 0,
+                })
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(Page {
+            items: Vec::new(),
+            total: 0,
+        });
+    }
+    let expression = parts.join(" AND ");
+    let mut tx = store.reader.begin().await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM personnel_fts WHERE personnel_fts MATCH ?1")
+            .bind(&expression)
+            .fetch_one(&mut *tx)
+            .await?;
+    // FTS5 yields matches in rowid order, so ordering by rowid costs no sort.
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.rowid IN \
+         (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?1 ORDER BY rowid LIMIT ?2 OFFSET ?3) \
+         ORDER BY p.rowid"
+    ))
+    .bind(&expression)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    let items = as_seen_by(&mut tx, account_id, rows).await?;
+    tx.commit().await?;
+    Ok(Page { items, total })
+}
+
+pub(super) async fn expire_buckets(store: &SqliteStore) -> StoreResult<i64> {
+    let now = store.now();
+    let mut tx = store.write_tx().await?;
+    let due: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, account_id, balance FROM credit_buckets \
+         WHERE expires_at IS NOT NULL AND expires_at <= ?1 AND balance > 0",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut expired = 0;
+    for (bucket_id, account_id, balance) in due {
+        sqlx::query(
+            "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
+             VALUES (?1, ?2, 'expire', ?3, ?4)",
+        )
+        .bind(&account_id)
+        .bind(&bucket_id)
+        .bind(balance)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE credit_buckets SET expired = expired + ?1, balance = balance - ?1 WHERE id = ?2",
+        )
+        .bind(balance)
+        .bind(&bucket_id)
+        .execute(&mut *tx)
+        .await?;
+        expired += balance;
+    }
+    tx.commit().await?;
+    Ok(expired)
+}
+
+pub(super) async fn prune_finished_tasks(
+    store: &SqliteStore,
+    before_ms: i64,
+    limit: i64,
+) -> StoreResult<i64> {
+    let mut tx = store.write_tx().await?;
+    let ids: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ?1 \
+         ORDER BY completed_at LIMIT ?2",
+    )
+    .bind(before_ms)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
+    let ids_json = json(&ids)?;
+    sqlx::query("DELETE FROM task_items WHERE task_id IN (SELECT value FROM json_each(?1))")
+        .bind(&ids_json)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?1))")
+        .bind(&ids_json)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.len() as i64)
+}
