@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::DynClock;
 use crate::domain::Pricing;
+use crate::engine::maintenance::{self, MaintenanceConfig};
 use crate::engine::source::CatalogSource;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::rate_limit::RateLimiter;
@@ -26,6 +27,7 @@ pub struct ServerConfig {
     /// Requests per minute per client IP; 0 disables.
     pub ip_rate_limit: u32,
     pub engine: EngineConfig,
+    pub maintenance: MaintenanceConfig,
     pub long_poll_recheck: Duration,
 }
 
@@ -38,6 +40,7 @@ impl Default for ServerConfig {
             key_rate_limit: 120,
             ip_rate_limit: 600,
             engine: EngineConfig::default(),
+            maintenance: MaintenanceConfig::default(),
             long_poll_recheck: Duration::from_millis(500),
         }
     }
@@ -94,15 +97,22 @@ pub async fn start(
         clock: clock.clone(),
         pricing: config.pricing,
         key_limiter: Arc::new(RateLimiter::new(config.key_rate_limit, clock.clone())),
-        ip_limiter: Arc::new(RateLimiter::new(config.ip_rate_limit, clock)),
+        ip_limiter: Arc::new(RateLimiter::new(config.ip_rate_limit, clock.clone())),
         long_poll_recheck: config.long_poll_recheck,
     };
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let local_addr = listener.local_addr()?;
     let engine = engine(store.clone(), signals.clone(), config.engine.clone());
-    let worker = config
-        .run_worker
-        .then(|| tokio::spawn(engine.clone().run(shutdown.clone())));
+    // The worker process also does the upkeep (bucket expiry, pruning).
+    let worker = config.run_worker.then(|| {
+        tokio::spawn(maintenance::run(
+            store.clone(),
+            clock.clone(),
+            config.maintenance.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(engine.clone().run(shutdown.clone()))
+    });
     let stop = shutdown.clone();
     let http = tokio::spawn(http::serve(listener, http::router(state), async move {
         stop.cancelled().await

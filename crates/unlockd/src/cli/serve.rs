@@ -12,6 +12,7 @@ use crate::catalog::demo::{self, DemoOptions, EXAMPLE_EVENT_ALIAS, EXAMPLE_PEOPL
 use crate::domain::keys::{self, KeyPrefix};
 use crate::domain::ledger::BucketKind;
 use crate::domain::Pricing;
+use crate::engine::maintenance::{self, MaintenanceConfig};
 use crate::engine::EngineConfig;
 use crate::signals::TaskSignals;
 use crate::store::{DynStore, Grant};
@@ -30,6 +31,12 @@ pub struct WorkerArgs {
     /// Upper bound on contact lookups per second from this process (0: none).
     #[arg(long, env = "UNLOCKD_LOOKUPS_PER_SECOND", default_value_t = 0)]
     lookups_per_second: u32,
+    /// Days finished tasks are kept before they are pruned (ledger entries are kept).
+    #[arg(long, env = "UNLOCKD_TASK_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    task_retention_days: u64,
+    /// Seconds between upkeep rounds (bucket expiry, pruning).
+    #[arg(long, env = "UNLOCKD_MAINTENANCE_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    maintenance_interval_seconds: u64,
 }
 
 impl WorkerArgs {
@@ -40,6 +47,14 @@ impl WorkerArgs {
             max_attempts: self.max_attempts,
             lookups_per_second: self.lookups_per_second,
             ..EngineConfig::default()
+        }
+    }
+
+    fn maintenance_config(&self) -> MaintenanceConfig {
+        MaintenanceConfig {
+            interval: Duration::from_secs(self.maintenance_interval_seconds),
+            retention: Duration::from_secs(self.task_retention_days * 24 * 3600),
+            ..MaintenanceConfig::default()
         }
     }
 }
@@ -64,6 +79,9 @@ pub struct ServeArgs {
     /// Credits per unlocked email.
     #[arg(long, env = "UNLOCKD_EMAIL_PRICE", default_value_t = 15, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     email_price: i64,
+    /// Credits per unlocked phone.
+    #[arg(long, env = "UNLOCKD_PHONE_PRICE", default_value_t = 150, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+    phone_price: i64,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -111,11 +129,12 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         run_worker: !args.no_worker,
         pricing: Pricing {
             email: args.email_price,
-            ..Pricing::default()
+            phone: args.phone_price,
         },
         key_rate_limit: args.rate_limit_per_minute,
         ip_rate_limit: args.ip_rate_limit_per_minute,
         engine: args.worker.engine_config(),
+        maintenance: args.worker.maintenance_config(),
         ..ServerConfig::default()
     };
     let server = app::start(config, store, cli.clock(), shutdown_on_signals()).await?;
@@ -129,8 +148,16 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let store = cli.open_store().await?;
+    let shutdown = shutdown_on_signals();
+    let upkeep = tokio::spawn(maintenance::run(
+        store.clone(),
+        cli.clock(),
+        args.maintenance_config(),
+        shutdown.clone(),
+    ));
     let engine = app::engine(store, TaskSignals::new(), args.engine_config());
-    engine.run(shutdown_on_signals()).await;
+    engine.run(shutdown).await;
+    upkeep.await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 //! lease alive with a heartbeat, looks items up through a contact source in small batches
 //! and hands each outcome to the store, which applies the billing rule atomically.
 
+pub mod maintenance;
 pub mod source;
 
 use std::sync::Arc;
