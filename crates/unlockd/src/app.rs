@@ -96,8 +96,18 @@ pub async fn start(
         signals: signals.clone(),
         clock: clock.clone(),
         pricing: config.pricing,
-        key_limiter: Arc::new(RateLimiter::new(config.key_rate_limit, clock.clone())),
-        ip_limiter: Arc::new(RateLimiter::new(config.ip_rate_limit, clock.clone())),
+        key_limiter: Arc::new(RateLimiter::new(
+            "key",
+            config.key_rate_limit,
+            clock.clone(),
+            Some(store.clone()),
+        )),
+        ip_limiter: Arc::new(RateLimiter::new(
+            "ip",
+            config.ip_rate_limit,
+            clock.clone(),
+            Some(store.clone()),
+        )),
         long_poll_recheck: config.long_poll_recheck,
     };
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;

@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod ledger;
+pub mod rate;
 pub mod search;
 pub mod settle;
 pub mod unlock;

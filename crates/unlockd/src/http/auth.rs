@@ -43,7 +43,7 @@ pub(super) async fn authenticate(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_default();
-        let decision = state.ip_limiter.check(&ip);
+        let decision = state.ip_limiter.check(&ip).await;
         if !decision.allowed {
             return too_many(&decision);
         }
@@ -56,10 +56,11 @@ pub(super) async fn authenticate(
         Ok(None) => return ApiError::unauthorized().into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let decision = state
-        .key_limiter
-        .enabled()
-        .then(|| state.key_limiter.check(&principal.key_id));
+    let decision = if state.key_limiter.enabled() {
+        Some(state.key_limiter.check(&principal.key_id).await)
+    } else {
+        None
+    };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         return too_many(&decision);
     }

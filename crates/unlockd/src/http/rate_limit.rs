@@ -1,5 +1,6 @@
-//! Token buckets per API key and per client IP: `limit` requests a minute, bursting to
-//! `limit`. State is in process memory (one process per deployment on SQLite).
+//! Rate limits per API key and per client IP. With a store that shares buckets between
+//! processes (PostgreSQL), every replica draws from the same bucket; otherwise (SQLite, one
+//! process) the buckets live in this process's memory.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,17 +8,10 @@ use std::sync::Mutex;
 use axum::http::{HeaderMap, HeaderValue};
 
 use crate::clock::DynClock;
+use crate::domain::rate::{is_full, take_token, TokenState};
+use crate::store::DynStore;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Unix seconds at which the bucket is full again.
-    pub reset_at: i64,
-    /// Seconds until one request is allowed (when refused).
-    pub retry_after: u64,
-}
+pub use crate::domain::rate::RateDecision as Decision;
 
 impl Decision {
     pub fn write_headers(&self, headers: &mut HeaderMap) {
@@ -37,26 +31,32 @@ impl Decision {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    updated_ms: i64,
-}
-
-pub struct RateLimiter {
-    per_minute: u32,
-    clock: DynClock,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
 const MAX_TRACKED: usize = 100_000;
 
+pub struct RateLimiter {
+    /// Bucket names are prefixed with this, so key and IP buckets never collide.
+    scope: &'static str,
+    per_minute: u32,
+    clock: DynClock,
+    store: Option<DynStore>,
+    local: Mutex<HashMap<String, TokenState>>,
+}
+
 impl RateLimiter {
-    /// `per_minute == 0` disables the limit.
-    pub fn new(per_minute: u32, clock: DynClock) -> Self {
+    /// `per_minute == 0` disables the limit. With `store`, buckets are shared through it
+    /// when the store supports that.
+    pub fn new(
+        scope: &'static str,
+        per_minute: u32,
+        clock: DynClock,
+        store: Option<DynStore>,
+    ) -> Self {
         RateLimiter {
+            scope,
             per_minute,
             clock,
-            buckets: Mutex::new(HashMap::new()),
+            store,
+            local: Mutex::new(HashMap::new()),
         }
     }
 
@@ -64,36 +64,30 @@ impl RateLimiter {
         self.per_minute > 0
     }
 
-    pub fn check(&self, key: &str) -> Decision {
+    pub async fn check(&self, key: &str) -> Decision {
+        let bucket = format!("{}:{key}", self.scope);
+        if let Some(store) = &self.store {
+            match store.take_rate_token(&bucket, self.per_minute).await {
+                Ok(Some(decision)) => return decision,
+                Ok(None) => {}
+                // The shared limiter is down: fall back to this process's buckets rather
+                // than refuse every request.
+                Err(e) => tracing::warn!(error = %e, "shared rate limit unavailable"),
+            }
+        }
+        self.check_local(bucket)
+    }
+
+    fn check_local(&self, bucket: String) -> Decision {
         let now = self.clock.now_ms();
-        let capacity = f64::from(self.per_minute);
-        let per_ms = capacity / 60_000.0;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(key) {
+        let mut buckets = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&bucket) {
             // Forget buckets that have refilled: they carry no state worth keeping.
-            buckets
-                .retain(|_, b| b.tokens + (now - b.updated_ms).max(0) as f64 * per_ms < capacity);
+            buckets.retain(|_, s| !is_full(s, self.per_minute, now));
         }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: capacity,
-            updated_ms: now,
-        });
-        let elapsed = (now - bucket.updated_ms).max(0) as f64;
-        bucket.tokens = (bucket.tokens + elapsed * per_ms).min(capacity);
-        bucket.updated_ms = now;
-        let allowed = bucket.tokens >= 1.0;
-        if allowed {
-            bucket.tokens -= 1.0;
-        }
-        let full_in_ms = ((capacity - bucket.tokens) / per_ms).ceil() as i64;
-        let one_in_ms = ((1.0 - bucket.tokens).max(0.0) / per_ms).ceil() as u64;
-        Decision {
-            allowed,
-            limit: self.per_minute,
-            remaining: bucket.tokens.floor() as u32,
-            reset_at: (now + full_in_ms + 999) / 1000,
-            retry_after: one_in_ms.div_ceil(1000).max(1),
-        }
+        let (state, decision) = take_token(buckets.get(&bucket).copied(), self.per_minute, now);
+        buckets.insert(bucket, state);
+        decision
     }
 }
 
@@ -103,21 +97,15 @@ mod tests {
     use crate::clock::ManualClock;
     use std::sync::Arc;
 
-    #[test]
-    fn bursts_to_the_limit_then_refills_over_a_minute() {
+    #[tokio::test]
+    async fn local_buckets_are_per_key() {
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let limiter = RateLimiter::new(3, clock.clone());
-        let d: Vec<Decision> = (0..4).map(|_| limiter.check("k")).collect();
-        assert_eq!(
-            d.iter()
-                .map(|d| (d.allowed, d.remaining))
-                .collect::<Vec<_>>(),
-            [(true, 2), (true, 1), (true, 0), (false, 0)]
-        );
-        assert_eq!(d[3].retry_after, 20, "one token per 20 s at 3/min");
-        assert!(limiter.check("other").allowed, "keys are independent");
-        clock.advance(20_000);
-        assert!(limiter.check("k").allowed);
-        assert!(!limiter.check("k").allowed);
+        let limiter = RateLimiter::new("key", 2, clock.clone(), None);
+        assert!(limiter.check("a").await.allowed);
+        assert!(limiter.check("a").await.allowed);
+        assert!(!limiter.check("a").await.allowed);
+        assert!(limiter.check("b").await.allowed, "keys are independent");
+        clock.advance(30_000);
+        assert!(limiter.check("a").await.allowed);
     }
 }

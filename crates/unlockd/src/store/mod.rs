@@ -1,6 +1,7 @@
 //! Durable state behind one interface. Every multi-row change is one transaction; the
 //! uniqueness that matters for money is enforced by database constraints.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -381,10 +382,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks every billing invariant; returns one line per violation.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
+
+    /// Takes a token from a rate-limit bucket shared by every process on this database.
+    /// `None`: this store does not share buckets (the caller keeps them in memory).
+    async fn take_rate_token(
+        &self,
+        _bucket: &str,
+        _per_minute: u32,
+    ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
+        Ok(None)
+    }
 }
 
-/// Opens the store a URL names (`sqlite://path`; PostgreSQL is not built yet) without
-/// migrating it.
+/// Opens the store a URL names without migrating it: `sqlite://path`, or
+/// `postgres://...` / `postgresql://...` (a pool of `postgres::DEFAULT_POOL_SIZE`
+/// connections, or `pool_size=N` from the URL's query). `durability` applies to SQLite only:
+/// PostgreSQL's is the server's (`synchronous_commit`).
 pub async fn connect(
     url: &str,
     durability: sqlite::Durability,
@@ -395,12 +408,10 @@ pub async fn connect(
             sqlite::SqliteStore::connect(url, durability, clock).await?,
         ))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Err(StoreError::Invalid(
-            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
-        ))
+        Ok(Arc::new(postgres::PgStore::connect(url, clock).await?))
     } else {
         Err(StoreError::Invalid(format!(
-            "database URL must start with sqlite:// (got {:?})",
+            "database URL must start with sqlite://, postgres:// or postgresql:// (got {:?})",
             url.split(':').next().unwrap_or_default()
         )))
     }
