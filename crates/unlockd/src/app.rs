@@ -110,6 +110,12 @@ pub async fn start(
         )),
         long_poll_recheck: config.long_poll_recheck,
     };
+    {
+        let store = store.clone();
+        let signals = signals.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { store.relay_changes(signals, shutdown).await });
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let local_addr = listener.local_addr()?;
     let engine = engine(store.clone(), signals.clone(), config.engine.clone());

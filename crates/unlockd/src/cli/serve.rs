@@ -155,8 +155,16 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         args.maintenance_config(),
         shutdown.clone(),
     ));
-    let engine = app::engine(store, TaskSignals::new(), args.engine_config());
+    let signals = TaskSignals::new();
+    let relay = {
+        let store = store.clone();
+        let signals = signals.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { store.relay_changes(signals, shutdown).await })
+    };
+    let engine = app::engine(store, signals, args.engine_config());
     engine.run(shutdown).await;
+    relay.await?;
     upkeep.await?;
     Ok(ExitCode::SUCCESS)
 }

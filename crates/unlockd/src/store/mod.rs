@@ -392,6 +392,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
         Ok(None)
     }
+
+    /// Relays task changes made by other processes into `signals` until `shutdown`, so
+    /// long polls and idle workers wake without polling. A store without a change feed
+    /// returns at once; waiters then rely on their re-read interval.
+    async fn relay_changes(
+        &self,
+        _signals: Arc<crate::signals::TaskSignals>,
+        _shutdown: tokio_util::sync::CancellationToken,
+    ) {
+    }
 }
 
 /// Opens the store a URL names without migrating it: `sqlite://path`, or
