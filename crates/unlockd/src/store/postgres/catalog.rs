@@ -1,0 +1,225 @@
+//! Catalog import: each file is one transaction, written in batches of rows passed as one
+//! JSON array per statement (`jsonb_to_recordset`), as the SQLite backend uses `json_each`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+
+use super::PgStore;
+use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
+use crate::store::{StoreError, StoreResult};
+
+const BATCH: usize = 1_000;
+
+fn json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// Folds one word as SQLite's FTS5 tokenizer (`unicode61 remove_diacritics 2`) does:
+/// lowercase, with the combining diacritics of accented letters removed (é → e, ü → u).
+/// Applied to indexed words and to query words alike.
+pub(super) fn fold_word(word: &str) -> String {
+    word.to_lowercase()
+        .nfd()
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .nfc()
+        .collect()
+}
+
+/// The words a text is indexed under, space-separated: runs of letters and digits (the
+/// split `domain::search::search_words` makes of a query), folded. Precomposing first
+/// keeps a decomposed accent inside its word, as FTS5 does.
+fn index_words(text: Option<&str>) -> String {
+    let text: String = text.unwrap_or_default().nfc().collect();
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(fold_word)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Within one statement PostgreSQL refuses to upsert a row twice, where SQLite lets the
+/// later row win: keep each id once, with its last row's values at its first row's place
+/// (the place SQLite's rowid would give it).
+fn last_wins<'a, T>(rows: &'a [T], id: impl Fn(&T) -> &str) -> Vec<&'a T> {
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<&T> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match slot.get(id(row)) {
+            Some(&i) => out[i] = row,
+            None => {
+                slot.insert(id(row), out.len());
+                out.push(row);
+            }
+        }
+    }
+    out
+}
+
+pub(super) async fn import_events(
+    store: &PgStore,
+    rows: &[EventRecord],
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> StoreResult<()> {
+    let mut tx = store.pool.begin().await?;
+    for chunk in rows.chunks(BATCH) {
+        let batch = last_wins(chunk, |r| r.id.as_str());
+        sqlx::query(
+            "INSERT INTO events (id, event_id, name, date_start, date_end, venue, city, region, country, url, description) \
+             SELECT r.id, r.event_id, r.name, r.date_start, r.date_end, r.venue, r.city, r.region, \
+                    r.country, r.url, r.description \
+             FROM jsonb_to_recordset($1::jsonb) AS r(id text, event_id text, name text, date_start text, \
+                  date_end text, venue text, city text, region text, country text, url text, description text) \
+             ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, name = excluded.name, \
+                date_start = excluded.date_start, date_end = excluded.date_end, venue = excluded.venue, \
+                city = excluded.city, region = excluded.region, country = excluded.country, \
+                url = excluded.url, description = excluded.description",
+        )
+        .bind(json(&batch)?)
+        .execute(&mut *tx)
+        .await?;
+        progress(chunk.len() as u64);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn import_exhibitors(
+    store: &PgStore,
+    rows: &[ExhibitorRecord],
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> StoreResult<()> {
+    let mut tx = store.pool.begin().await?;
+    for chunk in rows.chunks(BATCH) {
+        let batch = last_wins(chunk, |r| r.id.as_str());
+        sqlx::query(
+            "INSERT INTO exhibitors (id, event_id, company_name, website, country) \
+             SELECT r.id, r.event_id, r.company_name, r.website, r.country \
+             FROM jsonb_to_recordset($1::jsonb) AS r(id text, event_id text, company_name text, \
+                  website text, country text) \
+             ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, \
+                company_name = excluded.company_name, website = excluded.website, country = excluded.country",
+        )
+        .bind(json(&batch)?)
+        .execute(&mut *tx)
+        .await?;
+        progress(chunk.len() as u64);
+    }
+    sqlx::query(
+        "UPDATE events SET exhibitor_count = (SELECT COUNT(*) FROM exhibitors x WHERE x.event_id = events.id)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A person as written: the record plus the words of its search index.
+#[derive(Serialize)]
+struct PersonRow<'a> {
+    #[serde(flatten)]
+    person: &'a PersonRecord,
+    name_words: String,
+    title_words: String,
+    company_words: String,
+}
+
+pub(super) async fn import_personnel(
+    store: &PgStore,
+    rows: &[PersonRecord],
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> StoreResult<()> {
+    let mut tx = store.pool.begin().await?;
+    for chunk in rows.chunks(BATCH) {
+        let batch: Vec<PersonRow> = last_wins(chunk, |r| r.id.as_str())
+            .into_iter()
+            .map(|person| PersonRow {
+                person,
+                name_words: index_words(person.full_name.as_deref()),
+                title_words: index_words(person.title.as_deref()),
+                company_words: index_words(person.company_name.as_deref()),
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
+                company_name, exhibitor_id, source_type, email, phone, search) \
+             SELECT r.id, r.full_name, r.title, r.department, r.seniority_level, r.linkedin_url, \
+                    r.company_name, r.exhibitor_id, COALESCE(r.source_type, '[]'), r.email, r.phone, \
+                    setweight(array_to_tsvector(string_to_array(r.name_words, ' ')), 'A') \
+                    || setweight(array_to_tsvector(string_to_array(r.title_words, ' ')), 'B') \
+                    || setweight(array_to_tsvector(string_to_array(r.company_words, ' ')), 'C') \
+             FROM jsonb_to_recordset($1::jsonb) AS r(id text, full_name text, title text, \
+                  department text, seniority_level text, linkedin_url text, company_name text, \
+                  exhibitor_id text, source_type jsonb, email text, phone text, \
+                  name_words text, title_words text, company_words text) \
+             ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
+                department = excluded.department, seniority_level = excluded.seniority_level, \
+                linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
+                exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
+                email = excluded.email, phone = excluded.phone, search = excluded.search",
+        )
+        .bind(json(&batch)?)
+        .execute(&mut *tx)
+        .await?;
+        // A re-import replaces a person's event links with the batch's (every row of it,
+        // as SQLite's `INSERT OR IGNORE` over the batch does).
+        let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
+        sqlx::query("DELETE FROM personnel_events WHERE personnel_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let (mut events, mut people) = (Vec::new(), Vec::new());
+        for row in chunk {
+            for event in &row.event_ids {
+                events.push(event.as_str());
+                people.push(row.id.as_str());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO personnel_events (event_id, personnel_id) \
+             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&events)
+        .bind(&people)
+        .execute(&mut *tx)
+        .await?;
+        progress(chunk.len() as u64);
+    }
+    // SQLite's `LIKE '%"visitors"%'` on the JSON text, ASCII case-insensitive.
+    sqlx::query(
+        "UPDATE events SET personnel_count = \
+            (SELECT COUNT(*) FROM personnel_events pe WHERE pe.event_id = events.id), \
+         has_visitors = EXISTS (SELECT 1 FROM personnel_events pe JOIN personnel p ON p.id = pe.personnel_id \
+            WHERE pe.event_id = events.id AND ascii_lower(p.source_type::text) LIKE '%\"visitors\"%')",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_indexed_as_fts5_would_cut_and_fold_them() {
+        assert_eq!(
+            index_words(Some("Jane O'Brien-Müller, Acme.com")),
+            "jane o brien muller acme com"
+        );
+        assert_eq!(index_words(Some("Mu\u{308}ller")), "muller");
+        assert_eq!(index_words(Some("  ")), "");
+        assert_eq!(index_words(None), "");
+        assert_eq!(fold_word("Ééñ"), "een");
+    }
+
+    #[test]
+    fn the_last_row_of_an_id_wins_at_its_first_place() {
+        let rows = [("a", 1), ("b", 2), ("a", 3)];
+        let kept: Vec<_> = last_wins(&rows, |r| r.0).into_iter().copied().collect();
+        assert_eq!(kept, [("a", 3), ("b", 2)]);
+    }
+}

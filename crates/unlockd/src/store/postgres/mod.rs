@@ -1,0 +1,507 @@
+//! The scale-out backend: PostgreSQL, shared by any number of API replicas and workers.
+//!
+//! Writes run at READ COMMITTED and take row locks where a decision depends on what they
+//! read: a create locks its account (and the account's spendable buckets) before it
+//! classifies, so classification and hold are serialised per account across processes;
+//! a settlement locks its task row and checks the fencing token under that lock; claims
+//! use `FOR UPDATE SKIP LOCKED` on the partial index of live tasks. Locks on buckets are
+//! always taken in bucket-id order, so these transactions cannot deadlock one another (a
+//! deadlock or serialization failure is retried all the same). Multi-statement reads run
+//! in one REPEATABLE READ snapshot, as a SQLite read transaction does.
+
+mod catalog;
+mod reads;
+mod tasks;
+mod verify;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::*;
+use crate::clock::DynClock;
+
+/// Connections per process when the URL does not say otherwise.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+
+pub struct PgStore {
+    pool: PgPool,
+    clock: DynClock,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Takes the pool size from the URL's `pool_size` (or `max_connections`) query parameter,
+/// which PostgreSQL itself does not know, and returns the URL without it.
+fn split_pool_size(url: &str) -> StoreResult<(String, u32)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), DEFAULT_POOL_SIZE));
+    };
+    let mut size = DEFAULT_POOL_SIZE;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("pool_size" | "max_connections", value)) => {
+                size = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!(
+                            "pool_size must be a positive integer (got {value:?})"
+                        ))
+                    })?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, size))
+}
+
+impl PgStore {
+    /// Opens a pool (`DEFAULT_POOL_SIZE` connections unless the URL carries `pool_size=N`).
+    pub async fn connect(url: &str, clock: DynClock) -> StoreResult<Self> {
+        let (url, size) = split_pool_size(url)?;
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool, clock })
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// A read-only transaction on one snapshot.
+    async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+}
+
+/// Deadlocks and serialization failures are the database asking for a retry.
+fn is_retryable(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(e) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40001" || code == "40P01"),
+        _ => false,
+    }
+}
+
+/// Runs a whole transaction again when the database asks for a retry. Each run starts
+/// from scratch, so a retried settlement or create cannot apply anything twice.
+async fn retrying<T, F, Fut>(mut run: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut attempt: u32 = 0;
+    loop {
+        match run().await {
+            Err(e) if is_retryable(&e) && attempt < 8 => {
+                attempt += 1;
+                let jitter = rand::random::<u64>() % 20;
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5 + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn parse_kind(value: &str) -> StoreResult<ContactKind> {
+    ContactKind::parse(value).ok_or_else(|| StoreError::Integrity(format!("unknown kind {value}")))
+}
+
+fn parse_bucket_kind(value: &str) -> StoreResult<BucketKind> {
+    BucketKind::parse(value)
+        .ok_or_else(|| StoreError::Integrity(format!("unknown bucket kind {value}")))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        // The migrator takes an advisory lock: several processes may start at once.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        let known = MIGRATOR.iter().count() as i64;
+        if applied < known {
+            return Err(StoreError::Integrity(format!(
+                "{applied} of {known} migrations applied"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn import_events(
+        &self,
+        rows: &[EventRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()> {
+        catalog::import_events(self, rows, progress).await
+    }
+
+    async fn import_exhibitors(
+        &self,
+        rows: &[ExhibitorRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()> {
+        catalog::import_exhibitors(self, rows, progress).await
+    }
+
+    async fn import_personnel(
+        &self,
+        rows: &[PersonRecord],
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()> {
+        catalog::import_personnel(self, rows, progress).await
+    }
+
+    async fn catalog_counts(&self) -> StoreResult<CatalogCounts> {
+        let (events, exhibitors, personnel): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM exhibitors), \
+             (SELECT COUNT(*) FROM personnel)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(CatalogCounts {
+            events,
+            exhibitors,
+            personnel,
+        })
+    }
+
+    async fn event_keys(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT id, event_id FROM events")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn contact_of(
+        &self,
+        personnel_id: &str,
+        kind: ContactKind,
+    ) -> StoreResult<Option<Option<String>>> {
+        let sql = match kind {
+            ContactKind::Email => "SELECT email FROM personnel WHERE id = $1",
+            ContactKind::Phone => "SELECT phone FROM personnel WHERE id = $1",
+        };
+        let row: Option<(Option<String>,)> = sqlx::query_as(sql)
+            .bind(personnel_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
+        let account = AccountInfo {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            created_at: self.now(),
+        };
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&account.id)
+            .bind(&account.name)
+            .bind(account.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(account)
+    }
+
+    async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, name, created_at FROM accounts WHERE name = $1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, name, created_at)| AccountInfo {
+            id,
+            name,
+            created_at,
+        }))
+    }
+
+    async fn add_api_key(
+        &self,
+        account_id: &str,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<()> {
+        // One statement: the key is inserted only if the account exists.
+        let done = sqlx::query(
+            "INSERT INTO api_keys (id, account_id, digest, prefix, created_at) \
+             SELECT $1, id, $3, $4, $5 FROM accounts WHERE id = $2",
+        )
+        .bind(&key.key_id)
+        .bind(account_id)
+        .bind(&key.digest)
+        .bind(prefix.as_str())
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("account {account_id}")));
+        }
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(self.now())
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, account_id, prefix, created_at, revoked_at FROM api_keys \
+             WHERE account_id = $1 ORDER BY created_at, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
+                    key_id,
+                    account_id,
+                    prefix,
+                    created_at,
+                    revoked_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, account_id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(key_id, account_id)| Principal { account_id, key_id }))
+    }
+
+    async fn grant_credits(&self, grant: &Grant) -> StoreResult<String> {
+        if grant.amount <= 0 {
+            return Err(StoreError::Invalid("amount must be positive".into()));
+        }
+        let now = self.now();
+        let bucket_id = uuid::Uuid::now_v7().to_string();
+        // One statement: bucket and grant entry together, only for an existing account.
+        let done = sqlx::query(
+            "WITH bucket AS ( \
+                 INSERT INTO credit_buckets (id, account_id, kind, granted, balance, expires_at, created_at) \
+                 SELECT $1, id, $3, $4, $4, $5, $6 FROM accounts WHERE id = $2 \
+                 RETURNING id, account_id) \
+             INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
+             SELECT account_id, id, 'grant', $4, $6 FROM bucket",
+        )
+        .bind(&bucket_id)
+        .bind(&grant.account_id)
+        .bind(grant.kind.as_str())
+        .bind(grant.amount)
+        .bind(grant.expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "account {}",
+                grant.account_id
+            )));
+        }
+        Ok(bucket_id)
+    }
+
+    async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>> {
+        let rows: Vec<(String, String, i64, i64, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT id, kind, granted, balance, held, expired, expires_at, created_at \
+             FROM credit_buckets WHERE account_id = $1 ORDER BY created_at, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, kind, granted, balance, held, expired, expires_at, created_at)| {
+                    Ok(BucketState {
+                        id,
+                        kind: parse_bucket_kind(&kind)?,
+                        granted,
+                        balance,
+                        held,
+                        expired,
+                        expires_at,
+                        created_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        retrying(|| tasks::create(self, request)).await
+    }
+
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        tasks::precheck(self, request).await
+    }
+
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>> {
+        tasks::view(self, account_id, kind, task_id).await
+    }
+
+    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
+        retrying(|| tasks::claim(self, worker_id, policy)).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = $1 \
+             WHERE id = $2 AND attempt = $3 AND lease_owner = $4 AND status = 'processing'",
+        )
+        .bind(self.now() + lease_ms)
+        .bind(&lease.task_id)
+        .bind(lease.attempt)
+        .bind(&lease.worker_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost)
+        }
+    }
+
+    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
+        retrying(|| tasks::start_items(self, lease, item_ids)).await
+    }
+
+    async fn settle_items(
+        &self,
+        lease: &Lease,
+        outcomes: Vec<(i64, LookupOutcome)>,
+    ) -> StoreResult<SettleReport> {
+        retrying(|| tasks::settle(self, lease, outcomes.clone())).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
+             WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'processing'",
+        )
+        .bind(&lease.task_id)
+        .bind(lease.attempt)
+        .bind(&lease.worker_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
+        reads::find_event(self, reference).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EventView>> {
+        reads::list_events(self, filter, page).await
+    }
+
+    async fn list_personnel(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &PersonnelFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        reads::list_personnel(self, account_id, event_id, filter, page).await
+    }
+
+    async fn personnel_profile(
+        &self,
+        account_id: &str,
+        personnel_id: &str,
+    ) -> StoreResult<Option<ContactView>> {
+        reads::personnel_profile(self, account_id, personnel_id).await
+    }
+
+    async fn search_contacts(
+        &self,
+        account_id: &str,
+        search: &ContactSearch,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        reads::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn expire_buckets(&self) -> StoreResult<i64> {
+        retrying(|| reads::expire_buckets(self)).await
+    }
+
+    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64> {
+        reads::prune_finished_tasks(self, before_ms, limit).await
+    }
+
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
+        verify::verify(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_size_comes_off_the_url() {
+        assert_eq!(
+            split_pool_size("postgres://u@h/db").unwrap(),
+            ("postgres://u@h/db".to_string(), DEFAULT_POOL_SIZE)
+        );
+        assert_eq!(
+            split_pool_size("postgres://u@h/db?pool_size=4&sslmode=disable").unwrap(),
+            ("postgres://u@h/db?sslmode=disable".to_string(), 4)
+        );
+        assert_eq!(
+            split_pool_size("postgres://u@h/db?max_connections=2").unwrap(),
+            ("postgres://u@h/db".to_string(), 2)
+        );
+        assert!(split_pool_size("postgres://u@h/db?pool_size=0").is_err());
+    }
+}

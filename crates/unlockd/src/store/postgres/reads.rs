@@ -1,0 +1,503 @@
+//! Catalog reads on PostgreSQL: events, an event's people, profiles and contact search,
+//! each person shown as one account sees them, plus the bucket-expiry and pruning sweeps.
+//!
+//! Matching is kept identical to the SQLite backend: ASCII-only case folding where SQLite
+//! uses `COLLATE NOCASE` or `LIKE`, and the personnel search index built from the same
+//! words (see `search`) with the per-column filters of the FTS5 queries expressed as
+//! tsvector weights (A full name, B title, C company).
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+use super::{catalog::fold_word, PgStore};
+use crate::catalog::EventRecord;
+use crate::domain::search::search_words;
+use crate::store::{
+    ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
+    StoreResult, UnlockState,
+};
+
+/// A tsquery: every word of `text` as a prefix, within the columns `weights` names.
+/// `None` when the text has no searchable word (it then matches nobody, as on SQLite).
+fn search_query(weights: &str, text: &str) -> Option<String> {
+    let terms: Vec<String> = search_words(text)
+        .iter()
+        .map(|w| fold_word(w))
+        .filter(|w| !w.is_empty())
+        // Words are letters and digits only; quoting makes each one literal lexeme.
+        .map(|w| format!("'{}':*{weights}", w.replace('\'', "''")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" & "))
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
+
+type EventRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+);
+
+fn event_view(row: EventRow) -> EventView {
+    let (
+        id,
+        event_id,
+        name,
+        date_start,
+        date_end,
+        venue,
+        city,
+        region,
+        country,
+        url,
+        description,
+        exhibitor_count,
+        personnel_count,
+        has_visitors,
+    ) = row;
+    EventView {
+        event: EventRecord {
+            id,
+            event_id,
+            name,
+            date_start,
+            date_end,
+            venue,
+            city,
+            region,
+            country,
+            url,
+            description,
+        },
+        exhibitor_count,
+        personnel_count,
+        has_visitors,
+    }
+}
+
+pub(super) async fn find_event(store: &PgStore, reference: &str) -> StoreResult<Option<EventView>> {
+    let row: Option<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 OR event_id = $1 \
+         ORDER BY (id = $1) DESC, id LIMIT 1"
+    ))
+    .bind(reference)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(row.map(event_view))
+}
+
+/// Numbered conditions built only for the filters present, so each query plans for its
+/// own indexes.
+struct Conditions {
+    sql: Vec<String>,
+    values: Vec<String>,
+}
+
+impl Conditions {
+    fn new() -> Self {
+        Conditions {
+            sql: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a condition in which `$` stands for the next parameter.
+    fn push(&mut self, condition: &str, value: String) {
+        self.values.push(value);
+        let n = format!("${}", self.values.len());
+        self.sql.push(condition.replace('$', &n));
+    }
+
+    fn next_param(&self) -> usize {
+        self.values.len() + 1
+    }
+
+    fn where_clause(&self) -> String {
+        if self.sql.is_empty() {
+            "true".into()
+        } else {
+            self.sql.join(" AND ")
+        }
+    }
+}
+
+pub(super) async fn list_events(
+    store: &PgStore,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> StoreResult<Page<EventView>> {
+    let mut c = Conditions::new();
+    if let Some(keyword) = &filter.keyword {
+        // SQLite's LIKE: ASCII letters match either case.
+        c.push(
+            "(ascii_lower(name) LIKE ascii_lower($) ESCAPE '\\' \
+             OR ascii_lower(description) LIKE ascii_lower($) ESCAPE '\\')",
+            like_pattern(keyword),
+        );
+    }
+    if let Some(country) = &filter.country {
+        c.push("ascii_lower(country) = ascii_lower($)", country.clone());
+    }
+    if let Some(city) = &filter.city {
+        c.push("ascii_lower(city) = ascii_lower($)", city.clone());
+    }
+    if let Some(from) = &filter.date_start_from {
+        c.push("date_start >= $", from.clone());
+    }
+    if let Some(to) = &filter.date_start_to {
+        c.push("date_start <= $", to.clone());
+    }
+    let conditions = c.where_clause();
+    let mut tx = store.snapshot().await?;
+    let count_sql = format!("SELECT COUNT(*) FROM events WHERE {conditions}");
+    let mut count = sqlx::query_scalar(&count_sql);
+    for v in &c.values {
+        count = count.bind(v);
+    }
+    let total: i64 = count.fetch_one(&mut *tx).await?;
+    let n = c.next_param();
+    let rows_sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {conditions} \
+         ORDER BY date_start IS NULL, date_start, id LIMIT ${n} OFFSET ${}",
+        n + 1
+    );
+    let mut rows = sqlx::query_as(&rows_sql);
+    for v in &c.values {
+        rows = rows.bind(v);
+    }
+    let rows: Vec<EventRow> = rows
+        .bind(i64::from(page.page_size))
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Page {
+        items: rows.into_iter().map(event_view).collect(),
+        total,
+    })
+}
+
+const PERSON_COLUMNS: &str =
+    "p.id, p.full_name, p.title, p.department, p.seniority_level, p.linkedin_url, \
+     p.company_name, p.source_type::text, \
+     (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
+
+type PersonRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+/// Adds this account's unlock states and unlocked contacts to a page of people.
+async fn as_seen_by(
+    conn: &mut PgConnection,
+    account_id: &str,
+    rows: Vec<PersonRow>,
+) -> StoreResult<Vec<ContactView>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let unlocks: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT personnel_id, kind, status, value FROM unlocks WHERE account_id = $1 \
+         AND kind IN ('email', 'phone') AND personnel_id = ANY($2)",
+    )
+    .bind(account_id)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let in_flight: Vec<(String, String)> = sqlx::query_as(
+        "SELECT personnel_id, kind FROM inflight WHERE account_id = $1 \
+         AND kind IN ('email', 'phone') AND personnel_id = ANY($2)",
+    )
+    .bind(account_id)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut states: HashMap<(String, String), (UnlockState, Option<String>)> = HashMap::new();
+    for (person, kind, status, value) in unlocks {
+        let state = if status == "unlocked" {
+            (UnlockState::Unlocked, value)
+        } else {
+            (UnlockState::Failed, None)
+        };
+        states.insert((person, kind), state);
+    }
+    // A live task wins over an earlier failure: the person is being unlocked again.
+    for (person, kind) in in_flight {
+        let entry = states
+            .entry((person, kind))
+            .or_insert((UnlockState::Locked, None));
+        if entry.0 != UnlockState::Unlocked {
+            *entry = (UnlockState::Unlocking, None);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                full_name,
+                title,
+                department,
+                seniority_level,
+                linkedin_url,
+                company_name,
+                source_type,
+                event_count,
+            )| {
+                let (email_state, email) = states
+                    .remove(&(id.clone(), "email".into()))
+                    .unwrap_or((UnlockState::Locked, None));
+                let (phone_state, phone) = states
+                    .remove(&(id.clone(), "phone".into()))
+                    .unwrap_or((UnlockState::Locked, None));
+                ContactView {
+                    id,
+                    full_name,
+                    title,
+                    department,
+                    seniority_level,
+                    linkedin_url,
+                    company_name,
+                    source_type: serde_json::from_str(&source_type).unwrap_or_default(),
+                    event_count,
+                    email,
+                    phone,
+                    email_state,
+                    phone_state,
+                }
+            },
+        )
+        .collect())
+}
+
+fn empty<T>() -> StoreResult<Page<T>> {
+    Ok(Page {
+        items: Vec::new(),
+        total: 0,
+    })
+}
+
+pub(super) async fn list_personnel(
+    store: &PgStore,
+    account_id: &str,
+    event_id: &str,
+    filter: &PersonnelFilter,
+    page: PageRequest,
+) -> StoreResult<Page<ContactView>> {
+    let mut c = Conditions::new();
+    c.push("pe.event_id = $", event_id.to_string());
+    if let Some(exhibitor) = &filter.exhibitor_id {
+        c.push("p.exhibitor_id = $", exhibitor.clone());
+    }
+    if let Some(department) = &filter.department {
+        c.push(
+            "ascii_lower(p.department) = ascii_lower($)",
+            department.clone(),
+        );
+    }
+    if let Some(level) = &filter.level {
+        c.push(
+            "ascii_lower(p.seniority_level) = ascii_lower($)",
+            level.clone(),
+        );
+    }
+    if let Some(text) = filter.search_query.as_deref() {
+        match search_query("AB", text) {
+            Some(query) => c.push("p.search @@ $::tsquery", query),
+            None => return empty(),
+        }
+    }
+    if let Some(source) = &filter.source_type {
+        // The same test as SQLite's `LIKE '%"label"%'` on the JSON text: the label is one
+        // of the person's (labels are validated lowercase words at import and in requests).
+        c.push(
+            "ascii_lower(p.source_type::text) LIKE ascii_lower($) ESCAPE ''",
+            format!("%\"{source}\"%"),
+        );
+    }
+    let conditions = c.where_clause();
+    let from = "personnel_events pe JOIN personnel p ON p.id = pe.personnel_id";
+    let mut tx = store.snapshot().await?;
+    let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {conditions}");
+    let mut count = sqlx::query_scalar(&count_sql);
+    for v in &c.values {
+        count = count.bind(v);
+    }
+    let total: i64 = count.fetch_one(&mut *tx).await?;
+    let n = c.next_param();
+    let rows_sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM {from} WHERE {conditions} \
+         ORDER BY pe.personnel_id LIMIT ${n} OFFSET ${}",
+        n + 1
+    );
+    let mut rows = sqlx::query_as(&rows_sql);
+    for v in &c.values {
+        rows = rows.bind(v);
+    }
+    let rows: Vec<PersonRow> = rows
+        .bind(i64::from(page.page_size))
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
+        .await?;
+    let items = as_seen_by(&mut tx, account_id, rows).await?;
+    tx.commit().await?;
+    Ok(Page { items, total })
+}
+
+pub(super) async fn personnel_profile(
+    store: &PgStore,
+    account_id: &str,
+    personnel_id: &str,
+) -> StoreResult<Option<ContactView>> {
+    let mut tx = store.snapshot().await?;
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id = $1"
+    ))
+    .bind(personnel_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut items = as_seen_by(&mut tx, account_id, rows).await?;
+    tx.commit().await?;
+    Ok(items.pop())
+}
+
+pub(super) async fn search_contacts(
+    store: &PgStore,
+    account_id: &str,
+    search: &ContactSearch,
+    page: PageRequest,
+) -> StoreResult<Page<ContactView>> {
+    let mut parts = Vec::new();
+    for (weights, text) in [
+        ("C", Some(search.company_name.as_str())),
+        ("B", search.role.as_deref()),
+        ("A", search.person_name.as_deref()),
+    ] {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            continue;
+        };
+        match search_query(weights, text) {
+            Some(query) => parts.push(query),
+            // Text with no searchable word matches nobody.
+            None => return empty(),
+        }
+    }
+    if parts.is_empty() {
+        return empty();
+    }
+    let query = parts.join(" & ");
+    let mut tx = store.snapshot().await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM personnel WHERE search @@ $1::tsquery")
+            .bind(&query)
+            .fetch_one(&mut *tx)
+            .await?;
+    // Insertion order, as SQLite lists FTS5 matches by rowid.
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.search @@ $1::tsquery \
+         ORDER BY p.seq LIMIT $2 OFFSET $3"
+    ))
+    .bind(&query)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    let items = as_seen_by(&mut tx, account_id, rows).await?;
+    tx.commit().await?;
+    Ok(Page { items, total })
+}
+
+pub(super) async fn expire_buckets(store: &PgStore) -> StoreResult<i64> {
+    let now = store.now();
+    let mut tx = store.pool.begin().await?;
+    // Locked in id order, as every writer locks buckets; the values read are the latest.
+    let due: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, account_id, balance FROM credit_buckets \
+         WHERE expires_at IS NOT NULL AND expires_at <= $1 AND balance > 0 \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    if due.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let ids: Vec<&str> = due.iter().map(|(id, _, _)| id.as_str()).collect();
+    let accounts: Vec<&str> = due.iter().map(|(_, a, _)| a.as_str()).collect();
+    let amounts: Vec<i64> = due.iter().map(|(_, _, b)| *b).collect();
+    sqlx::query(
+        "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
+         SELECT u.account, u.id, 'expire', u.amount, $4 \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS u(id, account, amount, ord) \
+         ORDER BY u.ord",
+    )
+    .bind(&ids)
+    .bind(&accounts)
+    .bind(&amounts)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE credit_buckets b SET expired = b.expired + u.amount, balance = b.balance - u.amount \
+         FROM UNNEST($1::text[], $2::bigint[]) AS u(id, amount) WHERE b.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&amounts)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(amounts.iter().sum())
+}
+
+pub(super) async fn prune_finished_tasks(
+    store: &PgStore,
+    before_ms: i64,
+    limit: i64,
+) -> StoreResult<i64> {
+    let mut tx = store.pool.begin().await?;
+    let ids: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < $1 \
+         ORDER BY completed_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(before_ms)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
+    sqlx::query("DELETE FROM task_items WHERE task_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM tasks WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.len() as i64)
+}

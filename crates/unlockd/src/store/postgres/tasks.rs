@@ -1,0 +1,724 @@
+//! Unlock tasks on PostgreSQL: create (lock the account, classify, hold, insert: one
+//! transaction), claim with `FOR UPDATE SKIP LOCKED`, lease and fencing, settle per item,
+//! and the read view. The rules are the domain's, applied exactly as the SQLite backend
+//! applies them; only the statements differ (arrays instead of JSON, fewer round trips).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::PgConnection;
+use unlockd_api::{CallSource, ItemStatus, TaskStatus};
+
+use super::{parse_bucket_kind, parse_kind, PgStore};
+use crate::domain::ledger::Bucket;
+use crate::domain::settle::{settle as settle_rule, LookupOutcome};
+use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
+use crate::domain::ContactKind;
+use crate::store::{
+    Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
+    SettleReport, StoreError, StoreResult, TaskView,
+};
+
+/// The event and every fact about the requested ids, read by one statement (so on one
+/// snapshot). Rows are tagged: `v` the resolved event, `e` exists, `l` linked to the event,
+/// `u` already unlocked by the account, `f` in flight (with its task).
+const FACTS: &str = "\
+    WITH ev AS (SELECT id FROM events WHERE id = $1 OR event_id = $1 \
+                ORDER BY (id = $1) DESC, id LIMIT 1) \
+    SELECT 'v'::text, id, NULL::text FROM ev \
+    UNION ALL SELECT 'e', p.id, NULL FROM personnel p WHERE p.id = ANY($2) \
+    UNION ALL SELECT 'l', pe.personnel_id, NULL FROM personnel_events pe \
+        WHERE pe.event_id = (SELECT id FROM ev) AND pe.personnel_id = ANY($2) \
+    UNION ALL SELECT 'u', u.personnel_id, NULL FROM unlocks u \
+        WHERE u.account_id = $3 AND u.kind = $4 AND u.status = 'unlocked' AND u.personnel_id = ANY($2) \
+    UNION ALL SELECT 'f', f.personnel_id, f.task_id FROM inflight f \
+        WHERE f.account_id = $3 AND f.kind = $4 AND f.personnel_id = ANY($2)";
+
+/// Resolves the event and applies the domain rule to the facts read on `conn`. With
+/// `lock`, the account row and its spendable buckets are locked first (a create); without,
+/// the caller reads inside a snapshot (a precheck).
+async fn decide_on(
+    conn: &mut PgConnection,
+    r: &NewUnlock,
+    now: i64,
+    lock: bool,
+) -> StoreResult<Option<(String, UnlockDecision)>> {
+    if lock {
+        // Serialises creates of one account across processes. NO KEY UPDATE leaves
+        // inserts that reference the account (grants, tasks) unblocked.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(&r.account_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    // Buckets in id order: the order in which every writer locks them.
+    let bucket_sql = if lock {
+        "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
+         WHERE account_id = $1 AND balance > 0 ORDER BY id FOR UPDATE"
+    } else {
+        "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
+         WHERE account_id = $1 AND balance > 0 ORDER BY id"
+    };
+    let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(bucket_sql)
+        .bind(&r.account_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let valid: Vec<&str> = r
+        .personnel_ids
+        .iter()
+        .filter(|id| is_valid_personnel_id(id))
+        .map(String::as_str)
+        .collect();
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(FACTS)
+        .bind(&r.event_ref)
+        .bind(&valid)
+        .bind(&r.account_id)
+        .bind(r.kind.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut event_id = None;
+    let mut facts = UnlockFacts::default();
+    for (tag, id, task) in rows {
+        match tag.as_str() {
+            "v" => event_id = Some(id),
+            "e" => {
+                facts.existing.insert(id);
+            }
+            "l" => {
+                facts.linked.insert(id);
+            }
+            "u" => {
+                facts.already_unlocked.insert(id);
+            }
+            "f" => {
+                facts.in_flight.insert(id, task.unwrap_or_default());
+            }
+            _ => return Err(StoreError::Integrity(format!("unknown fact tag {tag}"))),
+        }
+    }
+    let Some(event_id) = event_id else {
+        return Ok(None);
+    };
+    facts.buckets = buckets
+        .into_iter()
+        .map(|(id, kind, expires_at, created_at, balance)| {
+            Ok(Bucket {
+                id,
+                kind: parse_bucket_kind(&kind)?,
+                expires_at,
+                created_at,
+                balance,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Some((
+        event_id,
+        decide(&r.personnel_ids, &facts, r.price, now),
+    )))
+}
+
+pub(super) async fn precheck(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+    let now = store.now();
+    let mut tx = store.snapshot().await?;
+    let decided = decide_on(&mut tx, r, now, false).await?;
+    tx.commit().await?;
+    Ok(match decided {
+        None => CreateResult::EventNotFound,
+        Some((_, decision)) => CreateResult::Decided {
+            decision,
+            task_id: None,
+        },
+    })
+}
+
+/// Task, items, in-flight guards and hold entries in one statement. The guard insert is
+/// where the constraint speaks: a primary-key violation there fails the statement, and
+/// the caller's transaction is rolled back whole.
+const INSERT_TASK: &str = "\
+    WITH task AS ( \
+        INSERT INTO tasks (id, account_id, kind, event_id, event_ref, status, call_source, price, created_at, updated_at) \
+        VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8) RETURNING id), \
+    items AS ( \
+        INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
+        SELECT (SELECT id FROM task), u.ord - 1, u.person, 'pending', $8 \
+        FROM UNNEST($9::text[]) WITH ORDINALITY AS u(person, ord) ORDER BY u.ord \
+        RETURNING id, personnel_id), \
+    guards AS ( \
+        INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
+        SELECT $2, $3, u.person, (SELECT id FROM task) FROM UNNEST($9::text[]) AS u(person) \
+        RETURNING 1), \
+    holds AS ( \
+        INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+        SELECT $2, h.bucket, 'hold', h.amount, (SELECT id FROM task), i.id, $3, h.person, $6, $8 \
+        FROM UNNEST($10::text[], $11::text[], $12::bigint[]) WITH ORDINALITY AS h(person, bucket, amount, ord) \
+        JOIN items i ON i.personnel_id = h.person ORDER BY h.ord \
+        RETURNING 1) \
+    SELECT (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM guards), (SELECT COUNT(*) FROM holds)";
+
+pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+    let now = store.now();
+    let mut tx = store.pool.begin().await?;
+    let Some((event_id, decision)) = decide_on(&mut tx, r, now, true).await? else {
+        return Ok(CreateResult::EventNotFound);
+    };
+    let UnlockDecision::Create {
+        chargeable, holds, ..
+    } = &decision
+    else {
+        return Ok(CreateResult::Decided {
+            decision,
+            task_id: None,
+        });
+    };
+
+    let task_id = uuid::Uuid::now_v7().to_string();
+    let mut hold_people = Vec::new();
+    let mut hold_buckets = Vec::new();
+    let mut hold_amounts = Vec::new();
+    let mut per_bucket: BTreeMap<&str, i64> = BTreeMap::new();
+    for (person, shares) in chargeable.iter().zip(holds) {
+        for share in shares {
+            hold_people.push(person.as_str());
+            hold_buckets.push(share.bucket_id.as_str());
+            hold_amounts.push(share.amount);
+            *per_bucket.entry(share.bucket_id.as_str()).or_default() += share.amount;
+        }
+    }
+    let (items, guards, entries): (i64, i64, i64) = sqlx::query_as(INSERT_TASK)
+        .bind(&task_id)
+        .bind(&r.account_id)
+        .bind(r.kind.as_str())
+        .bind(&event_id)
+        .bind(&r.event_ref)
+        .bind(r.call_source.as_str())
+        .bind(r.price)
+        .bind(now)
+        .bind(chargeable)
+        .bind(&hold_people)
+        .bind(&hold_buckets)
+        .bind(&hold_amounts)
+        .fetch_one(&mut *tx)
+        .await?;
+    let expected = chargeable.len() as i64;
+    if items != expected || guards != expected || entries != hold_people.len() as i64 {
+        return Err(StoreError::Integrity(
+            "task items, guards or holds were not all inserted".into(),
+        ));
+    }
+    // Conditional: a bucket that cannot cover its part is not touched, and the whole
+    // create is rolled back (the buckets are locked, so this cannot normally happen).
+    let bucket_ids: Vec<&str> = per_bucket.keys().copied().collect();
+    let amounts: Vec<i64> = per_bucket.values().copied().collect();
+    let updated: Vec<(String,)> = sqlx::query_as(
+        "UPDATE credit_buckets b SET balance = b.balance - u.amount, held = b.held + u.amount \
+         FROM UNNEST($1::text[], $2::bigint[]) AS u(id, amount) \
+         WHERE b.id = u.id AND b.account_id = $3 AND b.balance >= u.amount \
+         RETURNING b.id",
+    )
+    .bind(&bucket_ids)
+    .bind(&amounts)
+    .bind(&r.account_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if updated.len() != bucket_ids.len() {
+        let covered: HashSet<&str> = updated.iter().map(|(id,)| id.as_str()).collect();
+        let short = bucket_ids
+            .iter()
+            .find(|id| !covered.contains(**id))
+            .copied()
+            .unwrap_or_default();
+        return Err(StoreError::Integrity(format!(
+            "bucket {short} cannot cover its hold"
+        )));
+    }
+    tx.commit().await?;
+    Ok(CreateResult::Decided {
+        decision,
+        task_id: Some(task_id),
+    })
+}
+
+fn parse_task_status(value: &str) -> StoreResult<TaskStatus> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| StoreError::Integrity(format!("unknown task status {value}")))
+}
+
+fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
+}
+
+fn item_status_str(status: ItemStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
+type TaskRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+pub(super) async fn view(
+    store: &PgStore,
+    account_id: &str,
+    kind: ContactKind,
+    task_id: &str,
+) -> StoreResult<Option<TaskView>> {
+    // One snapshot: the task, its items and its ledger totals agree with each other.
+    let mut tx = store.snapshot().await?;
+    let task: Option<TaskRow> = sqlx::query_as(
+        "SELECT id, account_id, kind, event_ref, status, call_source, price, created_at, updated_at, completed_at \
+         FROM tasks WHERE id = $1 AND account_id = $2 AND kind = $3",
+    )
+    .bind(task_id)
+    .bind(account_id)
+    .bind(kind.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((
+        id,
+        account_id,
+        kind,
+        event_ref,
+        status,
+        call_source,
+        price,
+        created_at,
+        updated_at,
+        completed_at,
+    )) = task
+    else {
+        return Ok(None);
+    };
+    let items: Vec<ItemRow> = sqlx::query_as(
+        "SELECT id, personnel_id, status, value, error_code, charged FROM task_items \
+         WHERE task_id = $1 ORDER BY position",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let totals: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT entry_type, SUM(amount)::bigint FROM ledger WHERE task_id = $1 GROUP BY entry_type",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let total = |t: &str| totals.iter().find(|(e, _)| e == t).map_or(0, |(_, a)| *a);
+    let (hold, charged, released) = (total("hold"), total("capture"), total("release"));
+    Ok(Some(TaskView {
+        id,
+        account_id,
+        kind: parse_kind(&kind)?,
+        event_ref,
+        status: parse_task_status(&status)?,
+        call_source: CallSource::from_header(Some(&call_source)),
+        price,
+        created_at,
+        updated_at,
+        completed_at,
+        items: items
+            .into_iter()
+            .map(
+                |(item_id, personnel_id, status, value, error_code, charged)| {
+                    Ok(ItemView {
+                        item_id,
+                        personnel_id,
+                        status: parse_item_status(&status)?,
+                        value,
+                        error_code,
+                        charged,
+                    })
+                },
+            )
+            .collect::<StoreResult<_>>()?,
+        held: hold - charged - released,
+        charged,
+        released,
+    }))
+}
+
+pub(super) async fn claim(
+    store: &PgStore,
+    worker_id: &str,
+    policy: ClaimPolicy,
+) -> StoreResult<Claim> {
+    let now = store.now();
+    let mut tx = store.pool.begin().await?;
+    // The oldest claimable task that no other worker is claiming right now; the partial
+    // index holds only live tasks.
+    let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
+        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = $1, \
+             lease_expires_at = $2, updated_at = $3 \
+         WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
+                     AND (status = 'pending' OR lease_expires_at <= $3) \
+                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, account_id, kind, attempt",
+    )
+    .bind(worker_id)
+    .bind(now + policy.lease_ms)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((task_id, account_id, kind, attempt)) = claimed else {
+        return Ok(Claim::Idle);
+    };
+    let kind = parse_kind(&kind)?;
+    let lease = Lease {
+        task_id,
+        attempt,
+        worker_id: worker_id.to_string(),
+    };
+    let items: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, personnel_id FROM task_items WHERE task_id = $1 \
+         AND status IN ('pending', 'processing') ORDER BY position",
+    )
+    .bind(&lease.task_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if attempt > policy.max_attempts {
+        // A task that keeps losing its workers is aborted: every unfinished item fails and
+        // its hold goes back.
+        let outcomes = items
+            .iter()
+            .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
+            .collect();
+        settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
+        tx.commit().await?;
+        return Ok(Claim::Aborted {
+            task_id: lease.task_id,
+        });
+    }
+    tx.commit().await?;
+    Ok(Claim::Claimed(ClaimedTask {
+        lease,
+        account_id,
+        kind,
+        items: items
+            .into_iter()
+            .map(|(item_id, personnel_id)| ClaimedItem {
+                item_id,
+                personnel_id,
+            })
+            .collect(),
+    }))
+}
+
+/// Fencing: the lease must still be this worker's current attempt. The task row stays
+/// locked until the caller's transaction ends, so no claim can overtake the write.
+async fn check_lease(conn: &mut PgConnection, lease: &Lease) -> StoreResult<()> {
+    let current: Option<(i64, Option<String>, String)> =
+        sqlx::query_as("SELECT attempt, lease_owner, status FROM tasks WHERE id = $1 FOR UPDATE")
+            .bind(&lease.task_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match current {
+        Some((attempt, Some(owner), status))
+            if attempt == lease.attempt && owner == lease.worker_id && status == "processing" =>
+        {
+            Ok(())
+        }
+        _ => Err(StoreError::LeaseLost),
+    }
+}
+
+pub(super) async fn start_items(
+    store: &PgStore,
+    lease: &Lease,
+    item_ids: &[i64],
+) -> StoreResult<()> {
+    let mut tx = store.pool.begin().await?;
+    check_lease(&mut tx, lease).await?;
+    sqlx::query(
+        "UPDATE task_items SET status = 'processing', updated_at = $1 \
+         WHERE task_id = $2 AND status = 'pending' AND id = ANY($3)",
+    )
+    .bind(store.now())
+    .bind(&lease.task_id)
+    .bind(item_ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn settle(
+    store: &PgStore,
+    lease: &Lease,
+    outcomes: Vec<(i64, LookupOutcome)>,
+) -> StoreResult<SettleReport> {
+    let now = store.now();
+    let mut tx = store.pool.begin().await?;
+    check_lease(&mut tx, lease).await?;
+    let report = settle_in_tx(
+        &mut tx,
+        &lease.task_id,
+        now,
+        outcomes,
+        TaskStatus::Completed,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// One item's settlement, decided by the domain rule, before it is written.
+struct Planned {
+    item_id: i64,
+    person: String,
+    status: ItemStatus,
+    value: Option<String>,
+    error_code: Option<&'static str>,
+    capture: bool,
+}
+
+/// Settles items inside the caller's transaction, in a fixed number of statements. An
+/// item already settled is skipped, so replaying a settlement can never capture or release
+/// twice (and the ledger's unique index would refuse it anyway). When no item is left, the
+/// task ends as `finish_as`.
+async fn settle_in_tx(
+    conn: &mut PgConnection,
+    task_id: &str,
+    now: i64,
+    outcomes: Vec<(i64, LookupOutcome)>,
+    finish_as: TaskStatus,
+) -> StoreResult<SettleReport> {
+    let (account_id, kind, call_source): (String, String, String) =
+        sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let kind = parse_kind(&kind)?;
+    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+    let open: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, personnel_id FROM task_items WHERE task_id = $1 \
+         AND status IN ('pending', 'processing') AND id = ANY($2)",
+    )
+    .bind(task_id)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let open: HashMap<i64, String> = open.into_iter().collect();
+    let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = $1 \
+         AND item_id = ANY($2) ORDER BY id",
+    )
+    .bind(task_id)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut holds: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+    for (item_id, bucket_id, amount) in hold_rows {
+        holds.entry(item_id).or_default().push((bucket_id, amount));
+    }
+
+    // The domain decides each item; the statements below only write what it decided.
+    let mut plan = Vec::new();
+    for (item_id, outcome) in outcomes {
+        let Some(person) = open.get(&item_id) else {
+            continue; // already settled, or not this task's item
+        };
+        let s = settle_rule(kind, outcome);
+        plan.push(Planned {
+            item_id,
+            person: person.clone(),
+            status: s.status,
+            value: s.value.as_ref().map(|v| v.expose().to_string()),
+            error_code: s.error_code,
+            capture: s.capture,
+        });
+    }
+
+    // Unlock records. A capture counts only where the person was not already unlocked by
+    // this account (it cannot normally happen while the guard holds): deliver, but never
+    // charge a person twice.
+    let captures: Vec<&Planned> = plan.iter().filter(|p| p.capture).collect();
+    if !captures.is_empty() {
+        let people: Vec<&str> = captures.iter().map(|p| p.person.as_str()).collect();
+        let values: Vec<Option<&str>> = captures.iter().map(|p| p.value.as_deref()).collect();
+        let recorded: Vec<(String,)> = sqlx::query_as(
+            "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+             SELECT $1, $2, u.person, 'unlocked', u.value, $3, $4 \
+             FROM UNNEST($5::text[], $6::text[]) AS u(person, value) \
+             ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
+                value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
+             WHERE unlocks.status <> 'unlocked' \
+             RETURNING personnel_id",
+        )
+        .bind(&account_id)
+        .bind(kind.as_str())
+        .bind(task_id)
+        .bind(now)
+        .bind(&people)
+        .bind(&values)
+        .fetch_all(&mut *conn)
+        .await?;
+        let recorded: HashSet<String> = recorded.into_iter().map(|(p,)| p).collect();
+        for p in plan.iter_mut().filter(|p| p.capture) {
+            if !recorded.contains(&p.person) {
+                p.capture = false;
+            }
+        }
+    }
+    let not_found: Vec<&str> = plan
+        .iter()
+        .filter(|p| !p.capture && p.error_code == Some(kind.not_found_code()))
+        .map(|p| p.person.as_str())
+        .collect();
+    if !not_found.is_empty() {
+        sqlx::query(
+            "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+             SELECT $1, $2, u.person, 'failed', NULL, $3, $4 FROM UNNEST($5::text[]) AS u(person) \
+             ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
+                value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
+             WHERE unlocks.status <> 'unlocked'",
+        )
+        .bind(&account_id)
+        .bind(kind.as_str())
+        .bind(task_id)
+        .bind(now)
+        .bind(&not_found)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    // Capture or release every hold share, and the items' final state.
+    let mut bucket_moves: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let (mut e_bucket, mut e_type, mut e_amount, mut e_item, mut e_person) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut i_id, mut i_status, mut i_value, mut i_error, mut i_charged) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for p in &plan {
+        let entry = if p.capture { "capture" } else { "release" };
+        let mut charged = 0;
+        for (bucket_id, amount) in holds.get(&p.item_id).map(Vec::as_slice).unwrap_or_default() {
+            e_bucket.push(bucket_id.as_str());
+            e_type.push(entry);
+            e_amount.push(*amount);
+            e_item.push(p.item_id);
+            e_person.push(p.person.as_str());
+            let moves = bucket_moves.entry(bucket_id.clone()).or_default();
+            if p.capture {
+                moves.0 += amount;
+                charged += amount;
+            } else {
+                moves.1 += amount;
+            }
+        }
+        i_id.push(p.item_id);
+        i_status.push(item_status_str(p.status));
+        i_value.push(p.value.as_deref());
+        i_error.push(p.error_code);
+        i_charged.push(charged);
+    }
+    if !e_bucket.is_empty() {
+        sqlx::query(
+            "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+             SELECT $1, e.bucket, e.entry, e.amount, $2, e.item, $3, e.person, $4, $5 \
+             FROM UNNEST($6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
+                 WITH ORDINALITY AS e(bucket, entry, amount, item, person, ord) \
+             ORDER BY e.ord",
+        )
+        .bind(&account_id)
+        .bind(task_id)
+        .bind(kind.as_str())
+        .bind(&call_source)
+        .bind(now)
+        .bind(&e_bucket)
+        .bind(&e_type)
+        .bind(&e_amount)
+        .bind(&e_item)
+        .bind(&e_person)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !i_id.is_empty() {
+        sqlx::query(
+            "UPDATE task_items t SET status = u.status, value = u.value, error_code = u.error, \
+                charged = u.charged, updated_at = $1 \
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+                 AS u(id, status, value, error, charged) \
+             WHERE t.id = u.id AND t.status IN ('pending', 'processing')",
+        )
+        .bind(now)
+        .bind(&i_id)
+        .bind(&i_status)
+        .bind(&i_value)
+        .bind(&i_error)
+        .bind(&i_charged)
+        .execute(&mut *conn)
+        .await?;
+        let people: Vec<&str> = plan.iter().map(|p| p.person.as_str()).collect();
+        sqlx::query(
+            "DELETE FROM inflight WHERE account_id = $1 AND kind = $2 AND task_id = $3 \
+             AND personnel_id = ANY($4)",
+        )
+        .bind(&account_id)
+        .bind(kind.as_str())
+        .bind(task_id)
+        .bind(&people)
+        .execute(&mut *conn)
+        .await?;
+    }
+    // Bucket by bucket in id order (the BTreeMap's), the order every writer locks them in.
+    for (bucket_id, (captured, released)) in bucket_moves {
+        let done = sqlx::query(
+            "UPDATE credit_buckets SET held = held - $1, balance = balance + $2 \
+             WHERE id = $3 AND held >= $1",
+        )
+        .bind(captured + released)
+        .bind(released)
+        .bind(&bucket_id)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Integrity(format!(
+                "bucket {bucket_id} holds less than its settlement"
+            )));
+        }
+    }
+
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status IN ('pending', 'processing')",
+    )
+    .bind(task_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let finished = if left == 0 {
+        let status = match finish_as {
+            TaskStatus::Failed => "failed",
+            _ => "completed",
+        };
+        sqlx::query(
+            "UPDATE tasks SET status = $1, completed_at = $2, updated_at = $2, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = $3",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+        Some(finish_as)
+    } else {
+        sqlx::query("UPDATE tasks SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(task_id)
+            .execute(&mut *conn)
+            .await?;
+        None
+    };
+    Ok(SettleReport {
+        settled: plan.len(),
+        finished,
+    })
+}
