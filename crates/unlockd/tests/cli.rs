@@ -12,19 +12,21 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_unlockd");
 
+/// A test's own database (SQLite, or PostgreSQL with `UNLOCKD_TEST_DATABASE_URL`) and
+/// a directory for its files.
 struct Env {
-    dir: tempfile::TempDir,
+    dir: common::TestDb,
 }
 
 impl Env {
     fn new() -> Self {
         Env {
-            dir: tempfile::tempdir().unwrap(),
+            dir: common::TestDb::create_blocking(),
         }
     }
 
     fn db_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("cli.db").display())
+        self.dir.url.clone()
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -321,10 +323,10 @@ fn ledger_verify_exits_non_zero_on_a_violation() {
     assert!(env.ok(&["admin", "ledger", "verify"]).contains("OK"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&env.db_url()).await.unwrap();
-        sqlx::query("UPDATE credit_buckets SET balance = balance + 1 WHERE account_id = ?1")
-            .bind(&account)
-            .execute(&pool)
+        env.dir
+            .raw_execute(&format!(
+                "UPDATE credit_buckets SET balance = balance + 1 WHERE account_id = '{account}'"
+            ))
             .await
             .unwrap();
     });

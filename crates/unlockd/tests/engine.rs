@@ -184,42 +184,46 @@ async fn the_ledger_is_append_only_and_guards_are_constraints() {
     let app = spawn_app_with(Options::default()).await;
     let (account, key) = app.account(1_000).await;
     let (_, created) = app.unlock_ids(&key, &["789"]).await;
-    let url = format!("sqlite://{}", app.dir.path().join("unlockd.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    // Straight at the database, past the store: the constraints themselves refuse.
     for sql in ["UPDATE ledger SET amount = 1", "DELETE FROM ledger"] {
-        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = app.raw_execute(sql).await.unwrap_err();
+        assert!(err.contains("append-only"), "{err}");
     }
-    let err = sqlx::query("INSERT INTO inflight (account_id, kind, personnel_id, task_id) VALUES (?1, 'email', '789', 'other')")
-        .bind(&account)
-        .execute(&pool)
+    let err = app
+        .raw_execute(&format!(
+            "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
+             VALUES ('{account}', 'email', '789', 'other')"
+        ))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("UNIQUE"), "{err}");
-    let item: i64 = sqlx::query_scalar("SELECT id FROM task_items WHERE task_id = ?1")
-        .bind(created["task_id"].as_str().unwrap())
-        .fetch_one(&pool)
+    assert!(err.to_lowercase().contains("unique"), "{err}");
+    let task_id = created["task_id"].as_str().unwrap();
+    let item = app
+        .raw_scalar(&format!(
+            "SELECT id FROM task_items WHERE task_id = '{task_id}'"
+        ))
         .await
+        .unwrap()
         .unwrap();
-    let bucket: String = sqlx::query_scalar("SELECT bucket_id FROM ledger WHERE item_id = ?1")
-        .bind(item)
-        .fetch_one(&pool)
+    let bucket = app
+        .raw_scalar(&format!(
+            "SELECT bucket_id FROM ledger WHERE item_id = {item}"
+        ))
         .await
+        .unwrap()
         .unwrap();
-    let capture = "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, item_id, created_at) VALUES (?1, ?2, ?3, 15, ?4, 0)";
     for entry in ["capture", "release"] {
-        let result = sqlx::query(capture)
-            .bind(&account)
-            .bind(&bucket)
-            .bind(entry)
-            .bind(item)
-            .execute(&pool)
+        let result = app
+            .raw_execute(&format!(
+                "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, item_id, created_at) \
+                 VALUES ('{account}', '{bucket}', '{entry}', 15, {item}, 0)"
+            ))
             .await;
         if entry == "capture" {
             result.unwrap();
         } else {
             assert!(
-                result.unwrap_err().to_string().contains("UNIQUE"),
+                result.unwrap_err().to_lowercase().contains("unique"),
                 "one settlement per item and bucket"
             );
         }

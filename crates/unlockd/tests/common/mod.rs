@@ -1,6 +1,12 @@
-//! Black-box test harness: a real server on 127.0.0.1:0 over a fresh SQLite file per test.
+//! Black-box test harness: a real server on 127.0.0.1:0 over a fresh database per test.
+//!
+//! The backend is SQLite (a file in a temporary directory) unless
+//! `UNLOCKD_TEST_DATABASE_URL` names a PostgreSQL server
+//! (`postgres://postgres@127.0.0.1:5432/test`): then every test gets a database of its
+//! own on that server, created for it and dropped after it.
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +28,8 @@ pub struct TestApp {
     pub clock: DynClock,
     pub manual: Option<Arc<ManualClock>>,
     pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
+    /// The test's database (and a temporary directory: `dir.path()`).
+    pub dir: TestDb,
 }
 
 /// Defaults: no background worker, no rate limits, the system clock.
@@ -36,15 +43,197 @@ pub struct Options {
     pub engine: EngineConfig,
 }
 
-/// A fresh store in its own temporary directory.
-pub async fn fresh_store(clock: DynClock) -> (DynStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("unlockd.db").display());
-    let store = unlockd::store::connect(&url, Durability::Normal, clock)
+/// The PostgreSQL server the tests run on, if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("UNLOCKD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// A test's own database, with a temporary directory beside it (`Deref` to the
+/// directory). A PostgreSQL database is dropped when this is.
+pub struct TestDb {
+    /// What `unlockd::store::connect` and `UNLOCKD_DATABASE_URL` take.
+    pub url: String,
+    dir: tempfile::TempDir,
+    postgres: Option<PgDatabase>,
+}
+
+struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Drop may run inside a runtime or outside one: a thread of its own works in both.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                use sqlx::{Connection, Executor};
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                    let _ = admin.execute(sql.as_str()).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `server` with its database name replaced by `name` (the query string is kept).
+fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |i| host_start + i);
+    let mut url = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+impl TestDb {
+    /// A new, empty database (not migrated).
+    pub async fn create() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match postgres_server() {
+            None => TestDb {
+                url: format!("sqlite://{}", dir.path().join("unlockd.db").display()),
+                dir,
+                postgres: None,
+            },
+            Some(server) => {
+                use sqlx::{Connection, Executor};
+                let name = format!("unlockd_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&server)
+                    .await
+                    .unwrap_or_else(|e| panic!("UNLOCKD_TEST_DATABASE_URL={server}: {e}"));
+                admin
+                    .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                    .await
+                    .expect("create the test database");
+                let _ = admin.close().await;
+                TestDb {
+                    url: with_database(&server, &name),
+                    dir,
+                    postgres: Some(PgDatabase { server, name }),
+                }
+            }
+        }
+    }
+
+    /// `create` for synchronous tests.
+    pub fn create_blocking() -> TestDb {
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(TestDb::create())
+        })
+        .join()
+        .expect("create the test database")
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// Runs one SQL statement on this database, outside the store, with its own
+    /// connection. Returns the rows affected, or the database's error text. Write the
+    /// statement so it works on both backends (literals, not placeholders).
+    pub async fn raw_execute(&self, sql: &str) -> Result<u64, String> {
+        use sqlx::{Connection, Executor};
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = conn.execute(sql).await.map_err(|e| e.to_string());
+            let _ = conn.close().await;
+            done.map(|d| d.rows_affected())
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = conn.execute(sql).await.map_err(|e| e.to_string());
+            let _ = conn.close().await;
+            done.map(|d| d.rows_affected())
+        }
+    }
+
+    /// The first column of the first row of a query, as text (`None` for no row or NULL).
+    pub async fn raw_scalar(&self, sql: &str) -> Result<Option<String>, String> {
+        use sqlx::{Connection, Row};
+        fn pg_text(row: &sqlx::postgres::PgRow) -> Option<String> {
+            row.try_get::<Option<String>, _>(0).unwrap_or_else(|_| {
+                row.try_get::<Option<i64>, _>(0)
+                    .ok()
+                    .flatten()
+                    .map(|n| n.to_string())
+            })
+        }
+        fn sqlite_text(row: &sqlx::sqlite::SqliteRow) -> Option<String> {
+            row.try_get::<Option<String>, _>(0).unwrap_or_else(|_| {
+                row.try_get::<Option<i64>, _>(0)
+                    .ok()
+                    .flatten()
+                    .map(|n| n.to_string())
+            })
+        }
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = sqlx::query(sql)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = conn.close().await;
+            Ok(row?.as_ref().and_then(pg_text))
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = sqlx::query(sql)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = conn.close().await;
+            Ok(row?.as_ref().and_then(sqlite_text))
+        }
+    }
+}
+
+impl Deref for TestDb {
+    type Target = tempfile::TempDir;
+
+    fn deref(&self) -> &tempfile::TempDir {
+        &self.dir
+    }
+}
+
+/// A fresh, migrated store over a database of its own (see `TestDb`).
+pub async fn fresh_store(clock: DynClock) -> (DynStore, TestDb) {
+    let db = TestDb::create().await;
+    let store = unlockd::store::connect(&db.url, Durability::Normal, clock)
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
-    (store, dir)
+    (store, db)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -223,6 +412,17 @@ impl TestApp {
 
     pub async fn assert_ledger_ok(&self) {
         assert_ledger_ok(&self.store).await;
+    }
+
+    /// Runs one SQL statement on this test's database, outside the store (see
+    /// `TestDb::raw_execute`).
+    pub async fn raw_execute(&self, sql: &str) -> Result<u64, String> {
+        self.dir.raw_execute(sql).await
+    }
+
+    /// The first column of the first row of a query on this test's database, as text.
+    pub async fn raw_scalar(&self, sql: &str) -> Result<Option<String>, String> {
+        self.dir.raw_scalar(sql).await
     }
 
     pub fn manual_clock(&self) -> &ManualClock {
