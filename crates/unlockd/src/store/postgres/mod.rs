@@ -11,10 +11,12 @@
 
 mod catalog;
 mod reads;
+mod shared;
 mod tasks;
 mod verify;
 
 use std::future::Future;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +32,8 @@ pub const DEFAULT_POOL_SIZE: u32 = 16;
 pub struct PgStore {
     pool: PgPool,
     clock: DynClock,
+    /// When this process last swept refilled rate-limit buckets.
+    rate_pruned_at: AtomicI64,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -76,7 +80,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool, clock })
+        Ok(PgStore {
+            pool,
+            clock,
+            rate_pruned_at: AtomicI64::new(0),
+        })
     }
 
     fn now(&self) -> i64 {
@@ -481,6 +489,24 @@ impl Store for PgStore {
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
         verify::verify(self).await
+    }
+
+    async fn take_rate_token(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+    ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
+        Ok(Some(
+            retrying(|| shared::take_rate_token(self, bucket, per_minute)).await?,
+        ))
+    }
+
+    async fn relay_changes(
+        &self,
+        signals: Arc<crate::signals::TaskSignals>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        shared::relay_changes(self, signals, shutdown).await
     }
 }
 
