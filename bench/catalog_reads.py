@@ -55,15 +55,19 @@ def main():
         print(f"import: {t:.1f} s ({a.personnel / t:,.0f} rows/s)")
         out, _ = run("admin", "accounts", "create", "--name", "bench", "--credits", "1000", "--json", env=env)
         key = json.loads(out)["api_key"]
+        # Logs go to a file: a pipe nobody drains would fill up and stall the server.
+        log = open(f"{work}/server.log", "w")
         server = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--rate-limit-per-minute", "0",
                                    "--ip-rate-limit-per-minute", "0", "--log-format", "json"],
-                                  env=dict(env, UNLOCKD_LOG="info"), stderr=subprocess.PIPE, text=True)
+                                  env=dict(env, UNLOCKD_LOG="info"), stderr=log)
         url = None
-        for line in server.stderr:
-            m = re.search(r'"url":"(http://[^"]+)"', line)
-            if m:
-                url = m.group(1)
-                break
+        deadline = time.time() + 60
+        while url is None and time.time() < deadline:
+            m = re.search(r'"url":"(http://[^"]+)"', open(f"{work}/server.log").read())
+            url = m.group(1) if m else None
+            time.sleep(0.1)
+        if url is None:
+            sys.exit("the server did not start")
         try:
             base = f"{url}/external"
             cases = [

@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// Credits per unlocked phone.
     #[arg(long, env = "UNLOCKD_PHONE_PRICE", default_value_t = 150, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     phone_price: i64,
+    /// How often a long poll re-reads its task when no change signal arrived (the
+    /// fallback for changes made by other processes; PostgreSQL also signals them).
+    #[arg(long, env = "UNLOCKD_LONG_POLL_RECHECK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    long_poll_recheck_ms: u64,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -135,7 +139,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ip_rate_limit: args.ip_rate_limit_per_minute,
         engine: args.worker.engine_config(),
         maintenance: args.worker.maintenance_config(),
-        ..ServerConfig::default()
+        long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
     };
     let server = app::start(config, store, cli.clock(), shutdown_on_signals()).await?;
     tracing::info!(url = %server.url(), worker = !args.no_worker, "unlockd listening");

@@ -11,6 +11,12 @@ pub fn search_words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The form in which exact-match filters (department, level) are stored and compared:
+/// trimmed and lowercased, so matching ignores case in every script.
+pub fn filter_key(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,19 @@ pub(super) async fn import_exhibitors(
     Ok(())
 }
 
+/// A person's event-link fields, with case-folded filter keys (Unicode-aware, unlike
+/// SQLite's ASCII-only `lower`).
+fn filter_keys(p: &PersonRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id,
+        "event_ids": p.event_ids,
+        "exhibitor_id": p.exhibitor_id,
+        "department_key": p.department.as_deref().map(crate::domain::search::filter_key),
+        "level_key": p.seniority_level.as_deref().map(crate::domain::search::filter_key),
+        "source_type": p.source_type,
+    })
+}
+
 pub(super) async fn import_personnel(
     store: &SqliteStore,
     rows: &[PersonRecord],
@@ -71,6 +84,7 @@ pub(super) async fn import_personnel(
     let mut tx = store.write_tx().await?;
     for chunk in rows.chunks(BATCH) {
         let batch = json(&chunk)?;
+        let keyed = json(&chunk.iter().map(filter_keys).collect::<Vec<_>>())?;
         sqlx::query(
             "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
                 company_name, exhibitor_id, source_type, email, phone) \
@@ -95,11 +109,15 @@ pub(super) async fn import_personnel(
         .bind(&batch)
         .execute(&mut *tx)
         .await?;
+        // Each link carries the person's filter keys (see migration 0003).
         sqlx::query(
-            "INSERT OR IGNORE INTO personnel_events (event_id, personnel_id) \
-             SELECT e.value, p.value ->> '$.id' FROM json_each(?1) p, json_each(p.value -> '$.event_ids') e",
+            "INSERT OR IGNORE INTO personnel_events \
+                (event_id, personnel_id, exhibitor_id, department_key, level_key, source_type) \
+             SELECT e.value, p.value ->> '$.id', p.value ->> '$.exhibitor_id', \
+                    p.value ->> '$.department_key', p.value ->> '$.level_key', p.value -> '$.source_type' \
+             FROM json_each(?1) p, json_each(p.value -> '$.event_ids') e",
         )
-        .bind(&batch)
+        .bind(&keyed)
         .execute(&mut *tx)
         .await?;
         progress(chunk.len() as u64);

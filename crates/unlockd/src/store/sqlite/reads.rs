@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use super::{json, SqliteStore};
 use crate::catalog::EventRecord;
-use crate::domain::search::search_words;
+use crate::domain::search::{filter_key, search_words};
 use crate::store::{
     ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
     StoreResult, UnlockState,
@@ -245,50 +245,75 @@ pub(super) async fn list_personnel(
     filter: &PersonnelFilter,
     page: PageRequest,
 ) -> StoreResult<Page<ContactView>> {
-    let search = match filter.search_query.as_deref() {
-        Some(text) => match fts_expression("full_name title", text) {
-            Some(expression) => Some(expression),
-            None => {
-                return Ok(Page {
-                    items: Vec::new(),
-                    total: 0,
-                })
-            }
-        },
-        None => None,
+    // Only the active filters go into the SQL, so the planner can pick the matching
+    // per-event index (a `?n IS NULL OR ...` form would defeat it).
+    let mut conditions = vec!["pe.event_id = ?1".to_string()];
+    let mut binds: Vec<String> = vec![event_id.to_string()];
+    let mut add = |condition: &str, value: String| {
+        binds.push(value);
+        conditions.push(condition.replace('?', &format!("?{}", binds.len())));
     };
-    let source = filter.source_type.as_ref().map(|s| format!("%\"{s}\"%"));
-    let conditions = "pe.event_id = ?1 \
-         AND (?2 IS NULL OR p.exhibitor_id = ?2) \
-         AND (?3 IS NULL OR p.department = ?3 COLLATE NOCASE) \
-         AND (?4 IS NULL OR p.seniority_level = ?4 COLLATE NOCASE) \
-         AND (?5 IS NULL OR p.rowid IN (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?5)) \
-         AND (?6 IS NULL OR p.source_type LIKE ?6)";
-    let from = "personnel_events pe JOIN personnel p ON p.id = pe.personnel_id";
+    if let Some(exhibitor) = &filter.exhibitor_id {
+        add("pe.exhibitor_id = ?", exhibitor.clone());
+    }
+    if let Some(department) = &filter.department {
+        add("pe.department_key = ?", filter_key(department));
+    }
+    if let Some(level) = &filter.level {
+        add("pe.level_key = ?", filter_key(level));
+    }
+    if let Some(source) = &filter.source_type {
+        add("pe.source_type LIKE ?", format!("%\"{source}\"%"));
+    }
+    if let Some(text) = &filter.search_query {
+        let Some(expression) = fts_expression("full_name title", text) else {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+            });
+        };
+        add(
+            "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
+             (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?))",
+            expression,
+        );
+    }
+    let filtered = conditions.len() > 1;
+    let conditions = conditions.join(" AND ");
     let mut tx = store.reader.begin().await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {from} WHERE {conditions}"))
-        .bind(event_id)
-        .bind(&filter.exhibitor_id)
-        .bind(&filter.department)
-        .bind(&filter.level)
-        .bind(&search)
-        .bind(&source)
-        .fetch_one(&mut *tx)
+    let total: i64 = if filtered {
+        let sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
+        let mut count = sqlx::query_scalar(&sql);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        count.fetch_one(&mut *tx).await?
+    } else {
+        // The import keeps this count for every event.
+        sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = ?1")
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0)
+    };
+    let n = binds.len();
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
+           (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+            ORDER BY pe.personnel_id LIMIT ?{} OFFSET ?{}) pg ON pg.personnel_id = p.id \
+         ORDER BY p.id",
+        n + 1,
+        n + 2
+    );
+    let mut rows = sqlx::query_as::<_, PersonRow>(&sql);
+    for b in &binds {
+        rows = rows.bind(b);
+    }
+    let rows = rows
+        .bind(i64::from(page.page_size))
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
         .await?;
-    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
-        "SELECT {PERSON_COLUMNS} FROM {from} WHERE {conditions} \
-         ORDER BY pe.personnel_id LIMIT ?7 OFFSET ?8"
-    ))
-    .bind(event_id)
-    .bind(&filter.exhibitor_id)
-    .bind(&filter.department)
-    .bind(&filter.level)
-    .bind(&search)
-    .bind(&source)
-    .bind(i64::from(page.page_size))
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
     let items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(Page { items, total })
