@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 pub use unlockd_api::{
-    ApiError, CallSource, CreditBalance, TaskStatus, UnlockRequest, UnlockSubmission, UnlockTask,
+    ApiError, CallSource, ContactItem, ContactPage, CreditBalance, EventItem, EventPage,
+    ItemStatus, PrecheckResponse, ReasonCode, SubmissionStatus, TaskStatus, UnlockRequest,
+    UnlockSubmission, UnlockTask, UnlockTaskItem,
 };
 
 /// Most personnel ids the server accepts in one unlock request.
@@ -240,6 +242,60 @@ impl Client {
         self.send(
             self.request(Method::GET, url, REQUEST_TIMEOUT),
             "credit balance",
+        )
+        .await
+    }
+
+    /// `POST /external/actions/precheck` for an unlock: what a create would do and cost.
+    pub async fn precheck_unlock(
+        &self,
+        phone: bool,
+        event_id: &str,
+        personnel_ids: &[String],
+    ) -> Result<PrecheckResponse, ClientError> {
+        let url = self.endpoint(&["external", "actions", "precheck"])?;
+        let action_type = if phone {
+            "unlock_contact_phones"
+        } else {
+            "unlock_contact_emails"
+        };
+        let body = serde_json::json!({
+            "action_type": action_type,
+            "params": {"event_id": event_id, "personnel_ids": personnel_ids},
+        });
+        self.send(
+            self.request(Method::POST, url, REQUEST_TIMEOUT).json(&body),
+            "precheck",
+        )
+        .await
+    }
+
+    /// `GET /external/events/list` with the given query parameters (`keyword`, `country`,
+    /// `city`, `date_start_from`, `date_start_to`, `page`, `pageSize`).
+    pub async fn list_events(&self, query: &[(&str, String)]) -> Result<EventPage, ClientError> {
+        let mut url = self.endpoint(&["external", "events", "list"])?;
+        url.query_pairs_mut().extend_pairs(query);
+        self.send(
+            self.request(Method::GET, url, REQUEST_TIMEOUT),
+            "event page",
+        )
+        .await
+    }
+
+    /// `GET /external/personnel/list?event_id=...` with further query parameters
+    /// (`department`, `level`, `search_query`, `exhibitor_id`, `page`, `pageSize`).
+    pub async fn list_personnel(
+        &self,
+        event_id: &str,
+        query: &[(&str, String)],
+    ) -> Result<ContactPage, ClientError> {
+        let mut url = self.endpoint(&["external", "personnel", "list"])?;
+        url.query_pairs_mut()
+            .append_pair("event_id", event_id)
+            .extend_pairs(query);
+        self.send(
+            self.request(Method::GET, url, REQUEST_TIMEOUT),
+            "personnel page",
         )
         .await
     }

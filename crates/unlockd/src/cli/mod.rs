@@ -2,6 +2,7 @@
 
 mod admin;
 mod catalog;
+mod client;
 mod serve;
 
 use std::io::IsTerminal;
@@ -65,6 +66,18 @@ enum Command {
     /// Accounts, API keys, credits and the ledger.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Client: precheck, confirm, create tasks (100 ids each), wait, print the results.
+    Unlock(client::UnlockArgs),
+    /// Client: show an unlock task.
+    Task(client::TaskArgs),
+    /// Client: show the credit balance.
+    Credits(client::CreditsArgs),
+    /// Client: an event's people.
+    #[command(subcommand)]
+    Personnel(client::PersonnelCommand),
+    /// Client: the event catalog.
+    #[command(subcommand)]
+    Events(client::EventsCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -135,5 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => catalog::import(&cli, args).await,
         Command::DemoData(args) => catalog::demo_data(args),
         Command::Admin(command) => admin::run(&cli, command).await,
+        Command::Unlock(args) => client::unlock(args).await,
+        Command::Task(args) => client::task(args).await,
+        Command::Credits(args) => client::credits(args).await,
+        Command::Personnel(command) => client::personnel(command).await,
+        Command::Events(command) => client::events(command).await,
     }
 }

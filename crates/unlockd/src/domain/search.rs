@@ -17,6 +17,11 @@ pub fn filter_key(text: &str) -> String {
     text.trim().to_lowercase()
 }
 
+/// The full-text token standing for an event (any id becomes one alphanumeric word).
+pub fn event_token(event_id: &str) -> String {
+    format!("ev{}", hex::encode(event_id.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +36,13 @@ mod tests {
         assert_eq!(search_words("Müller"), ["müller"]);
         assert!(search_words("!!! ***").is_empty());
         assert_eq!(search_words(&"a ".repeat(20)).len(), MAX_SEARCH_WORDS);
+    }
+
+    #[test]
+    fn event_tokens_are_single_words() {
+        for id in ["1001", "E-1", "ä b"] {
+            assert_eq!(search_words(&event_token(id)), [event_token(id)]);
+        }
+        assert_ne!(event_token("1"), event_token("11"));
     }
 }

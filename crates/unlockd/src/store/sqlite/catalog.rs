@@ -3,6 +3,7 @@
 
 use super::{json, SqliteStore};
 use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
+use crate::domain::search::event_token;
 use crate::store::StoreResult;
 
 const BATCH: usize = 500;
@@ -63,6 +64,14 @@ pub(super) async fn import_exhibitors(
     Ok(())
 }
 
+/// The person as stored, with the full-text tokens of its events (migration 0004).
+fn with_event_tokens(p: &PersonRecord) -> serde_json::Value {
+    let mut value = serde_json::to_value(p).unwrap_or_default();
+    let tokens: Vec<String> = p.event_ids.iter().map(|e| event_token(e)).collect();
+    value["event_tokens"] = tokens.join(" ").into();
+    value
+}
+
 /// A person's event-link fields, with case-folded filter keys (Unicode-aware, unlike
 /// SQLite's ASCII-only `lower`).
 fn filter_keys(p: &PersonRecord) -> serde_json::Value {
@@ -84,21 +93,23 @@ pub(super) async fn import_personnel(
     let mut tx = store.write_tx().await?;
     for chunk in rows.chunks(BATCH) {
         let batch = json(&chunk)?;
+        let rows_json = json(&chunk.iter().map(with_event_tokens).collect::<Vec<_>>())?;
         let keyed = json(&chunk.iter().map(filter_keys).collect::<Vec<_>>())?;
         sqlx::query(
             "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
-                company_name, exhibitor_id, source_type, email, phone) \
+                company_name, exhibitor_id, source_type, email, phone, event_tokens) \
              SELECT value ->> '$.id', value ->> '$.full_name', value ->> '$.title', value ->> '$.department', \
                     value ->> '$.seniority_level', value ->> '$.linkedin_url', value ->> '$.company_name', \
-                    value ->> '$.exhibitor_id', value -> '$.source_type', value ->> '$.email', value ->> '$.phone' \
+                    value ->> '$.exhibitor_id', value -> '$.source_type', value ->> '$.email', value ->> '$.phone', \
+                    value ->> '$.event_tokens' \
              FROM json_each(?1) WHERE true \
              ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
                 department = excluded.department, seniority_level = excluded.seniority_level, \
                 linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
                 exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
-                email = excluded.email, phone = excluded.phone",
+                email = excluded.email, phone = excluded.phone, event_tokens = excluded.event_tokens",
         )
-        .bind(&batch)
+        .bind(&rows_json)
         .execute(&mut *tx)
         .await?;
         // A re-import replaces a person's event links with the file's.

@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use super::{json, SqliteStore};
 use crate::catalog::EventRecord;
-use crate::domain::search::{filter_key, search_words};
+use crate::domain::search::{event_token, filter_key, search_words};
 use crate::store::{
     ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
     StoreResult, UnlockState,
@@ -266,12 +266,17 @@ pub(super) async fn list_personnel(
         add("pe.source_type LIKE ?", format!("%\"{source}\"%"));
     }
     if let Some(text) = &filter.search_query {
-        let Some(expression) = fts_expression("full_name title", text) else {
+        let Some(words) = fts_expression("full_name title", text) else {
             return Ok(Page {
                 items: Vec::new(),
                 total: 0,
             });
         };
+        // Scoped to the event inside the index (see migration 0004).
+        let expression = format!(
+            "{{event_tokens}} : \"{}\" AND {words}",
+            event_token(event_id)
+        );
         add(
             "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
              (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?))",
