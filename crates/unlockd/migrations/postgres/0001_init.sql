@@ -1,11 +1,11 @@
 -- unlockd schema, PostgreSQL: the same tables, constraints and indexes as the SQLite
--- migrations (0001_init + 0002_catalog_reads), adapted. Times are Unix milliseconds
+-- migrations (0001_init, 0002_catalog_reads, 0003_event_scoped_filters), adapted. Times are Unix milliseconds
 -- (BIGINT); money is BIGINT credits. Text keys and sorted text columns use the "C"
 -- collation, so comparisons and ORDER BY are bytewise, as SQLite's BINARY collation is,
 -- whatever the database's default collation.
 
--- SQLite's COLLATE NOCASE folds ASCII letters only; this does the same, so that
--- case-insensitive filters match exactly the same rows on both backends.
+-- SQLite's COLLATE NOCASE and LIKE fold ASCII letters only; this does the same, so that
+-- the event filters match exactly the same rows on both backends.
 CREATE FUNCTION ascii_lower(value TEXT) RETURNS TEXT
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$ SELECT translate(value, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') $$;
@@ -62,17 +62,24 @@ CREATE TABLE personnel (
     search          TSVECTOR NOT NULL DEFAULT ''
 );
 CREATE INDEX personnel_by_exhibitor ON personnel (exhibitor_id);
-CREATE INDEX personnel_by_department ON personnel (ascii_lower(department));
-CREATE INDEX personnel_by_level ON personnel (ascii_lower(seniority_level));
 CREATE INDEX personnel_search ON personnel USING GIN (search);
 
--- Which events a person is linked to (event = events.id).
+-- Which events a person is linked to (event = events.id). Personnel-list filters read only
+-- the event's link rows: each link carries the person's filterable fields (the keys as
+-- `domain::search::filter_key` makes them), indexed per event (SQLite's 0003).
 CREATE TABLE personnel_events (
-    event_id     TEXT COLLATE "C" NOT NULL,
-    personnel_id TEXT COLLATE "C" NOT NULL,
+    event_id       TEXT COLLATE "C" NOT NULL,
+    personnel_id   TEXT COLLATE "C" NOT NULL,
+    exhibitor_id   TEXT COLLATE "C",
+    department_key TEXT COLLATE "C",
+    level_key      TEXT COLLATE "C",
+    source_type    JSONB NOT NULL DEFAULT '[]',
     PRIMARY KEY (event_id, personnel_id)
 );
 CREATE INDEX personnel_events_by_person ON personnel_events (personnel_id);
+CREATE INDEX personnel_events_by_department ON personnel_events (event_id, department_key, personnel_id);
+CREATE INDEX personnel_events_by_level ON personnel_events (event_id, level_key, personnel_id);
+CREATE INDEX personnel_events_by_exhibitor ON personnel_events (event_id, exhibitor_id, personnel_id);
 
 CREATE TABLE accounts (
     id         TEXT COLLATE "C" PRIMARY KEY,

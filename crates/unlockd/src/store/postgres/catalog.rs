@@ -8,6 +8,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::PgStore;
 use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
+use crate::domain::search::filter_key;
 use crate::store::{StoreError, StoreResult};
 
 const BATCH: usize = 1_000;
@@ -27,17 +28,36 @@ pub(super) fn fold_word(word: &str) -> String {
         .collect()
 }
 
-/// The words a text is indexed under, space-separated: runs of letters and digits (the
-/// split `domain::search::search_words` makes of a query), folded. Precomposing first
-/// keeps a decomposed accent inside its word, as FTS5 does.
-fn index_words(text: Option<&str>) -> String {
+/// The words a text is indexed under: runs of letters and digits (the split
+/// `domain::search::search_words` makes of a query), folded. Precomposing first keeps a
+/// decomposed accent inside its word, as FTS5 does.
+fn index_words(text: Option<&str>) -> Vec<String> {
     let text: String = text.unwrap_or_default().nfc().collect();
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(fold_word)
         .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect()
+}
+
+/// A person's search vector in `tsvector` input syntax, built here rather than by the
+/// server's text-search parser (whose word rules depend on its version and locale): every
+/// word as a quoted literal lexeme, at position 1 with weight A in the full name, 2 B in
+/// the title, 3 C in the company name. Positions differ per column so that a word in two
+/// columns keeps both weights; a query restricts a word to columns by weight.
+fn search_vector(person: &PersonRecord) -> String {
+    let mut lexemes = Vec::new();
+    for (text, place) in [
+        (&person.full_name, "1A"),
+        (&person.title, "2B"),
+        (&person.company_name, "3C"),
+    ] {
+        for word in index_words(text.as_deref()) {
+            let quoted = word.replace('\\', "\\\\").replace('\'', "''");
+            lexemes.push(format!("'{quoted}':{place}"));
+        }
+    }
+    lexemes.join(" ")
 }
 
 /// Within one statement PostgreSQL refuses to upsert a row twice, where SQLite lets the
@@ -116,14 +136,23 @@ pub(super) async fn import_exhibitors(
     Ok(())
 }
 
+/// Event-link rows of one batch, as columns.
+#[derive(Default)]
+struct Links<'a> {
+    events: Vec<&'a str>,
+    people: Vec<&'a str>,
+    exhibitors: Vec<Option<&'a str>>,
+    departments: Vec<Option<String>>,
+    levels: Vec<Option<String>>,
+    source_types: Vec<String>,
+}
+
 /// A person as written: the record plus the words of its search index.
 #[derive(Serialize)]
 struct PersonRow<'a> {
     #[serde(flatten)]
     person: &'a PersonRecord,
-    name_words: String,
-    title_words: String,
-    company_words: String,
+    search: String,
 }
 
 pub(super) async fn import_personnel(
@@ -137,9 +166,7 @@ pub(super) async fn import_personnel(
             .into_iter()
             .map(|person| PersonRow {
                 person,
-                name_words: index_words(person.full_name.as_deref()),
-                title_words: index_words(person.title.as_deref()),
-                company_words: index_words(person.company_name.as_deref()),
+                search: search_vector(person),
             })
             .collect();
         sqlx::query(
@@ -147,13 +174,10 @@ pub(super) async fn import_personnel(
                 company_name, exhibitor_id, source_type, email, phone, search) \
              SELECT r.id, r.full_name, r.title, r.department, r.seniority_level, r.linkedin_url, \
                     r.company_name, r.exhibitor_id, COALESCE(r.source_type, '[]'), r.email, r.phone, \
-                    setweight(array_to_tsvector(string_to_array(r.name_words, ' ')), 'A') \
-                    || setweight(array_to_tsvector(string_to_array(r.title_words, ' ')), 'B') \
-                    || setweight(array_to_tsvector(string_to_array(r.company_words, ' ')), 'C') \
+                    r.search::tsvector \
              FROM jsonb_to_recordset($1::jsonb) AS r(id text, full_name text, title text, \
                   department text, seniority_level text, linkedin_url text, company_name text, \
-                  exhibitor_id text, source_type jsonb, email text, phone text, \
-                  name_words text, title_words text, company_words text) \
+                  exhibitor_id text, source_type jsonb, email text, phone text, search text) \
              ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
                 department = excluded.department, seniority_level = excluded.seniority_level, \
                 linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
@@ -164,25 +188,42 @@ pub(super) async fn import_personnel(
         .execute(&mut *tx)
         .await?;
         // A re-import replaces a person's event links with the batch's (every row of it,
-        // as SQLite's `INSERT OR IGNORE` over the batch does).
+        // the first row winning a link, as SQLite's `INSERT OR IGNORE` over the batch).
+        // Each link carries the person's filter keys.
         let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
         sqlx::query("DELETE FROM personnel_events WHERE personnel_id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
-        let (mut events, mut people) = (Vec::new(), Vec::new());
+        let mut links = Links::default();
         for row in chunk {
+            let department = row.department.as_deref().map(filter_key);
+            let level = row.seniority_level.as_deref().map(filter_key);
+            let source_type = json(&row.source_type)?;
             for event in &row.event_ids {
-                events.push(event.as_str());
-                people.push(row.id.as_str());
+                links.events.push(event.as_str());
+                links.people.push(row.id.as_str());
+                links.exhibitors.push(row.exhibitor_id.as_deref());
+                links.departments.push(department.clone());
+                links.levels.push(level.clone());
+                links.source_types.push(source_type.clone());
             }
         }
         sqlx::query(
-            "INSERT INTO personnel_events (event_id, personnel_id) \
-             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO personnel_events \
+                (event_id, personnel_id, exhibitor_id, department_key, level_key, source_type) \
+             SELECT l.event, l.person, l.exhibitor, l.department, l.level, l.source_type::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+                 WITH ORDINALITY AS l(event, person, exhibitor, department, level, source_type, ord) \
+             ORDER BY l.ord \
+             ON CONFLICT DO NOTHING",
         )
-        .bind(&events)
-        .bind(&people)
+        .bind(&links.events)
+        .bind(&links.people)
+        .bind(&links.exhibitors)
+        .bind(&links.departments)
+        .bind(&links.levels)
+        .bind(&links.source_types)
         .execute(&mut *tx)
         .await?;
         progress(chunk.len() as u64);
@@ -208,12 +249,33 @@ mod tests {
     fn words_are_indexed_as_fts5_would_cut_and_fold_them() {
         assert_eq!(
             index_words(Some("Jane O'Brien-Müller, Acme.com")),
-            "jane o brien muller acme com"
+            ["jane", "o", "brien", "muller", "acme", "com"]
         );
-        assert_eq!(index_words(Some("Mu\u{308}ller")), "muller");
-        assert_eq!(index_words(Some("  ")), "");
-        assert_eq!(index_words(None), "");
+        assert_eq!(index_words(Some("Mu\u{308}ller")), ["muller"]);
+        assert!(index_words(Some("  ")).is_empty());
+        assert!(index_words(None).is_empty());
         assert_eq!(fold_word("Ééñ"), "een");
+        let mut p = PersonRecord {
+            id: "1".into(),
+            full_name: Some("Sales Léa".into()),
+            title: Some("Head of Sales".into()),
+            department: None,
+            seniority_level: None,
+            linkedin_url: None,
+            company_name: None,
+            exhibitor_id: None,
+            event_ids: Vec::new(),
+            source_type: Vec::new(),
+            email: None,
+            phone: None,
+        };
+        assert_eq!(
+            search_vector(&p),
+            "'sales':1A 'lea':1A 'head':2B 'of':2B 'sales':2B"
+        );
+        p.full_name = None;
+        p.title = None;
+        assert_eq!(search_vector(&p), "");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! each person shown as one account sees them, plus the bucket-expiry and pruning sweeps.
 //!
 //! Matching is kept identical to the SQLite backend: ASCII-only case folding where SQLite
-//! uses `COLLATE NOCASE` or `LIKE`, and the personnel search index built from the same
+//! uses `COLLATE NOCASE` or `LIKE`, the domain's `filter_key` for department and level,
+//! and the personnel search index built from the same
 //! words (see `search`) with the per-column filters of the FTS5 queries expressed as
 //! tsvector weights (A full name, B title, C company).
 
@@ -12,7 +13,7 @@ use sqlx::PgConnection;
 
 use super::{catalog::fold_word, PgStore};
 use crate::catalog::EventRecord;
-use crate::domain::search::search_words;
+use crate::domain::search::{filter_key, search_words};
 use crate::store::{
     ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
     StoreResult, UnlockState,
@@ -309,50 +310,59 @@ pub(super) async fn list_personnel(
     filter: &PersonnelFilter,
     page: PageRequest,
 ) -> StoreResult<Page<ContactView>> {
+    // Filters read the event's link rows only (each carries the person's filter keys), and
+    // only the active ones go into the SQL, so the planner picks the per-event index.
     let mut c = Conditions::new();
     c.push("pe.event_id = $", event_id.to_string());
     if let Some(exhibitor) = &filter.exhibitor_id {
-        c.push("p.exhibitor_id = $", exhibitor.clone());
+        c.push("pe.exhibitor_id = $", exhibitor.clone());
     }
     if let Some(department) = &filter.department {
-        c.push(
-            "ascii_lower(p.department) = ascii_lower($)",
-            department.clone(),
-        );
+        c.push("pe.department_key = $", filter_key(department));
     }
     if let Some(level) = &filter.level {
+        c.push("pe.level_key = $", filter_key(level));
+    }
+    if let Some(source) = &filter.source_type {
+        // SQLite's `LIKE '%"label"%'` on the JSON text: ASCII case-insensitive, no escape.
         c.push(
-            "ascii_lower(p.seniority_level) = ascii_lower($)",
-            level.clone(),
+            "ascii_lower(pe.source_type::text) LIKE ascii_lower($) ESCAPE ''",
+            format!("%\"{source}\"%"),
         );
     }
     if let Some(text) = filter.search_query.as_deref() {
         match search_query("AB", text) {
-            Some(query) => c.push("p.search @@ $::tsquery", query),
+            Some(query) => c.push(
+                "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ $::tsquery)",
+                query,
+            ),
             None => return empty(),
         }
     }
-    if let Some(source) = &filter.source_type {
-        // The same test as SQLite's `LIKE '%"label"%'` on the JSON text: the label is one
-        // of the person's (labels are validated lowercase words at import and in requests).
-        c.push(
-            "ascii_lower(p.source_type::text) LIKE ascii_lower($) ESCAPE ''",
-            format!("%\"{source}\"%"),
-        );
-    }
+    let filtered = c.values.len() > 1;
     let conditions = c.where_clause();
-    let from = "personnel_events pe JOIN personnel p ON p.id = pe.personnel_id";
     let mut tx = store.snapshot().await?;
-    let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {conditions}");
-    let mut count = sqlx::query_scalar(&count_sql);
-    for v in &c.values {
-        count = count.bind(v);
-    }
-    let total: i64 = count.fetch_one(&mut *tx).await?;
+    let total: i64 = if filtered {
+        let count_sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
+        let mut count = sqlx::query_scalar(&count_sql);
+        for v in &c.values {
+            count = count.bind(v);
+        }
+        count.fetch_one(&mut *tx).await?
+    } else {
+        // The import keeps this count for every event.
+        sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0)
+    };
     let n = c.next_param();
     let rows_sql = format!(
-        "SELECT {PERSON_COLUMNS} FROM {from} WHERE {conditions} \
-         ORDER BY pe.personnel_id LIMIT ${n} OFFSET ${}",
+        "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
+           (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+            ORDER BY pe.personnel_id LIMIT ${n} OFFSET ${}) pg ON pg.personnel_id = p.id \
+         ORDER BY p.id",
         n + 1
     );
     let mut rows = sqlx::query_as(&rows_sql);
