@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 
 use super::{catalog::fold_word, PgStore};
 use crate::catalog::EventRecord;
-use crate::domain::search::{filter_key, search_words};
+use crate::domain::search::{event_token, filter_key, search_words};
 use crate::store::{
     ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
     StoreResult, UnlockState,
@@ -331,13 +331,15 @@ pub(super) async fn list_personnel(
         );
     }
     if let Some(text) = filter.search_query.as_deref() {
-        match search_query("AB", text) {
-            Some(query) => c.push(
-                "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ $::tsquery)",
-                query,
-            ),
-            None => return empty(),
-        }
+        let Some(words) = search_query("AB", text) else {
+            return empty();
+        };
+        // Scoped to the event inside the index (its token has weight D).
+        let query = format!("'{}':D & {words}", event_token(event_id));
+        c.push(
+            "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ $::tsquery)",
+            query,
+        );
     }
     let filtered = c.values.len() > 1;
     let conditions = c.where_clause();
