@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     pub maintenance: MaintenanceConfig,
     pub long_poll_recheck: Duration,
+    /// Behind a load balancer: the per-IP limit reads `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +44,7 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             maintenance: MaintenanceConfig::default(),
             long_poll_recheck: Duration::from_millis(500),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn start(
             Some(store.clone()),
         )),
         long_poll_recheck: config.long_poll_recheck,
+        trust_forwarded_for: config.trust_forwarded_for,
     };
     {
         let store = store.clone();

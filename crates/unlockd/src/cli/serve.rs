@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// fallback for changes made by other processes; PostgreSQL also signals them).
     #[arg(long, env = "UNLOCKD_LONG_POLL_RECHECK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     long_poll_recheck_ms: u64,
+    /// Behind a load balancer that sets X-Forwarded-For: rate-limit by that address
+    /// instead of the balancer's.
+    #[arg(long, env = "UNLOCKD_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -140,6 +144,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         engine: args.worker.engine_config(),
         maintenance: args.worker.maintenance_config(),
         long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
+        trust_forwarded_for: args.trust_forwarded_for,
     };
     let server = app::start(config, store, cli.clock(), shutdown_on_signals()).await?;
     tracing::info!(url = %server.url(), worker = !args.no_worker, "unlockd listening");

@@ -18,6 +18,25 @@ fn bearer_token(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The client's address: the peer, or behind a trusted proxy the first address of
+/// `X-Forwarded-For` (the proxy must overwrite, not append to, what clients send).
+fn client_ip(request: &Request, trust_forwarded_for: bool) -> String {
+    let forwarded = trust_forwarded_for
+        .then(|| request.headers().get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+    match forwarded {
+        Some(ip) => ip.to_string(),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default(),
+    }
+}
+
 fn too_many(decision: &Decision) -> Response {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -38,11 +57,7 @@ pub(super) async fn authenticate(
     next: Next,
 ) -> Response {
     if state.ip_limiter.enabled() {
-        let ip = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_default();
+        let ip = client_ip(&request, state.trust_forwarded_for);
         let decision = state.ip_limiter.check(&ip).await;
         if !decision.allowed {
             return too_many(&decision);

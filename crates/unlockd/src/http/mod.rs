@@ -45,6 +45,8 @@ pub struct AppState {
     /// How often a long poll re-reads its task when no in-process signal came (changes
     /// made by a worker in another process).
     pub long_poll_recheck: Duration,
+    /// Take the client IP (for the per-IP limit) from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
 }
 
 pub fn router(state: AppState) -> Router {
