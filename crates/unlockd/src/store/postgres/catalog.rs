@@ -13,6 +13,10 @@ use crate::store::{StoreError, StoreResult};
 
 const BATCH: usize = 1_000;
 
+// Every statement of an import is planned afresh (`persistent(false)`): the tables grow
+// inside the import's own transaction, unseen by the statistics, and a plan cached while
+// they were small (a sequential scan) would make each batch slower than the last.
+
 fn json<T: Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
 }
@@ -103,6 +107,7 @@ pub(super) async fn import_events(
                 url = excluded.url, description = excluded.description",
         )
         .bind(json(&batch)?)
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
         progress(chunk.len() as u64);
@@ -128,6 +133,7 @@ pub(super) async fn import_exhibitors(
                 company_name = excluded.company_name, website = excluded.website, country = excluded.country",
         )
         .bind(json(&batch)?)
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
         progress(chunk.len() as u64);
@@ -190,6 +196,7 @@ pub(super) async fn import_personnel(
                 email = excluded.email, phone = excluded.phone, search = excluded.search",
         )
         .bind(json(&batch)?)
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
         // A re-import replaces a person's event links with the batch's (every row of it,
@@ -198,6 +205,7 @@ pub(super) async fn import_personnel(
         let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
         sqlx::query("DELETE FROM personnel_events WHERE personnel_id = ANY($1)")
             .bind(&ids)
+            .persistent(false)
             .execute(&mut *tx)
             .await?;
         let mut links = Links::default();
@@ -229,6 +237,7 @@ pub(super) async fn import_personnel(
         .bind(&links.departments)
         .bind(&links.levels)
         .bind(&links.source_types)
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
         progress(chunk.len() as u64);
