@@ -16,8 +16,9 @@ use crate::store::{
     SettleReport, StoreError, StoreResult, TaskView,
 };
 
-const IN_IDS: &str = "(SELECT value FROM json_each(?3))";
-
+/// Reads everything `decide` needs in two statements: one row per requested id with its
+/// four facts, then the account's buckets (each statement is a round trip to the driver's
+/// thread, so fewer is faster).
 async fn load_facts(
     conn: &mut SqliteConnection,
     account_id: &str,
@@ -25,32 +26,16 @@ async fn load_facts(
     event_id: &str,
     ids_json: &str,
 ) -> StoreResult<UnlockFacts> {
-    let existing: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM personnel WHERE id IN (SELECT value FROM json_each(?1))")
-            .bind(ids_json)
-            .fetch_all(&mut *conn)
-            .await?;
-    let linked: Vec<(String,)> = sqlx::query_as(
-        "SELECT personnel_id FROM personnel_events WHERE event_id = ?1 \
-         AND personnel_id IN (SELECT value FROM json_each(?2))",
+    let people: Vec<(String, bool, bool, bool, Option<String>)> = sqlx::query_as(
+        "SELECT r.value, \
+            EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value), \
+            EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value), \
+            EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
+                    AND u.personnel_id = r.value AND u.status = 'unlocked'), \
+            (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
+         FROM json_each(?4) r",
     )
     .bind(event_id)
-    .bind(ids_json)
-    .fetch_all(&mut *conn)
-    .await?;
-    let unlocked: Vec<(String,)> = sqlx::query_as(&format!(
-        "SELECT personnel_id FROM unlocks WHERE account_id = ?1 AND kind = ?2 \
-         AND status = 'unlocked' AND personnel_id IN {IN_IDS}"
-    ))
-    .bind(account_id)
-    .bind(kind.as_str())
-    .bind(ids_json)
-    .fetch_all(&mut *conn)
-    .await?;
-    let in_flight: Vec<(String, String)> = sqlx::query_as(&format!(
-        "SELECT personnel_id, task_id FROM inflight WHERE account_id = ?1 AND kind = ?2 \
-         AND personnel_id IN {IN_IDS}"
-    ))
     .bind(account_id)
     .bind(kind.as_str())
     .bind(ids_json)
@@ -63,26 +48,35 @@ async fn load_facts(
     .bind(account_id)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(UnlockFacts {
-        existing: existing.into_iter().map(|(id,)| id).collect(),
-        linked: linked.into_iter().map(|(id,)| id).collect(),
-        already_unlocked: unlocked.into_iter().map(|(id,)| id).collect(),
-        in_flight: in_flight.into_iter().collect(),
-        buckets: buckets
-            .into_iter()
-            .map(|(id, kind, expires_at, created_at, balance)| {
-                Ok(Bucket {
-                    id,
-                    kind: parse_bucket_kind(&kind)?,
-                    expires_at,
-                    created_at,
-                    balance,
-                })
+    let mut facts = UnlockFacts::default();
+    for (id, present, linked, unlocked, task) in people {
+        if present {
+            facts.existing.insert(id.clone());
+        }
+        if linked {
+            facts.linked.insert(id.clone());
+        }
+        if unlocked {
+            facts.already_unlocked.insert(id.clone());
+        }
+        if let Some(task) = task {
+            facts.in_flight.insert(id, task);
+        }
+    }
+    facts.buckets = buckets
+        .into_iter()
+        .map(|(id, kind, expires_at, created_at, balance)| {
+            Ok(Bucket {
+                id,
+                kind: parse_bucket_kind(&kind)?,
+                expires_at,
+                created_at,
+                balance,
             })
-            .collect::<StoreResult<_>>()?,
-    })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(facts)
 }
-
 /// Resolves the event and applies the domain rule to the facts read on `conn`. The create
 /// call runs it inside its write transaction, the precheck inside a read transaction.
 async fn decide_on(
@@ -157,24 +151,19 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .execute(&mut *tx)
     .await?;
     let people = json(chargeable)?;
-    let item_ids: Vec<(i64,)> = sqlx::query_as(
+    let mut positions: Vec<(i64, i64, String)> = sqlx::query_as(
         "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
          SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
-         RETURNING id",
+         RETURNING position, id, personnel_id",
     )
     .bind(&task_id)
     .bind(now)
     .bind(&people)
     .fetch_all(&mut *tx)
     .await?;
-    // RETURNING order is not guaranteed: map ids back to positions.
-    let positions: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 ORDER BY position",
-    )
-    .bind(&task_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    if item_ids.len() != chargeable.len() || positions.len() != chargeable.len() {
+    // RETURNING order is not guaranteed: put the items back in request order.
+    positions.sort_unstable();
+    if positions.len() != chargeable.len() {
         return Err(StoreError::Integrity(
             "task items were not all inserted".into(),
         ));
@@ -193,7 +182,7 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
 
     let mut entries = Vec::new();
     let mut per_bucket: BTreeMap<&str, i64> = BTreeMap::new();
-    for ((item_id, person), shares) in positions.iter().zip(holds) {
+    for ((_, item_id, person), shares) in positions.iter().zip(holds) {
         for share in shares {
             entries.push(serde_json::json!({
                 "b": share.bucket_id, "a": share.amount, "i": item_id, "p": person
@@ -214,21 +203,24 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .bind(json(&entries)?)
     .execute(&mut *tx)
     .await?;
-    for (bucket_id, amount) in per_bucket {
-        let done = sqlx::query(
-            "UPDATE credit_buckets SET balance = balance - ?1, held = held + ?1 \
-             WHERE id = ?2 AND account_id = ?3 AND balance >= ?1",
-        )
-        .bind(amount)
-        .bind(bucket_id)
-        .bind(&r.account_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "bucket {bucket_id} cannot cover its hold"
-            )));
-        }
+    let moves: Vec<serde_json::Value> = per_bucket
+        .iter()
+        .map(|(bucket, amount)| serde_json::json!({"b": bucket, "a": amount}))
+        .collect();
+    let done = sqlx::query(
+        "UPDATE credit_buckets SET balance = balance - m.amount, held = held + m.amount \
+         FROM (SELECT value ->> '$.b' AS bucket, value ->> '$.a' AS amount FROM json_each(?1)) m \
+         WHERE credit_buckets.id = m.bucket AND credit_buckets.account_id = ?2 \
+           AND credit_buckets.balance >= m.amount",
+    )
+    .bind(json(&moves)?)
+    .bind(&r.account_id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != moves.len() as u64 {
+        return Err(StoreError::Integrity(
+            "a bucket cannot cover its share of the hold".into(),
+        ));
     }
     tx.commit().await?;
     Ok(CreateResult::Decided {
