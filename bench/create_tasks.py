@@ -25,11 +25,18 @@ def main():
     p.add_argument("--personnel", type=int, default=400_000)
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     p.add_argument("--synchronous", default="full", choices=["full", "normal"])
+    p.add_argument("--accounts", type=int, default=1, help="spread the clients over this many accounts")
     a = p.parse_args()
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     work = tempfile.mkdtemp(prefix="unlockd-bench-")
     db = a.database_url or f"sqlite://{work}/bench.db"
+    if db.startswith("postgres"):
+        # A fresh database on that server, dropped at the end.
+        server_url, _, _ = db.rpartition("/")
+        name = f"unlockd_bench_{os.getpid()}"
+        subprocess.run(["psql", db, "-qc", f"CREATE DATABASE {name}"], check=True)
+        db = f"{server_url}/{name}"
     env = dict(os.environ, UNLOCKD_DATABASE_URL=db, UNLOCKD_LOG="warn", UNLOCKD_SQLITE_SYNCHRONOUS=a.synchronous)
     # One event holding every person, so any id is linked and chargeable.
     with open(f"{work}/events.csv", "w") as f:
@@ -40,13 +47,15 @@ def main():
             f.write(f"{i},B1,p{i}@bench.example\n")
     subprocess.run([BIN, "import", "--events", f"{work}/events.csv", "--personnel", f"{work}/people.csv"],
                    env=env, check=True, capture_output=True)
-    out = subprocess.run([BIN, "admin", "accounts", "create", "--name", "bench", "--credits", "1000000000", "--json"],
-                         env=env, check=True, capture_output=True, text=True).stdout
-    key = json.loads(out)["api_key"]
+    keys = []
+    for n in range(a.accounts):
+        out = subprocess.run([BIN, "admin", "accounts", "create", "--name", f"bench{n}", "--credits", "1000000000", "--json"],
+                             env=env, check=True, capture_output=True, text=True).stdout
+        keys.append(json.loads(out)["api_key"])
     log = open(f"{work}/server.log", "w")
     server = subprocess.Popen([BIN, "serve", "--no-worker", "--listen", "127.0.0.1:0", "--rate-limit-per-minute", "0",
                                "--ip-rate-limit-per-minute", "0", "--log-format", "json"],
-                              env=dict(env, UNLOCKD_LOG="unlockd=warn,info"), stderr=log)
+                              env=dict(env, UNLOCKD_LOG="warn,unlockd::cli=info"), stderr=log)
     try:
         url = None
         deadline = time.time() + 60
@@ -71,7 +80,7 @@ def main():
             stop = time.time() + a.seconds
             latencies = []
 
-            def client():
+            def client(key):
                 conn = http.client.HTTPConnection(host, int(port), timeout=30)
                 mine, ok, other = [], 0, 0
                 while time.time() < stop:
@@ -94,7 +103,7 @@ def main():
                     counts["other"] += other
                     latencies.extend(mine)
 
-            threads = [threading.Thread(target=client) for _ in range(a.clients)]
+            threads = [threading.Thread(target=client, args=(keys[i % len(keys)],)) for i in range(a.clients)]
             started = time.time()
             for t in threads:
                 t.start()
@@ -114,7 +123,7 @@ def main():
             phase("create-10", "POST", "/external/contacts/unlock", 10),
         ]
         backend = "postgres" if db.startswith("postgres") else f"sqlite synchronous={a.synchronous}"
-        print(f"backend: {backend}; {a.clients} clients, {a.seconds:.0f} s per phase")
+        print(f"backend: {backend}; {a.clients} clients over {a.accounts} account(s), {a.seconds:.0f} s per phase")
         print(f"{'phase':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'x balance':>10}")
         base = results[1][1]
         for name, rate, p50, p99, other in results:
@@ -125,6 +134,8 @@ def main():
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+        if db.startswith("postgres"):
+            subprocess.run(["psql", a.database_url, "-qc", f"DROP DATABASE IF EXISTS {db.rpartition('/')[2]} WITH (FORCE)"])
 
 
 if __name__ == "__main__":
