@@ -18,66 +18,86 @@ use crate::store::{
     SettleReport, StoreError, StoreResult, TaskView,
 };
 
-/// The event and every fact about the requested ids, read by one statement (so on one
-/// snapshot). Rows are tagged: `v` the resolved event, `e` exists, `l` linked to the event,
-/// `u` already unlocked by the account, `f` in flight (with its task).
-const FACTS: &str = "\
+/// Catalog facts, read by one statement: `v` the resolved event, `e` the id exists, `l`
+/// the person is linked to the event. Only imports change them, so a create reads them
+/// before it takes its account lock.
+const CATALOG_FACTS: &str = "\
     WITH ev AS (SELECT id FROM events WHERE id = $1 OR event_id = $1 \
                 ORDER BY (id = $1) DESC, id LIMIT 1) \
-    SELECT 'v'::text, id, NULL::text FROM ev \
-    UNION ALL SELECT 'e', p.id, NULL FROM personnel p WHERE p.id = ANY($2) \
-    UNION ALL SELECT 'l', pe.personnel_id, NULL FROM personnel_events pe \
-        WHERE pe.event_id = (SELECT id FROM ev) AND pe.personnel_id = ANY($2) \
-    UNION ALL SELECT 'u', u.personnel_id, NULL FROM unlocks u \
-        WHERE u.account_id = $3 AND u.kind = $4 AND u.status = 'unlocked' AND u.personnel_id = ANY($2) \
-    UNION ALL SELECT 'f', f.personnel_id, f.task_id FROM inflight f \
-        WHERE f.account_id = $3 AND f.kind = $4 AND f.personnel_id = ANY($2)";
+    SELECT 'v'::text, id, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint FROM ev \
+    UNION ALL SELECT 'e', p.id, NULL, NULL, NULL, NULL FROM personnel p WHERE p.id = ANY($2) \
+    UNION ALL SELECT 'l', pe.personnel_id, NULL, NULL, NULL, NULL FROM personnel_events pe \
+        WHERE pe.event_id = (SELECT id FROM ev) AND pe.personnel_id = ANY($2)";
+
+/// The account's facts, read by one statement once the account is locked: `b` a spendable
+/// bucket (id, kind, expires_at, created_at, balance), `u` already unlocked, `f` in flight
+/// (with its task). `{lock}` is `FOR UPDATE` in a create: the buckets are locked in id
+/// order, the order every writer locks them in, and read at their latest.
+const ACCOUNT_FACTS: &str = "\
+    WITH b AS (SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
+               WHERE account_id = $1 AND balance > 0 ORDER BY id {lock}) \
+    SELECT 'b'::text, id, kind, expires_at, created_at, balance FROM b \
+    UNION ALL SELECT 'u', u.personnel_id, NULL, NULL, NULL, NULL FROM unlocks u \
+        WHERE u.account_id = $1 AND u.kind = $2 AND u.status = 'unlocked' AND u.personnel_id = ANY($3) \
+    UNION ALL SELECT 'f', f.personnel_id, f.task_id, NULL, NULL, NULL FROM inflight f \
+        WHERE f.account_id = $1 AND f.kind = $2 AND f.personnel_id = ANY($3)";
+
+type FactRow = (
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// Resolves the event and applies the domain rule to the facts read on `conn`. With
-/// `lock`, the account row and its spendable buckets are locked first (a create); without,
-/// the caller reads inside a snapshot (a precheck).
+/// `lock` (a create), the account row is locked before its facts are read, which
+/// serialises the creates of one account across processes; without (a precheck), the
+/// caller reads inside one snapshot.
 async fn decide_on(
     conn: &mut PgConnection,
     r: &NewUnlock,
     now: i64,
     lock: bool,
 ) -> StoreResult<Option<(String, UnlockDecision)>> {
-    if lock {
-        // Serialises creates of one account across processes. NO KEY UPDATE leaves
-        // inserts that reference the account (grants, tasks) unblocked.
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(&r.account_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    }
-    // Buckets in id order: the order in which every writer locks them.
-    let bucket_sql = if lock {
-        "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
-         WHERE account_id = $1 AND balance > 0 ORDER BY id FOR UPDATE"
-    } else {
-        "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
-         WHERE account_id = $1 AND balance > 0 ORDER BY id"
-    };
-    let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(bucket_sql)
-        .bind(&r.account_id)
-        .fetch_all(&mut *conn)
-        .await?;
     let valid: Vec<&str> = r
         .personnel_ids
         .iter()
         .filter(|id| is_valid_personnel_id(id))
         .map(String::as_str)
         .collect();
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(FACTS)
+    let mut rows: Vec<FactRow> = sqlx::query_as(CATALOG_FACTS)
         .bind(&r.event_ref)
         .bind(&valid)
-        .bind(&r.account_id)
-        .bind(r.kind.as_str())
         .fetch_all(&mut *conn)
         .await?;
+    if !rows.iter().any(|row| row.0 == "v") {
+        return Ok(None);
+    }
+    if lock {
+        // NO KEY UPDATE leaves inserts that reference the account (grants, tasks)
+        // unblocked. Every account fact below is read after this lock is granted.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(&r.account_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    let account_sql = if lock {
+        ACCOUNT_FACTS.replace("{lock}", "FOR UPDATE")
+    } else {
+        ACCOUNT_FACTS.replace("{lock}", "")
+    };
+    let account_rows: Vec<FactRow> = sqlx::query_as(&account_sql)
+        .bind(&r.account_id)
+        .bind(r.kind.as_str())
+        .bind(&valid)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.extend(account_rows);
     let mut event_id = None;
     let mut facts = UnlockFacts::default();
-    for (tag, id, task) in rows {
+    for (tag, id, text, expires_at, created_at, balance) in rows {
         match tag.as_str() {
             "v" => event_id = Some(id),
             "e" => {
@@ -90,26 +110,21 @@ async fn decide_on(
                 facts.already_unlocked.insert(id);
             }
             "f" => {
-                facts.in_flight.insert(id, task.unwrap_or_default());
+                facts.in_flight.insert(id, text.unwrap_or_default());
             }
+            "b" => facts.buckets.push(Bucket {
+                id,
+                kind: parse_bucket_kind(text.as_deref().unwrap_or_default())?,
+                expires_at,
+                created_at: created_at.unwrap_or_default(),
+                balance: balance.unwrap_or_default(),
+            }),
             _ => return Err(StoreError::Integrity(format!("unknown fact tag {tag}"))),
         }
     }
     let Some(event_id) = event_id else {
         return Ok(None);
     };
-    facts.buckets = buckets
-        .into_iter()
-        .map(|(id, kind, expires_at, created_at, balance)| {
-            Ok(Bucket {
-                id,
-                kind: parse_bucket_kind(&kind)?,
-                expires_at,
-                created_at,
-                balance,
-            })
-        })
-        .collect::<StoreResult<_>>()?;
     Ok(Some((
         event_id,
         decide(&r.personnel_ids, &facts, r.price, now),
@@ -130,9 +145,11 @@ pub(super) async fn precheck(store: &PgStore, r: &NewUnlock) -> StoreResult<Crea
     })
 }
 
-/// Task, items, in-flight guards and hold entries in one statement. The guard insert is
-/// where the constraint speaks: a primary-key violation there fails the statement, and
-/// the caller's transaction is rolled back whole.
+/// Task, items, in-flight guards, hold entries and the buckets' holds in one statement.
+/// The guard insert is where the constraint speaks: a primary-key violation there fails
+/// the statement, and the caller's transaction is rolled back whole. A bucket is taken
+/// from only if it covers its part (the row is locked, so it always does); the counts
+/// returned let the caller check that every row was written.
 const INSERT_TASK: &str = "\
     WITH task AS ( \
         INSERT INTO tasks (id, account_id, kind, event_id, event_ref, status, call_source, price, created_at, updated_at) \
@@ -151,8 +168,14 @@ const INSERT_TASK: &str = "\
         SELECT $2, h.bucket, 'hold', h.amount, (SELECT id FROM task), i.id, $3, h.person, $6, $8 \
         FROM UNNEST($10::text[], $11::text[], $12::bigint[]) WITH ORDINALITY AS h(person, bucket, amount, ord) \
         JOIN items i ON i.personnel_id = h.person ORDER BY h.ord \
-        RETURNING 1) \
-    SELECT (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM guards), (SELECT COUNT(*) FROM holds)";
+        RETURNING 1), \
+    taken AS ( \
+        UPDATE credit_buckets b SET balance = b.balance - u.amount, held = b.held + u.amount \
+        FROM UNNEST($13::text[], $14::bigint[]) AS u(id, amount) \
+        WHERE b.id = u.id AND b.account_id = $2 AND b.balance >= u.amount \
+        RETURNING b.id) \
+    SELECT (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM guards), \
+           (SELECT COUNT(*) FROM holds), (SELECT COUNT(*) FROM taken)";
 
 pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let now = store.now();
@@ -183,7 +206,9 @@ pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<Create
             *per_bucket.entry(share.bucket_id.as_str()).or_default() += share.amount;
         }
     }
-    let (items, guards, entries): (i64, i64, i64) = sqlx::query_as(INSERT_TASK)
+    let bucket_ids: Vec<&str> = per_bucket.keys().copied().collect();
+    let amounts: Vec<i64> = per_bucket.values().copied().collect();
+    let (items, guards, entries, taken): (i64, i64, i64, i64) = sqlx::query_as(INSERT_TASK)
         .bind(&task_id)
         .bind(&r.account_id)
         .bind(r.kind.as_str())
@@ -196,6 +221,8 @@ pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<Create
         .bind(&hold_people)
         .bind(&hold_buckets)
         .bind(&hold_amounts)
+        .bind(&bucket_ids)
+        .bind(&amounts)
         .fetch_one(&mut *tx)
         .await?;
     let expected = chargeable.len() as i64;
@@ -204,31 +231,11 @@ pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<Create
             "task items, guards or holds were not all inserted".into(),
         ));
     }
-    // Conditional: a bucket that cannot cover its part is not touched, and the whole
-    // create is rolled back (the buckets are locked, so this cannot normally happen).
-    let bucket_ids: Vec<&str> = per_bucket.keys().copied().collect();
-    let amounts: Vec<i64> = per_bucket.values().copied().collect();
-    let updated: Vec<(String,)> = sqlx::query_as(
-        "UPDATE credit_buckets b SET balance = b.balance - u.amount, held = b.held + u.amount \
-         FROM UNNEST($1::text[], $2::bigint[]) AS u(id, amount) \
-         WHERE b.id = u.id AND b.account_id = $3 AND b.balance >= u.amount \
-         RETURNING b.id",
-    )
-    .bind(&bucket_ids)
-    .bind(&amounts)
-    .bind(&r.account_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    if updated.len() != bucket_ids.len() {
-        let covered: HashSet<&str> = updated.iter().map(|(id,)| id.as_str()).collect();
-        let short = bucket_ids
-            .iter()
-            .find(|id| !covered.contains(**id))
-            .copied()
-            .unwrap_or_default();
-        return Err(StoreError::Integrity(format!(
-            "bucket {short} cannot cover its hold"
-        )));
+    if taken != bucket_ids.len() as i64 {
+        // Dropping the transaction rolls the whole create back.
+        return Err(StoreError::Integrity(
+            "a bucket cannot cover its hold".into(),
+        ));
     }
     tx.commit().await?;
     Ok(CreateResult::Decided {
