@@ -2,6 +2,7 @@
 //! uniqueness that matters for money is enforced by database constraints.
 
 pub mod postgres;
+pub mod invariants;
 pub mod sqlite;
 
 use std::sync::Arc;
