@@ -64,27 +64,74 @@ struct PgDatabase {
     name: String,
 }
 
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let server = self.server.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        // Drop may run inside a runtime or outside one: a thread of its own works in both.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                use sqlx::{Connection, Executor};
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+/// Runs statements on the server from a thread of its own, which works inside a runtime
+/// or outside one. Errors are ignored: this is clean-up.
+fn on_server_in_background(server: String, statements: Vec<String>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            use sqlx::{Connection, Executor};
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                for sql in statements {
                     let _ = admin.execute(sql.as_str()).await;
-                    let _ = admin.close().await;
                 }
-            });
+                let _ = admin.close().await;
+            }
+        });
+    })
+}
+
+impl Drop for PgDatabase {
+    /// Dropped in the background: `DROP DATABASE` waits for a checkpoint, which would
+    /// double the length of the suite. A database whose drop did not finish before its
+    /// process exited is swept by the next test process on this machine.
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        drop(on_server_in_background(self.server.clone(), vec![sql]));
+    }
+}
+
+/// Test databases are named `unlockd_test_<machine>_<pid>_<random>`, so that leftovers of
+/// finished processes on this machine can be told apart from databases in use.
+fn owner_prefix() -> String {
+    use sha2::{Digest, Sha256};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = hex::encode(Sha256::digest(host.trim().as_bytes()));
+    format!("unlockd_test_{}_", &host[..8])
+}
+
+/// Once per process: drops this machine's test databases whose process has exited.
+async fn sweep_leftovers(server: &str, admin: &mut sqlx::PgConnection) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    SWEPT.call_once(|| first = true);
+    if !first || !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = owner_prefix();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(&prefix)
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    let gone: Vec<String> = names
+        .into_iter()
+        .filter(|name| {
+            let pid = name[prefix.len()..].split('_').next().unwrap_or_default();
+            pid.parse::<u32>().is_ok_and(|pid| {
+                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
         })
-        .join();
+        .map(|name| format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .collect();
+    if !gone.is_empty() {
+        drop(on_server_in_background(server.to_string(), gone));
     }
 }
 
@@ -106,8 +153,68 @@ fn with_database(server: &str, name: &str) -> String {
     url
 }
 
+/// The name of a database holding the migrated PostgreSQL schema and nothing else, made
+/// once per server and migration set (its name carries a digest of the migration files),
+/// from which each test's database is copied: faster than migrating every one.
+async fn migrated_template(server: &str, admin: &mut sqlx::PgConnection) -> String {
+    use sha2::{Digest, Sha256};
+    use sqlx::{Connection, Executor};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("migrations")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut digest = Sha256::new();
+    for file in &files {
+        digest.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+        digest.update(std::fs::read(file).expect("migration file"));
+    }
+    let name = format!("unlockd_template_{}", &hex::encode(digest.finalize())[..16]);
+    // One maker at a time across threads and processes; the others wait, then find it.
+    admin
+        .execute("SELECT pg_advisory_lock(74210001)")
+        .await
+        .expect("template lock");
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut *admin)
+        .await
+        .expect("look for the template");
+    if exists.is_none() {
+        let building = format!("{name}_building");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)").as_str())
+            .await
+            .expect("drop a half-made template");
+        admin
+            .execute(format!("CREATE DATABASE \"{building}\"").as_str())
+            .await
+            .expect("create the template");
+        let mut conn = sqlx::PgConnection::connect(&with_database(server, &building))
+            .await
+            .expect("connect to the template");
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut conn)
+            .await
+            .expect("migrate the template");
+        conn.close().await.expect("close the template");
+        // Renamed only once complete, so no test ever copies a half-migrated schema.
+        admin
+            .execute(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"").as_str())
+            .await
+            .expect("publish the template");
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock(74210001)")
+        .await
+        .expect("template unlock");
+    name
+}
+
 impl TestDb {
-    /// A new, empty database (not migrated).
+    /// A new database: empty (SQLite), or holding only the migrated schema (PostgreSQL).
     pub async fn create() -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
         match postgres_server() {
@@ -118,12 +225,19 @@ impl TestDb {
             },
             Some(server) => {
                 use sqlx::{Connection, Executor};
-                let name = format!("unlockd_test_{}", uuid::Uuid::new_v4().simple());
+                let name = format!(
+                    "{}{}_{}",
+                    owner_prefix(),
+                    std::process::id(),
+                    &uuid::Uuid::new_v4().simple().to_string()[..16]
+                );
                 let mut admin = sqlx::PgConnection::connect(&server)
                     .await
                     .unwrap_or_else(|e| panic!("UNLOCKD_TEST_DATABASE_URL={server}: {e}"));
+                sweep_leftovers(&server, &mut admin).await;
+                let template = migrated_template(&server, &mut admin).await;
                 admin
-                    .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                    .execute(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"").as_str())
                     .await
                     .expect("create the test database");
                 let _ = admin.close().await;
