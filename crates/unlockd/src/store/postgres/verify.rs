@@ -2,6 +2,9 @@
 //! ledger and compared with the cached bucket columns, items and guards.
 
 use super::PgStore;
+use crate::store::invariants::{
+    bucket_problems, item_problems, BucketSums as BucketRow, ItemSums as ItemRow,
+};
 use crate::store::StoreResult;
 
 /// Bucket id, account, cached granted/balance/held/expired, then ledger grants, holds,
@@ -34,32 +37,33 @@ pub(super) async fn verify(store: &PgStore) -> StoreResult<Vec<String>> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (id, account, granted, balance, held, expired, g, h, c, r, e) in buckets {
-        if balance < 0 || held < 0 {
-            problems.push(format!(
-                "bucket {id} (account {account}) below zero: balance {balance}, held {held}"
-            ));
-        }
-        if granted != g {
-            problems.push(format!(
-                "bucket {id}: granted {granted} but ledger grants {g}"
-            ));
-        }
-        if held != h - c - r {
-            problems.push(format!(
-                "bucket {id}: held {held} but ledger holds {h} - captures {c} - releases {r}"
-            ));
-        }
-        if balance != g - h + r - e {
-            problems.push(format!(
-                "bucket {id}: balance {balance} but ledger grants {g} - holds {h} + releases {r} - expiries {e}"
-            ));
-        }
-        if expired != e {
-            problems.push(format!(
-                "bucket {id}: expired {expired} but ledger expiries {e}"
-            ));
-        }
+    for (
+        id,
+        account,
+        granted,
+        balance,
+        held,
+        expired,
+        grants,
+        holds,
+        captures,
+        releases,
+        expiries,
+    ) in buckets
+    {
+        problems.extend(bucket_problems(&BucketRow {
+            id,
+            account,
+            granted,
+            balance,
+            held,
+            expired,
+            grants,
+            holds,
+            captures,
+            releases,
+            expiries,
+        }));
     }
     let orphans: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM ledger l LEFT JOIN credit_buckets b ON b.id = l.bucket_id \
@@ -102,23 +106,18 @@ pub(super) async fn verify(store: &PgStore) -> StoreResult<Vec<String>> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    for (id, task, person, status, charged, price, h, c, r) in items {
-        let item = format!("item {id} (task {task}, person {person}, {status})");
-        if h != price {
-            problems.push(format!("{item}: held {h}, price {price}"));
-        }
-        match status.as_str() {
-            "pending" | "processing" if c + r != 0 => problems.push(format!(
-                "{item}: unsettled but captured {c} and released {r}"
-            )),
-            "unlocked" if c + r != h || c != charged => problems.push(format!(
-                "{item}: captured {c} + released {r} != held {h}, or charged {charged} != {c}"
-            )),
-            "failed" if r != h || c != 0 || charged != 0 => problems.push(format!(
-                "{item}: failed but captured {c}, released {r} of {h}"
-            )),
-            _ => {}
-        }
+    for (id, task, person, status, charged, price, holds, captures, releases) in items {
+        problems.extend(item_problems(&ItemRow {
+            id,
+            task,
+            person,
+            status,
+            charged,
+            price,
+            holds,
+            captures,
+            releases,
+        }));
     }
 
     // Each (account, kind, person) captured at most once.
