@@ -1,8 +1,8 @@
 //! Durable state behind one interface. Every multi-row change is one transaction; the
 //! uniqueness that matters for money is enforced by database constraints.
 
-pub mod postgres;
 pub mod invariants;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
