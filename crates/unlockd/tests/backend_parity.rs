@@ -406,3 +406,109 @@ async fn rate_buckets_are_shared_by_every_store_on_a_postgres_database() {
         "buckets are per key"
     );
 }
+
+#[tokio::test]
+async fn department_and_level_filters_ignore_case_in_every_script_and_surrounding_space() {
+    let (store, _db) = fresh_store(clock()).await;
+    seed_catalog(&store).await;
+    let mut a = person("u-a", &["1001"], None);
+    a.department = Some(" Über Vertrieb ".into());
+    a.seniority_level = Some("DIRECTOR".into());
+    let mut b = person("u-b", &["1001"], None);
+    b.department = Some("über vertrieb".into());
+    b.seniority_level = Some("Director".into());
+    store.import_personnel(&[a, b], &|_| {}).await.unwrap();
+    for (department, level) in [
+        ("ÜBER VERTRIEB", None),
+        ("über vertrieb ", Some("director")),
+    ] {
+        let filter = PersonnelFilter {
+            department: Some(department.into()),
+            level: level.map(str::to_string),
+            ..PersonnelFilter::default()
+        };
+        let page = store
+            .list_personnel("nobody", "1001", &filter, PAGE)
+            .await
+            .unwrap();
+        let ids: Vec<String> = page.items.into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["u-a", "u-b"], "{department:?} {level:?}");
+        assert_eq!(page.total, 2);
+    }
+}
+
+/// Workers of two processes claiming at once: every task is claimed by exactly one of
+/// them, once (FOR UPDATE SKIP LOCKED on PostgreSQL, the write lock on SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_through_two_stores_never_share_a_task() {
+    let (first, db) = fresh_store(clock()).await;
+    seed_catalog(&first).await;
+    let second = unlockd::store::connect(&db.url, Durability::Normal, clock())
+        .await
+        .unwrap();
+    let account = first.create_account("claims").await.unwrap();
+    first
+        .grant_credits(&Grant {
+            account_id: account.id.clone(),
+            kind: BucketKind::Gift,
+            amount: 15 * 100,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let mut tasks = std::collections::HashSet::new();
+    for i in 0..20 {
+        let created = first
+            .create_unlock_task(&NewUnlock {
+                account_id: account.id.clone(),
+                kind: ContactKind::Email,
+                event_ref: "139574".into(),
+                personnel_ids: vec![(100 + i).to_string(), (150 + i).to_string()],
+                call_source: CallSource::Api,
+                price: 15,
+            })
+            .await
+            .unwrap();
+        let CreateResult::Decided {
+            task_id: Some(task),
+            ..
+        } = created
+        else {
+            panic!("{created:?}")
+        };
+        tasks.insert(task);
+    }
+    let policy = unlockd::store::ClaimPolicy {
+        lease_ms: 60_000,
+        max_attempts: 3,
+    };
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let store = if w % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                match store.claim_task(&format!("w{w}"), policy).await.unwrap() {
+                    unlockd::store::Claim::Claimed(task) => {
+                        assert_eq!(task.lease.attempt, 1, "claimed once");
+                        mine.push(task.lease.task_id);
+                    }
+                    unlockd::store::Claim::Idle => return mine,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for handle in handles {
+        claimed.extend(handle.await.unwrap());
+    }
+    claimed.sort();
+    let mut expected: Vec<String> = tasks.into_iter().collect();
+    expected.sort();
+    assert_eq!(claimed, expected, "each task claimed by exactly one worker");
+}
