@@ -4,6 +4,8 @@
 //! `UNLOCKD_TEST_DATABASE_URL` names a PostgreSQL server (scripts/test.sh does that);
 //! without one it says so and checks nothing.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,8 +28,10 @@ impl Drop for Process {
 }
 
 struct Cluster {
+    /// The processes' database URL: the test's own database, with a small pool per process
+    /// so five processes stay far below the server's connection limit.
     db_url: String,
-    dir: tempfile::TempDir,
+    db: common::TestDb,
 }
 
 impl Cluster {
@@ -52,7 +56,7 @@ impl Cluster {
     /// Starts a process logging to a file (a pipe nobody drains would stall it) and, for
     /// servers, waits for the URL it announces.
     fn spawn(&self, name: &str, args: &[&str]) -> Process {
-        let log_path = self.dir.path().join(format!("{name}.log"));
+        let log_path = self.db.path().join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = self
             .command()
@@ -89,20 +93,6 @@ fn wait_for_url(log: &Path) -> String {
     }
 }
 
-async fn fresh_database(server_url: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("unlockd_scale_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(server_url)
-        .await
-        .expect("postgres reachable");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let base = server_url.rsplit_once('/').map_or(server_url, |(b, _)| b);
-    format!("{base}/{name}")
-}
-
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
@@ -111,17 +101,18 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_and_workers_on_one_database_keep_money_exact() {
-    let Ok(server) = std::env::var("UNLOCKD_TEST_DATABASE_URL") else {
+    if common::postgres_server().is_none() {
         println!(
             "scale_out: UNLOCKD_TEST_DATABASE_URL is not set; this PostgreSQL test checked nothing"
         );
         return;
-    };
+    }
+    let db = common::TestDb::create().await;
     let cluster = Cluster {
-        db_url: fresh_database(&server).await,
-        dir: tempfile::tempdir().unwrap(),
+        db_url: format!("{}?pool_size=4", db.url),
+        db,
     };
-    let dir = cluster.dir.path();
+    let dir = cluster.db.path();
     let mut people = String::from("id,event_ids,email\n");
     for i in 0..120 {
         let email = if i % 8 == 0 {

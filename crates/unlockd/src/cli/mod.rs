@@ -22,7 +22,8 @@ use crate::store::DynStore;
     about = "Metered contact-unlock server (Lensmor-compatible API)"
 )]
 pub struct Cli {
-    /// Database URL: sqlite://FILE (created if missing).
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
+    /// (`?pool_size=N` sets the connection pool, 16 by default).
     #[arg(
         long,
         global = true,
