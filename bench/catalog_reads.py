@@ -42,11 +42,19 @@ def main():
     p.add_argument("--personnel", type=int, default=1_000_000)
     p.add_argument("--events", type=int, default=50)
     p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file; a postgres:// URL gets a fresh database on that server")
     a = p.parse_args()
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     work = tempfile.mkdtemp(prefix="unlockd-bench-")
-    env = dict(os.environ, UNLOCKD_DATABASE_URL=f"sqlite://{work}/bench.db", UNLOCKD_LOG="warn")
+    db = a.database_url or f"sqlite://{work}/bench.db"
+    if db.startswith("postgres"):
+        server_url = db.rpartition("/")[0]
+        name = f"unlockd_bench_{os.getpid()}"
+        subprocess.run(["psql", db, "-qc", f"CREATE DATABASE {name}"], check=True)
+        db = f"{server_url}/{name}"
+    print("backend:", "postgres" if db.startswith("postgres") else "sqlite")
+    env = dict(os.environ, UNLOCKD_DATABASE_URL=db, UNLOCKD_LOG="warn")
     try:
         _, t = run("demo-data", "--out", f"{work}/data", "--events", str(a.events), "--personnel", str(a.personnel), env=env)
         print(f"demo-data: {a.personnel} personnel in {t:.1f} s")
@@ -95,6 +103,8 @@ def main():
             server.wait(timeout=30)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if db.startswith("postgres"):
+            subprocess.run(["psql", a.database_url, "-qc", f"DROP DATABASE IF EXISTS {db.rpartition('/')[2]} WITH (FORCE)"])
 
 
 if __name__ == "__main__":
