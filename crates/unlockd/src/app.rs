@@ -14,6 +14,7 @@ use crate::engine::source::CatalogSource;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::signals::TaskSignals;
 use crate::store::DynStore;
 
@@ -81,9 +82,14 @@ impl Server {
     }
 }
 
-pub fn engine(store: DynStore, signals: Arc<TaskSignals>, config: EngineConfig) -> Arc<Engine> {
+pub fn engine(
+    store: DynStore,
+    signals: Arc<TaskSignals>,
+    config: EngineConfig,
+    metrics: Arc<Metrics>,
+) -> Arc<Engine> {
     let source = Arc::new(CatalogSource::new(store.clone()));
-    Engine::new(store, source, signals, config)
+    Engine::new(store, source, signals, config, metrics)
 }
 
 /// Binds the listener and starts serving (and working, unless `run_worker` is off).
@@ -94,6 +100,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Server> {
     let signals = TaskSignals::new();
+    let metrics = Arc::new(Metrics::default());
     let state = AppState {
         store: store.clone(),
         signals: signals.clone(),
@@ -113,6 +120,7 @@ pub async fn start(
         )),
         long_poll_recheck: config.long_poll_recheck,
         trust_forwarded_for: config.trust_forwarded_for,
+        metrics: metrics.clone(),
     };
     {
         let store = store.clone();
@@ -122,7 +130,12 @@ pub async fn start(
     }
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let local_addr = listener.local_addr()?;
-    let engine = engine(store.clone(), signals.clone(), config.engine.clone());
+    let engine = engine(
+        store.clone(),
+        signals.clone(),
+        config.engine.clone(),
+        metrics,
+    );
     // The worker process also does the upkeep (bucket expiry, pruning).
     let worker = config.run_worker.then(|| {
         tokio::spawn(maintenance::run(

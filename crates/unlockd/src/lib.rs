@@ -10,5 +10,6 @@ pub mod clock;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod signals;
 pub mod store;

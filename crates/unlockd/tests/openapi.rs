@@ -77,6 +77,7 @@ fn every_endpoint_is_described_with_its_errors() {
         ("/healthz", "get", &[200][..]),
         ("/readyz", "get", &[200, 503][..]),
         ("/openapi.json", "get", &[200][..]),
+        ("/metrics", "get", &[200][..]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(

@@ -171,7 +171,8 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { store.relay_changes(signals, shutdown).await })
     };
-    let engine = app::engine(store, signals, args.engine_config());
+    // A worker process serves no HTTP; its counters show in its logs, not on /metrics.
+    let engine = app::engine(store, signals, args.engine_config(), Default::default());
     engine.run(shutdown).await;
     relay.await?;
     upkeep.await?;

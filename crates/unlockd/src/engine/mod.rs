@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::settle::LookupOutcome;
+use crate::metrics::Metrics;
 use crate::signals::TaskSignals;
 use crate::store::{Claim, ClaimPolicy, ClaimedTask, DynStore, StoreError, StoreResult};
 use source::{ContactSource, SourceAnswer};
@@ -61,6 +62,7 @@ pub struct Engine {
     config: EngineConfig,
     worker_id: String,
     next_lookup: Mutex<Instant>,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -69,6 +71,7 @@ impl Engine {
         source: Arc<dyn ContactSource>,
         signals: Arc<TaskSignals>,
         config: EngineConfig,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let worker_id = format!(
             "{}-{}-{}",
@@ -83,6 +86,7 @@ impl Engine {
             config,
             worker_id,
             next_lookup: Mutex::new(Instant::now()),
+            metrics,
         })
     }
 
@@ -238,7 +242,17 @@ impl Engine {
                     self.look_up(&item.personnel_id, task.kind).await,
                 ));
             }
+            let unlocked = outcomes
+                .iter()
+                .filter(|(_, o)| matches!(o, LookupOutcome::Found(_)))
+                .count();
             let report = self.store.settle_items(lease, outcomes).await?;
+            // Counted once the store accepted them (a replayed item is not counted twice).
+            if report.settled == batch.len() {
+                for i in 0..batch.len() {
+                    self.metrics.item_worked(task.kind, i < unlocked);
+                }
+            }
             self.signals.task_changed(&lease.task_id);
             if let Some(status) = report.finished {
                 tracing::info!(task_id = %lease.task_id, ?status, "task finished");
@@ -256,10 +270,12 @@ impl Engine {
                 SourceAnswer::NotFound => return LookupOutcome::NotFound,
                 SourceAnswer::Removed => return LookupOutcome::Removed,
                 SourceAnswer::Permanent(reason) => {
+                    self.metrics.lookup_error();
                     tracing::warn!(source = self.source.name(), %reason, "lookup failed permanently");
                     return LookupOutcome::ProviderError;
                 }
                 SourceAnswer::Transient(reason) => {
+                    self.metrics.lookup_error();
                     tracing::warn!(source = self.source.name(), attempt, %reason, "lookup failed");
                     if attempt < self.config.source_attempts {
                         let jitter = rand::rng().random_range(0.5..1.5);

@@ -262,6 +262,7 @@ async fn create(
             let task_id = task_id.ok_or_else(ApiError::internal)?;
             tracing::info!(%task_id, kind = %kind, items = chargeable.len(), cost, call_source = call_source.as_str(), "unlock task created");
             state.signals.work_available();
+            state.metrics.task_created(kind);
             Ok((
                 StatusCode::CREATED,
                 Json(submission(

@@ -47,6 +47,7 @@ pub struct AppState {
     pub long_poll_recheck: Duration,
     /// Take the client IP (for the per-IP limit) from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
 
@@ -103,7 +104,11 @@ fn inbound_request_id(request: &Request) -> Option<String> {
     sane.then(|| value.to_string())
 }
 
-async fn request_id(request: Request, next: Next) -> Response {
+async fn request_id(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let id = inbound_request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!(
         "request",
@@ -117,6 +122,7 @@ async fn request_id(request: Request, next: Next) -> Response {
         .scope(id.clone(), next.run(request))
         .instrument(span.clone())
         .await;
+    state.metrics.response(response.status().as_u16());
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -46,6 +46,7 @@ impl Modify for BearerAuth {
         ops::healthz,
         ops::readyz,
         ops::openapi,
+        ops::metrics,
     ),
     components(schemas(unlockd_api::ApiError)),
     modifiers(&BearerAuth),

@@ -14,6 +14,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
 }
 
 #[utoipa::path(
@@ -51,4 +52,26 @@ pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Valu
 )]
 pub(super) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::openapi::document())
+}
+
+#[utoipa::path(
+    get, path = "/metrics", tag = "Operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+pub(super) async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    // The counters are always served; the queue gauges only when the store answers.
+    let gauges = match state.store.queue_gauges().await {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %e, "queue gauges unavailable");
+            None
+        }
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(gauges.as_ref()),
+    )
 }

@@ -175,6 +175,14 @@ pub struct SettleReport {
     pub finished: Option<TaskStatus>,
 }
 
+/// The shared queue, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueGauges {
+    pub live_tasks: i64,
+    pub unsettled_items: i64,
+    pub credits_held: i64,
+}
+
 /// A 1-based page of `page_size` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
@@ -288,6 +296,8 @@ pub trait Store: Send + Sync + 'static {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> StoreResult<()>;
     async fn catalog_counts(&self) -> StoreResult<CatalogCounts>;
+    /// Live tasks, their unsettled items and the credits held, for `/metrics`.
+    async fn queue_gauges(&self) -> StoreResult<QueueGauges>;
     /// Every event as `(id, eventId)`, for resolving references at import.
     async fn event_keys(&self) -> StoreResult<Vec<(String, String)>>;
     /// The stored contact of a person: `None` when the person is gone, `Some(None)` when

@@ -150,6 +150,22 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
+        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
+             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
+              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
+             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(QueueGauges {
+            live_tasks,
+            unsettled_items,
+            credits_held,
+        })
+    }
+
     async fn event_keys(&self) -> StoreResult<Vec<(String, String)>> {
         Ok(sqlx::query_as("SELECT id, event_id FROM events")
             .fetch_all(&self.reader)
