@@ -113,6 +113,7 @@ pub(super) async fn import_events(
         progress(chunk.len() as u64);
     }
     tx.commit().await?;
+    analyze(store, "events").await;
     Ok(())
 }
 
@@ -144,6 +145,7 @@ pub(super) async fn import_exhibitors(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    analyze(store, "exhibitors, events").await;
     Ok(())
 }
 
@@ -252,6 +254,7 @@ pub(super) async fn import_personnel(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    analyze(store, "personnel, personnel_events, events").await;
     Ok(())
 }
 
@@ -299,5 +302,17 @@ mod tests {
         let rows = [("a", 1), ("b", 2), ("a", 3)];
         let kept: Vec<_> = last_wins(&rows, |r| r.0).into_iter().copied().collect();
         assert_eq!(kept, [("a", 3), ("b", 2)]);
+    }
+}
+
+/// Refreshes the planner's statistics after a bulk load: until autovacuum gets to it, the
+/// planner would otherwise plan catalog reads for tables it still believes empty. Best
+/// effort: the import itself has committed.
+async fn analyze(store: &PgStore, tables: &str) {
+    if let Err(e) = sqlx::query(&format!("ANALYZE {tables}"))
+        .execute(&store.pool)
+        .await
+    {
+        tracing::warn!(error = %e, "ANALYZE after import failed");
     }
 }
