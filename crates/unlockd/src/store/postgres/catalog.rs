@@ -258,6 +258,18 @@ pub(super) async fn import_personnel(
     Ok(())
 }
 
+/// Refreshes the planner's statistics after a bulk load: until autovacuum gets to it, the
+/// planner would otherwise plan catalog reads for tables it still believes empty. Best
+/// effort: the import itself has committed.
+async fn analyze(store: &PgStore, tables: &str) {
+    if let Err(e) = sqlx::query(&format!("ANALYZE {tables}"))
+        .execute(&store.pool)
+        .await
+    {
+        tracing::warn!(error = %e, "ANALYZE after import failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,17 +314,5 @@ mod tests {
         let rows = [("a", 1), ("b", 2), ("a", 3)];
         let kept: Vec<_> = last_wins(&rows, |r| r.0).into_iter().copied().collect();
         assert_eq!(kept, [("a", 3), ("b", 2)]);
-    }
-}
-
-/// Refreshes the planner's statistics after a bulk load: until autovacuum gets to it, the
-/// planner would otherwise plan catalog reads for tables it still believes empty. Best
-/// effort: the import itself has committed.
-async fn analyze(store: &PgStore, tables: &str) {
-    if let Err(e) = sqlx::query(&format!("ANALYZE {tables}"))
-        .execute(&store.pool)
-        .await
-    {
-        tracing::warn!(error = %e, "ANALYZE after import failed");
     }
 }
