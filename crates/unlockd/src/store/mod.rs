@@ -3,6 +3,7 @@
 
 pub mod invariants;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;

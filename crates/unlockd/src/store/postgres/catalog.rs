@@ -9,17 +9,14 @@ use unicode_normalization::UnicodeNormalization;
 use super::PgStore;
 use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
 use crate::domain::search::{event_token, filter_key};
-use crate::store::{StoreError, StoreResult};
+use crate::store::rows::json;
+use crate::store::StoreResult;
 
 const BATCH: usize = 1_000;
 
 // Every statement of an import is planned afresh (`persistent(false)`): the tables grow
 // inside the import's own transaction, unseen by the statistics, and a plan cached while
 // they were small (a sequential scan) would make each batch slower than the last.
-
-fn json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
-}
 
 /// Folds one word as SQLite's FTS5 tokenizer (`unicode61 remove_diacritics 2`) does:
 /// lowercase, with the combining diacritics of accented letters removed (é → e, ü → u).

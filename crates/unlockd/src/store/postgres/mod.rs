@@ -131,14 +131,7 @@ where
     }
 }
 
-fn parse_kind(value: &str) -> StoreResult<ContactKind> {
-    ContactKind::parse(value).ok_or_else(|| StoreError::Integrity(format!("unknown kind {value}")))
-}
-
-fn parse_bucket_kind(value: &str) -> StoreResult<BucketKind> {
-    BucketKind::parse(value)
-        .ok_or_else(|| StoreError::Integrity(format!("unknown bucket kind {value}")))
-}
+use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
 impl Store for PgStore {

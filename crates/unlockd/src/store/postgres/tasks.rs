@@ -8,11 +8,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::PgConnection;
 use unlockd_api::{CallSource, ItemStatus, TaskStatus};
 
-use super::{parse_bucket_kind, parse_kind, PgStore};
+use super::PgStore;
 use crate::domain::ledger::Bucket;
 use crate::domain::settle::{settle as settle_rule, LookupOutcome};
 use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
 use crate::domain::ContactKind;
+use crate::store::rows::{
+    item_status_str, parse_bucket_kind, parse_item_status, parse_kind, parse_task_status, ItemRow,
+    TaskRow,
+};
 use crate::store::{
     Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
     SettleReport, StoreError, StoreResult, TaskView,
@@ -243,37 +247,6 @@ pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<Create
         task_id: Some(task_id),
     })
 }
-
-fn parse_task_status(value: &str) -> StoreResult<TaskStatus> {
-    serde_json::from_value(serde_json::Value::String(value.into()))
-        .map_err(|_| StoreError::Integrity(format!("unknown task status {value}")))
-}
-
-fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
-    serde_json::from_value(serde_json::Value::String(value.into()))
-        .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
-}
-
-fn item_status_str(status: ItemStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
-type TaskRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-);
 
 pub(super) async fn view(
     store: &PgStore,

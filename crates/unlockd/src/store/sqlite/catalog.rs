@@ -1,9 +1,10 @@
 //! Catalog import: each file is one transaction, written in batches of rows passed as one
 //! JSON array per statement (`json_each`), so a 20,000-person file is ~40 statements.
 
-use super::{json, SqliteStore};
+use super::SqliteStore;
 use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
 use crate::domain::search::event_token;
+use crate::store::rows::json;
 use crate::store::StoreResult;
 
 const BATCH: usize = 500;

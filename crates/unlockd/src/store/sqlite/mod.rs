@@ -78,18 +78,7 @@ impl SqliteStore {
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
-fn parse_kind(value: &str) -> StoreResult<ContactKind> {
-    ContactKind::parse(value).ok_or_else(|| StoreError::Integrity(format!("unknown kind {value}")))
-}
-
-fn parse_bucket_kind(value: &str) -> StoreResult<BucketKind> {
-    BucketKind::parse(value)
-        .ok_or_else(|| StoreError::Integrity(format!("unknown bucket kind {value}")))
-}
+use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -1,16 +1,16 @@
 //! Catalog reads on SQLite: events, an event's people, profiles and contact search, each
 //! person shown as one account sees them. Filters use indexes; text search uses FTS5.
 
-use std::collections::HashMap;
-
 use sqlx::SqliteConnection;
 
-use super::{json, SqliteStore};
-use crate::catalog::EventRecord;
+use super::SqliteStore;
 use crate::domain::search::{event_token, filter_key, search_words};
+use crate::store::rows::{
+    contact_views, event_view, json, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
+};
 use crate::store::{
     ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
-    StoreResult, UnlockState,
+    StoreResult,
 };
 
 /// An FTS5 expression: every word as a prefix, within `columns`. `None` when the text has
@@ -21,70 +21,6 @@ fn fts_expression(columns: &str, text: &str) -> Option<String> {
         let terms: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
         format!("{{{columns}}} : ({})", terms.join(" AND "))
     })
-}
-
-fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
-const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
-
-type EventRow = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    bool,
-);
-
-fn event_view(row: EventRow) -> EventView {
-    let (
-        id,
-        event_id,
-        name,
-        date_start,
-        date_end,
-        venue,
-        city,
-        region,
-        country,
-        url,
-        description,
-        exhibitor_count,
-        personnel_count,
-        has_visitors,
-    ) = row;
-    EventView {
-        event: EventRecord {
-            id,
-            event_id,
-            name,
-            date_start,
-            date_end,
-            venue,
-            city,
-            region,
-            country,
-            url,
-            description,
-        },
-        exhibitor_count,
-        personnel_count,
-        has_visitors,
-    }
 }
 
 pub(super) async fn find_event(
@@ -144,18 +80,6 @@ const PERSON_COLUMNS: &str =
      p.company_name, p.source_type, \
      (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
 
-type PersonRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-);
-
 /// Adds this account's unlock states and unlocked contacts to a page of people.
 async fn as_seen_by(
     conn: &mut SqliteConnection,
@@ -164,7 +88,7 @@ async fn as_seen_by(
 ) -> StoreResult<Vec<ContactView>> {
     let ids: Vec<&String> = rows.iter().map(|r| &r.0).collect();
     let ids_json = json(&ids)?;
-    let unlocks: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+    let unlocks: Vec<UnlockRow> = sqlx::query_as(
         "SELECT personnel_id, kind, status, value FROM unlocks WHERE account_id = ?1 \
          AND kind IN ('email', 'phone') AND personnel_id IN (SELECT value FROM json_each(?2))",
     )
@@ -180,62 +104,7 @@ async fn as_seen_by(
     .bind(&ids_json)
     .fetch_all(&mut *conn)
     .await?;
-    let mut states: HashMap<(String, String), (UnlockState, Option<String>)> = HashMap::new();
-    for (person, kind, status, value) in unlocks {
-        let state = if status == "unlocked" {
-            (UnlockState::Unlocked, value)
-        } else {
-            (UnlockState::Failed, None)
-        };
-        states.insert((person, kind), state);
-    }
-    // A live task wins over an earlier failure: the person is being unlocked again.
-    for (person, kind) in in_flight {
-        let entry = states
-            .entry((person, kind))
-            .or_insert((UnlockState::Locked, None));
-        if entry.0 != UnlockState::Unlocked {
-            *entry = (UnlockState::Unlocking, None);
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                full_name,
-                title,
-                department,
-                seniority_level,
-                linkedin_url,
-                company_name,
-                source_type,
-                event_count,
-            )| {
-                let (email_state, email) = states
-                    .remove(&(id.clone(), "email".into()))
-                    .unwrap_or((UnlockState::Locked, None));
-                let (phone_state, phone) = states
-                    .remove(&(id.clone(), "phone".into()))
-                    .unwrap_or((UnlockState::Locked, None));
-                ContactView {
-                    id,
-                    full_name,
-                    title,
-                    department,
-                    seniority_level,
-                    linkedin_url,
-                    company_name,
-                    source_type: serde_json::from_str(&source_type).unwrap_or_default(),
-                    event_count,
-                    email,
-                    phone,
-                    email_state,
-                    phone_state,
-                }
-            },
-        )
-        .collect())
+    Ok(contact_views(rows, unlocks, in_flight))
 }
 
 pub(super) async fn list_personnel(

@@ -4,13 +4,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::SqliteConnection;
-use unlockd_api::{CallSource, ItemStatus, TaskStatus};
+use unlockd_api::{CallSource, TaskStatus};
 
-use super::{json, parse_bucket_kind, parse_kind, SqliteStore};
+use super::SqliteStore;
 use crate::domain::ledger::Bucket;
 use crate::domain::settle::{settle as settle_rule, LookupOutcome};
 use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
 use crate::domain::ContactKind;
+use crate::store::rows::{
+    item_status_str, json, parse_bucket_kind, parse_item_status, parse_kind, parse_task_status,
+    ItemRow, TaskRow,
+};
 use crate::store::{
     Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
     SettleReport, StoreError, StoreResult, TaskView,
@@ -228,30 +232,6 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
         task_id: Some(task_id),
     })
 }
-
-fn parse_task_status(value: &str) -> StoreResult<TaskStatus> {
-    serde_json::from_value(serde_json::Value::String(value.into()))
-        .map_err(|_| StoreError::Integrity(format!("unknown task status {value}")))
-}
-
-fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
-    serde_json::from_value(serde_json::Value::String(value.into()))
-        .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
-}
-
-type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
-type TaskRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-);
 
 pub(super) async fn view(
     store: &SqliteStore,
@@ -566,10 +546,7 @@ async fn settle_in_tx(
                 moves.1 += amount;
             }
         }
-        let status = serde_json::to_value(s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = item_status_str(s.status);
         sqlx::query(
             "UPDATE task_items SET status = ?1, value = ?2, error_code = ?3, charged = ?4, updated_at = ?5 \
              WHERE id = ?6 AND status IN ('pending', 'processing')",

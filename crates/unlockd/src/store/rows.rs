@@ -1,0 +1,205 @@
+//! Row shapes and conversions both backends share: what a query returns, turned into the
+//! store's types by one piece of code. The SQL stays per dialect; these do not.
+
+use std::collections::HashMap;
+
+use unlockd_api::{ItemStatus, TaskStatus};
+
+use super::{ContactView, EventView, StoreError, StoreResult, UnlockState};
+use crate::catalog::EventRecord;
+use crate::domain::ledger::BucketKind;
+use crate::domain::ContactKind;
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+pub(crate) fn parse_kind(value: &str) -> StoreResult<ContactKind> {
+    ContactKind::parse(value).ok_or_else(|| StoreError::Integrity(format!("unknown kind {value}")))
+}
+
+pub(crate) fn parse_bucket_kind(value: &str) -> StoreResult<BucketKind> {
+    BucketKind::parse(value)
+        .ok_or_else(|| StoreError::Integrity(format!("unknown bucket kind {value}")))
+}
+
+pub(crate) fn parse_task_status(value: &str) -> StoreResult<TaskStatus> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| StoreError::Integrity(format!("unknown task status {value}")))
+}
+
+pub(crate) fn parse_item_status(value: &str) -> StoreResult<ItemStatus> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| StoreError::Integrity(format!("unknown item status {value}")))
+}
+
+/// The stored spelling of an item status.
+pub(crate) fn item_status_str(status: ItemStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A `LIKE` pattern matching `text` anywhere, with `\` as the escape character.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Item id, personnel id, status, value, error code, charged.
+pub(crate) type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
+/// Id, account, kind, event ref, status, call source, price, created, updated, completed.
+pub(crate) type TaskRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+pub(crate) const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
+
+/// The columns of [`EVENT_COLUMNS`], in order.
+pub(crate) type EventRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+);
+
+pub(crate) fn event_view(row: EventRow) -> EventView {
+    let (
+        id,
+        event_id,
+        name,
+        date_start,
+        date_end,
+        venue,
+        city,
+        region,
+        country,
+        url,
+        description,
+        exhibitor_count,
+        personnel_count,
+        has_visitors,
+    ) = row;
+    EventView {
+        event: EventRecord {
+            id,
+            event_id,
+            name,
+            date_start,
+            date_end,
+            venue,
+            city,
+            region,
+            country,
+            url,
+            description,
+        },
+        exhibitor_count,
+        personnel_count,
+        has_visitors,
+    }
+}
+
+/// Id, full name, title, department, seniority, LinkedIn, company, source types (JSON
+/// array text), event count.
+pub(crate) type PersonRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+/// Personnel id, kind, status, value: one row of `unlocks`.
+pub(crate) type UnlockRow = (String, String, String, Option<String>);
+
+/// People as one account sees them, from its `unlocks` rows and its in-flight
+/// `(personnel id, kind)` guards for those people.
+pub(crate) fn contact_views(
+    rows: Vec<PersonRow>,
+    unlocks: Vec<UnlockRow>,
+    in_flight: Vec<(String, String)>,
+) -> Vec<ContactView> {
+    let mut states: HashMap<(String, String), (UnlockState, Option<String>)> = HashMap::new();
+    for (person, kind, status, value) in unlocks {
+        let state = if status == "unlocked" {
+            (UnlockState::Unlocked, value)
+        } else {
+            (UnlockState::Failed, None)
+        };
+        states.insert((person, kind), state);
+    }
+    // A live task wins over an earlier failure: the person is being unlocked again.
+    for (person, kind) in in_flight {
+        let entry = states
+            .entry((person, kind))
+            .or_insert((UnlockState::Locked, None));
+        if entry.0 != UnlockState::Unlocked {
+            *entry = (UnlockState::Unlocking, None);
+        }
+    }
+    rows.into_iter()
+        .map(
+            |(
+                id,
+                full_name,
+                title,
+                department,
+                seniority_level,
+                linkedin_url,
+                company_name,
+                source_type,
+                event_count,
+            )| {
+                let (email_state, email) = states
+                    .remove(&(id.clone(), "email".into()))
+                    .unwrap_or((UnlockState::Locked, None));
+                let (phone_state, phone) = states
+                    .remove(&(id.clone(), "phone".into()))
+                    .unwrap_or((UnlockState::Locked, None));
+                ContactView {
+                    id,
+                    full_name,
+                    title,
+                    department,
+                    seniority_level,
+                    linkedin_url,
+                    company_name,
+                    source_type: serde_json::from_str(&source_type).unwrap_or_default(),
+                    event_count,
+                    email,
+                    phone,
+                    email_state,
+                    phone_state,
+                }
+            },
+        )
+        .collect()
+}
