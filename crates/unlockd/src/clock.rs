@@ -6,6 +6,14 @@ use std::sync::Arc;
 pub trait Clock: Send + Sync + 'static {
     /// Unix milliseconds.
     fn now_ms(&self) -> i64;
+
+    /// Whether this clock stands in for the database's clock as well. PostgreSQL takes
+    /// lease and expiry times from its own clock, so that processes on hosts whose clocks
+    /// disagree still agree; only a test clock that moves time on purpose replaces it.
+    /// SQLite has one host by construction and always uses the process clock.
+    fn overrides_database_clock(&self) -> bool {
+        false
+    }
 }
 
 pub type DynClock = Arc<dyn Clock>;
@@ -36,6 +44,22 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    fn overrides_database_clock(&self) -> bool {
+        true
+    }
+}
+
+/// The system clock off by a fixed amount: a host whose clock is wrong (tests).
+#[derive(Debug, Clone, Copy)]
+pub struct SkewedClock {
+    pub skew_ms: i64,
+}
+
+impl Clock for SkewedClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.skew_ms
     }
 }
 

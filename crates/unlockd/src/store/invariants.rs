@@ -99,13 +99,53 @@ pub fn item_problems(i: &ItemSums) -> Vec<String> {
         "pending" | "processing" if c + r != 0 => out.push(format!(
             "{item}: unsettled but captured {c} and released {r}"
         )),
-        "unlocked" if c + r != *h || c != charged => out.push(format!(
-            "{item}: captured {c} + released {r} != held {h}, or charged {charged} != {c}"
-        )),
+        // Captured whole (a delivery) or released whole (a free re-delivery), never a mix.
+        "unlocked" if !((c == h && *r == 0) || (*c == 0 && r == h)) || c != charged => {
+            out.push(format!(
+                "{item}: captured {c} and released {r} of {h}, charged {charged}: \
+                 an unlocked item captures or releases its whole hold"
+            ))
+        }
         "failed" if r != h || *c != 0 || *charged != 0 => out.push(format!(
             "{item}: failed but captured {c}, released {r} of {h}"
         )),
         _ => {}
+    }
+    out
+}
+
+/// One item's entries in one bucket, from the ledger alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareSums {
+    pub item: i64,
+    pub bucket: String,
+    pub holds: i64,
+    pub captures: i64,
+    pub releases: i64,
+}
+
+/// Every share of a hold is settled whole, and all shares of one item settle the same way:
+/// an item is delivered (every share captured) or not (every share released).
+pub fn share_problems(item: i64, shares: &[ShareSums]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in shares {
+        let settled = s.captures + s.releases;
+        if s.holds <= 0
+            || (settled != 0 && settled != s.holds)
+            || (s.captures > 0 && s.releases > 0)
+        {
+            out.push(format!(
+                "item {item}, bucket {}: held {}, captured {}, released {}",
+                s.bucket, s.holds, s.captures, s.releases
+            ));
+        }
+    }
+    let captured = shares.iter().any(|s| s.captures > 0);
+    let released = shares.iter().any(|s| s.releases > 0);
+    if captured && released {
+        out.push(format!(
+            "item {item}: settled as part capture and part release across its buckets"
+        ));
     }
     out
 }
@@ -208,8 +248,41 @@ mod tests {
                 holds: 30,
                 ..item("unlocked", 30, 0, 30)
             },
+            item("unlocked", 10, 5, 10),
         ] {
             assert!(!item_problems(&bad).is_empty(), "{bad:?}");
+        }
+    }
+
+    fn share(bucket: &str, holds: i64, captures: i64, releases: i64) -> ShareSums {
+        ShareSums {
+            item: 7,
+            bucket: bucket.into(),
+            holds,
+            captures,
+            releases,
+        }
+    }
+
+    #[test]
+    fn shares_settle_whole_and_all_the_same_way() {
+        assert!(share_problems(7, &[share("a", 10, 0, 0), share("b", 5, 0, 0)]).is_empty());
+        assert!(share_problems(7, &[share("a", 10, 10, 0), share("b", 5, 5, 0)]).is_empty());
+        assert!(share_problems(7, &[share("a", 10, 0, 10), share("b", 5, 0, 5)]).is_empty());
+        let mixed = share_problems(7, &[share("a", 10, 10, 0), share("b", 5, 0, 5)]);
+        assert!(
+            mixed
+                .iter()
+                .any(|p| p.contains("part capture and part release")),
+            "{mixed:?}"
+        );
+        for bad in [
+            share("a", 10, 4, 0),
+            share("a", 10, 5, 5),
+            share("a", 0, 10, 0),
+            share("a", 10, 10, 10),
+        ] {
+            assert!(!share_problems(7, &[bad.clone()]).is_empty(), "{bad:?}");
         }
     }
 }

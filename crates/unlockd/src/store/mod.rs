@@ -5,6 +5,7 @@ pub mod invariants;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod verify;
 
 use std::sync::Arc;
 

@@ -314,24 +314,25 @@ pub(super) async fn search_contacts(
 }
 
 pub(super) async fn expire_buckets(store: &PgStore) -> StoreResult<i64> {
-    let now = store.now();
     let mut tx = store.pool.begin().await?;
     // Locked in id order, as every writer locks buckets; the values read are the latest.
-    let due: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT id, account_id, balance FROM credit_buckets \
-         WHERE expires_at IS NOT NULL AND expires_at <= $1 AND balance > 0 \
+    // Due by the database's clock, not this process's.
+    let due: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT id, account_id, balance, unlockd_now_ms($1) FROM credit_buckets \
+         WHERE expires_at IS NOT NULL AND expires_at <= unlockd_now_ms($1) AND balance > 0 \
          ORDER BY id FOR UPDATE",
     )
-    .bind(now)
+    .bind(store.injected_now())
     .fetch_all(&mut *tx)
     .await?;
+    let now = due.first().map_or(0, |row| row.3);
     if due.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let ids: Vec<&str> = due.iter().map(|(id, _, _)| id.as_str()).collect();
-    let accounts: Vec<&str> = due.iter().map(|(_, a, _)| a.as_str()).collect();
-    let amounts: Vec<i64> = due.iter().map(|(_, _, b)| *b).collect();
+    let ids: Vec<&str> = due.iter().map(|(id, _, _, _)| id.as_str()).collect();
+    let accounts: Vec<&str> = due.iter().map(|(_, a, _, _)| a.as_str()).collect();
+    let amounts: Vec<i64> = due.iter().map(|(_, _, b, _)| *b).collect();
     sqlx::query(
         "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
          SELECT u.account, u.id, 'expire', u.amount, $4 \

@@ -24,16 +24,17 @@ pub(super) async fn take_rate_token(
     bucket: &str,
     per_minute: u32,
 ) -> StoreResult<RateDecision> {
-    let now = store.now();
     let mut tx = store.pool.begin().await?;
-    // Creates the bucket or locks it, and reads its state, in one statement.
-    let (tokens, updated_ms): (Option<f64>, Option<i64>) = sqlx::query_as(
+    // Creates the bucket or locks it, and reads its state, in one statement. Refills are
+    // timed by the database's clock, which every replica shares.
+    let (tokens, updated_ms, now): (Option<f64>, Option<i64>, i64) = sqlx::query_as(
         "INSERT INTO rate_buckets (bucket, per_minute) VALUES ($1, $2) \
          ON CONFLICT (bucket) DO UPDATE SET per_minute = excluded.per_minute \
-         RETURNING tokens, updated_ms",
+         RETURNING tokens, updated_ms, unlockd_now_ms($3)",
     )
     .bind(bucket)
     .bind(i64::from(per_minute))
+    .bind(store.injected_now())
     .fetch_one(&mut *tx)
     .await?;
     let state = match (tokens, updated_ms) {

@@ -22,13 +22,14 @@ use crate::store::{
     SettleReport, StoreError, StoreResult, TaskView,
 };
 
-/// Catalog facts, read by one statement: `v` the resolved event, `e` the id exists, `l`
-/// the person is linked to the event. Only imports change them, so a create reads them
-/// before it takes its account lock.
+/// Catalog facts, read by one statement: `n` the database's time, `v` the resolved event,
+/// `e` the id exists, `l` the person is linked to the event. Only imports change them, so
+/// a create reads them before it takes its account lock.
 const CATALOG_FACTS: &str = "\
     WITH ev AS (SELECT id FROM events WHERE id = $1 OR event_id = $1 \
                 ORDER BY (id = $1) DESC, id LIMIT 1) \
-    SELECT 'v'::text, id, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint FROM ev \
+    SELECT 'n'::text, '', NULL::text, unlockd_now_ms($3), NULL::bigint, NULL::bigint \
+    UNION ALL SELECT 'v', id, NULL, NULL, NULL, NULL FROM ev \
     UNION ALL SELECT 'e', p.id, NULL, NULL, NULL, NULL FROM personnel p WHERE p.id = ANY($2) \
     UNION ALL SELECT 'l', pe.personnel_id, NULL, NULL, NULL, NULL FROM personnel_events pe \
         WHERE pe.event_id = (SELECT id FROM ev) AND pe.personnel_id = ANY($2)";
@@ -61,10 +62,10 @@ type FactRow = (
 /// caller reads inside one snapshot.
 async fn decide_on(
     conn: &mut PgConnection,
+    store: &PgStore,
     r: &NewUnlock,
-    now: i64,
     lock: bool,
-) -> StoreResult<Option<(String, UnlockDecision)>> {
+) -> StoreResult<Option<(String, UnlockDecision, i64)>> {
     let valid: Vec<&str> = r
         .personnel_ids
         .iter()
@@ -74,6 +75,7 @@ async fn decide_on(
     let mut rows: Vec<FactRow> = sqlx::query_as(CATALOG_FACTS)
         .bind(&r.event_ref)
         .bind(&valid)
+        .bind(store.injected_now())
         .fetch_all(&mut *conn)
         .await?;
     if !rows.iter().any(|row| row.0 == "v") {
@@ -100,9 +102,11 @@ async fn decide_on(
         .await?;
     rows.extend(account_rows);
     let mut event_id = None;
+    let mut now = None;
     let mut facts = UnlockFacts::default();
     for (tag, id, text, expires_at, created_at, balance) in rows {
         match tag.as_str() {
+            "n" => now = expires_at,
             "v" => event_id = Some(id),
             "e" => {
                 facts.existing.insert(id);
@@ -129,20 +133,21 @@ async fn decide_on(
     let Some(event_id) = event_id else {
         return Ok(None);
     };
+    let now = now.ok_or_else(|| StoreError::Integrity("the database gave no time".into()))?;
     Ok(Some((
         event_id,
         decide(&r.personnel_ids, &facts, r.price, now),
+        now,
     )))
 }
 
 pub(super) async fn precheck(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
     let mut tx = store.snapshot().await?;
-    let decided = decide_on(&mut tx, r, now, false).await?;
+    let decided = decide_on(&mut tx, store, r, false).await?;
     tx.commit().await?;
     Ok(match decided {
         None => CreateResult::EventNotFound,
-        Some((_, decision)) => CreateResult::Decided {
+        Some((_, decision, _)) => CreateResult::Decided {
             decision,
             task_id: None,
         },
@@ -182,9 +187,8 @@ const INSERT_TASK: &str = "\
            (SELECT COUNT(*) FROM holds), (SELECT COUNT(*) FROM taken)";
 
 pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
     let mut tx = store.pool.begin().await?;
-    let Some((event_id, decision)) = decide_on(&mut tx, r, now, true).await? else {
+    let Some((event_id, decision, now)) = decide_on(&mut tx, store, r, true).await? else {
         return Ok(CreateResult::EventNotFound);
     };
     let UnlockDecision::Create {
@@ -333,21 +337,23 @@ pub(super) async fn claim(
     worker_id: &str,
     policy: ClaimPolicy,
 ) -> StoreResult<Claim> {
-    let now = store.now();
+    // The claim commits on its own, before anything else is tried: the attempt counter
+    // advances even when the work (or the abort) of this task fails every time, so a
+    // poisoned task is leased away from the head of the queue and the attempt limit is
+    // reached. The oldest claimable task that no other worker is claiming right now; the
+    // partial index holds only live tasks. Times are the database's.
     let mut tx = store.pool.begin().await?;
-    // The oldest claimable task that no other worker is claiming right now; the partial
-    // index holds only live tasks.
     let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
         "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = $1, \
-             lease_expires_at = $2, updated_at = $3 \
+             lease_expires_at = unlockd_now_ms($3) + $2, updated_at = unlockd_now_ms($3) \
          WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
-                     AND (status = 'pending' OR lease_expires_at <= $3) \
+                     AND (status = 'pending' OR lease_expires_at <= unlockd_now_ms($3)) \
                      ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING id, account_id, kind, attempt",
     )
     .bind(worker_id)
-    .bind(now + policy.lease_ms)
-    .bind(now)
+    .bind(policy.lease_ms)
+    .bind(store.injected_now())
     .fetch_optional(&mut *tx)
     .await?;
     let Some((task_id, account_id, kind, attempt)) = claimed else {
@@ -366,20 +372,23 @@ pub(super) async fn claim(
     .bind(&lease.task_id)
     .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     if attempt > policy.max_attempts {
         // A task that keeps losing its workers is aborted: every unfinished item fails and
-        // its hold goes back.
+        // its hold goes back. If even that fails, the lease just taken keeps other workers
+        // off the task until it runs out, and the tasks behind it go on.
         let outcomes = items
             .iter()
             .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
             .collect();
+        let mut tx = store.pool.begin().await?;
+        let now = check_lease(&mut tx, store, &lease).await?;
         settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
         tx.commit().await?;
         return Ok(Claim::Aborted {
             task_id: lease.task_id,
         });
     }
-    tx.commit().await?;
     Ok(Claim::Claimed(ClaimedTask {
         lease,
         account_id,
@@ -396,17 +405,20 @@ pub(super) async fn claim(
 
 /// Fencing: the lease must still be this worker's current attempt. The task row stays
 /// locked until the caller's transaction ends, so no claim can overtake the write.
-async fn check_lease(conn: &mut PgConnection, lease: &Lease) -> StoreResult<()> {
-    let current: Option<(i64, Option<String>, String)> =
-        sqlx::query_as("SELECT attempt, lease_owner, status FROM tasks WHERE id = $1 FOR UPDATE")
-            .bind(&lease.task_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+/// Returns the database's time, for the rows the caller writes.
+async fn check_lease(conn: &mut PgConnection, store: &PgStore, lease: &Lease) -> StoreResult<i64> {
+    let current: Option<(i64, Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT attempt, lease_owner, status, unlockd_now_ms($2) FROM tasks WHERE id = $1 FOR UPDATE",
+    )
+    .bind(&lease.task_id)
+    .bind(store.injected_now())
+    .fetch_optional(&mut *conn)
+    .await?;
     match current {
-        Some((attempt, Some(owner), status))
+        Some((attempt, Some(owner), status, now))
             if attempt == lease.attempt && owner == lease.worker_id && status == "processing" =>
         {
-            Ok(())
+            Ok(now)
         }
         _ => Err(StoreError::LeaseLost),
     }
@@ -418,12 +430,12 @@ pub(super) async fn start_items(
     item_ids: &[i64],
 ) -> StoreResult<()> {
     let mut tx = store.pool.begin().await?;
-    check_lease(&mut tx, lease).await?;
+    let now = check_lease(&mut tx, store, lease).await?;
     sqlx::query(
         "UPDATE task_items SET status = 'processing', updated_at = $1 \
          WHERE task_id = $2 AND status = 'pending' AND id = ANY($3)",
     )
-    .bind(store.now())
+    .bind(now)
     .bind(&lease.task_id)
     .bind(item_ids)
     .execute(&mut *tx)
@@ -437,9 +449,8 @@ pub(super) async fn settle(
     lease: &Lease,
     outcomes: Vec<(i64, LookupOutcome)>,
 ) -> StoreResult<SettleReport> {
-    let now = store.now();
     let mut tx = store.pool.begin().await?;
-    check_lease(&mut tx, lease).await?;
+    let now = check_lease(&mut tx, store, lease).await?;
     let report = settle_in_tx(
         &mut tx,
         &lease.task_id,

@@ -5,7 +5,6 @@
 mod catalog;
 mod reads;
 mod tasks;
-mod verify;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -457,6 +456,9 @@ impl Store for SqliteStore {
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
-        verify::verify(&self.reader).await
+        let mut tx = self.reader.begin().await?;
+        let problems = crate::store::verify::verify::<sqlx::Sqlite>(&mut tx).await?;
+        tx.commit().await?;
+        Ok(problems)
     }
 }

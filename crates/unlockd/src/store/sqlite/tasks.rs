@@ -318,6 +318,10 @@ pub(super) async fn claim(
     worker_id: &str,
     policy: ClaimPolicy,
 ) -> StoreResult<Claim> {
+    // The claim commits on its own, before anything else is tried: the attempt counter
+    // advances even when the work (or the abort) of this task fails every time, so a
+    // poisoned task is leased away from the head of the queue and the attempt limit is
+    // reached. Times are this process's clock: SQLite lives on one host.
     let now = store.now();
     let mut tx = store.write_tx().await?;
     let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
@@ -349,20 +353,23 @@ pub(super) async fn claim(
     .bind(&lease.task_id)
     .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     if attempt > policy.max_attempts {
         // A task that keeps losing its workers is aborted: every unfinished item fails and
-        // its hold goes back.
+        // its hold goes back. If even that fails, the lease just taken keeps other workers
+        // off the task until it runs out, and the tasks behind it go on.
         let outcomes = items
             .iter()
             .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
             .collect();
+        let mut tx = store.write_tx().await?;
+        check_lease(&mut tx, &lease).await?;
         settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
         tx.commit().await?;
         return Ok(Claim::Aborted {
             task_id: lease.task_id,
         });
     }
-    tx.commit().await?;
     Ok(Claim::Claimed(ClaimedTask {
         lease,
         account_id,

@@ -1,0 +1,302 @@
+//! `ledger verify`: every billing invariant of SPEC §3, recomputed from the append-only
+//! ledger and compared with the cached bucket columns, items, unlock records and guards.
+//! Written once for both backends: the statements are plain SQL both dialects read, and
+//! the judgement is the pure rules of `invariants`.
+
+use std::collections::BTreeMap;
+
+use sqlx::{ColumnIndex, Database, Decode, Executor, FromRow, IntoArguments, Type};
+
+use crate::store::invariants::{
+    bucket_problems, item_problems, share_problems, BucketSums, ItemSums, ShareSums,
+};
+use crate::store::StoreResult;
+
+/// Sums of one entry type over the rows `l` of a grouped ledger query.
+macro_rules! sum_of {
+    ($entry:literal) => {
+        concat!(
+            "CAST(COALESCE(SUM(CASE WHEN l.entry_type = '",
+            $entry,
+            "' THEN l.amount END), 0) AS BIGINT)"
+        )
+    };
+}
+
+/// Bucket id, account, cached granted/balance/held/expired, then ledger grants, holds,
+/// captures, releases and expiries.
+const BUCKETS: &str = concat!(
+    "SELECT b.id, b.account_id, b.granted, b.balance, b.held, b.expired, ",
+    sum_of!("grant"),
+    ", ",
+    sum_of!("hold"),
+    ", ",
+    sum_of!("capture"),
+    ", ",
+    sum_of!("release"),
+    ", ",
+    sum_of!("expire"),
+    " FROM credit_buckets b LEFT JOIN ledger l ON l.bucket_id = b.id GROUP BY b.id"
+);
+
+/// Ledger entries whose bucket is missing or belongs to another account.
+const ORPHANS: &str =
+    "SELECT COUNT(*) FROM ledger l LEFT JOIN credit_buckets b ON b.id = l.bucket_id \
+     WHERE b.id IS NULL OR b.account_id <> l.account_id";
+
+/// Per account: credits held next to price × unsettled items.
+const ACCOUNT_HOLDS: &str = "SELECT a.id, \
+        (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets WHERE account_id = a.id), \
+        (SELECT CAST(COALESCE(SUM(t.price), 0) AS BIGINT) FROM task_items i JOIN tasks t ON t.id = i.task_id \
+         WHERE t.account_id = a.id AND i.status IN ('pending', 'processing')) \
+     FROM accounts a";
+
+/// Per item: its state next to the ledger entries of that item of that task (the task id
+/// is part of the join, so an entry can never be counted for another item).
+const ITEMS: &str = concat!(
+    "SELECT i.id, i.task_id, i.personnel_id, i.status, i.charged, t.price, ",
+    sum_of!("hold"),
+    ", ",
+    sum_of!("capture"),
+    ", ",
+    sum_of!("release"),
+    " FROM task_items i JOIN tasks t ON t.id = i.task_id \
+     LEFT JOIN ledger l ON l.item_id = i.id AND l.task_id = i.task_id \
+     GROUP BY i.id, t.price"
+);
+
+/// Per item and bucket, from the ledger alone (it outlives pruned items).
+const SHARES: &str = concat!(
+    "SELECT l.item_id, l.bucket_id, ",
+    sum_of!("hold"),
+    ", ",
+    sum_of!("capture"),
+    ", ",
+    sum_of!("release"),
+    " FROM ledger l WHERE l.item_id IS NOT NULL GROUP BY l.item_id, l.bucket_id"
+);
+
+/// Entries of one item that disagree with each other on whose item it is.
+const SPLIT_ITEMS: &str = "SELECT item_id FROM ledger WHERE item_id IS NOT NULL GROUP BY item_id \
+     HAVING COUNT(DISTINCT account_id) > 1 OR COUNT(DISTINCT COALESCE(task_id, '')) > 1 \
+         OR COUNT(DISTINCT COALESCE(kind, '')) > 1 OR COUNT(DISTINCT COALESCE(personnel_id, '')) > 1";
+
+/// Entries that name an item whose task, account, kind or person differ from theirs.
+const MISMATCHED_ENTRIES: &str = "SELECT l.item_id, l.account_id, COALESCE(l.kind, ''), \
+        COALESCE(l.personnel_id, ''), COALESCE(l.task_id, ''), t.account_id, t.kind, i.personnel_id, i.task_id \
+     FROM ledger l JOIN task_items i ON i.id = l.item_id JOIN tasks t ON t.id = i.task_id \
+     WHERE COALESCE(l.task_id, '') <> i.task_id OR l.account_id <> t.account_id \
+        OR COALESCE(l.kind, '') <> t.kind OR COALESCE(l.personnel_id, '') <> i.personnel_id";
+
+/// Money entries of a live (unpruned) task that name no item of it.
+const ITEMLESS_ENTRIES: &str =
+    "SELECT l.task_id, l.entry_type, COALESCE(l.item_id, 0) FROM ledger l \
+     JOIN tasks t ON t.id = l.task_id \
+     LEFT JOIN task_items i ON i.id = l.item_id AND i.task_id = l.task_id \
+     WHERE l.entry_type IN ('hold', 'capture', 'release') AND i.id IS NULL";
+
+/// Each (account, kind, person) captured at most once.
+const DOUBLE_CAPTURES: &str =
+    "SELECT account_id, kind, personnel_id, COUNT(DISTINCT item_id) FROM ledger \
+     WHERE entry_type = 'capture' GROUP BY account_id, kind, personnel_id \
+     HAVING COUNT(DISTINCT item_id) > 1";
+
+/// Contacts on record as unlocked that were never paid for. A task with a price has hold
+/// entries for as long as the ledger exists; only a free task (price 0) has none, and once
+/// pruned it cannot be told from a missing one, so such rows are not judged.
+const UNPAID_UNLOCKS: &str = "SELECT u.account_id, u.kind, u.personnel_id, u.task_id FROM unlocks u \
+     LEFT JOIN (SELECT DISTINCT account_id, kind, personnel_id FROM ledger WHERE entry_type = 'capture') c \
+         ON c.account_id = u.account_id AND c.kind = u.kind AND c.personnel_id = u.personnel_id \
+     LEFT JOIN tasks t ON t.id = u.task_id \
+     WHERE u.status = 'unlocked' AND c.account_id IS NULL \
+       AND (t.price > 0 OR EXISTS (SELECT 1 FROM ledger h WHERE h.task_id = u.task_id AND h.entry_type = 'hold'))";
+
+const STALE_GUARDS: &str = "SELECT f.account_id, f.personnel_id, f.task_id FROM inflight f \
+     LEFT JOIN task_items i ON i.task_id = f.task_id AND i.personnel_id = f.personnel_id \
+     WHERE i.id IS NULL OR i.status NOT IN ('pending', 'processing')";
+
+const UNGUARDED: &str =
+    "SELECT i.id, i.task_id FROM task_items i JOIN tasks t ON t.id = i.task_id \
+     LEFT JOIN inflight f ON f.account_id = t.account_id AND f.kind = t.kind \
+          AND f.personnel_id = i.personnel_id AND f.task_id = i.task_id \
+     WHERE i.status IN ('pending', 'processing') AND f.task_id IS NULL";
+
+const UNFINISHED: &str =
+    "SELECT DISTINCT t.id, t.status FROM tasks t JOIN task_items i ON i.task_id = t.id \
+     WHERE t.status IN ('completed', 'failed') AND i.status IN ('pending', 'processing')";
+
+const UNRECORDED: &str =
+    "SELECT i.id, i.personnel_id FROM task_items i JOIN tasks t ON t.id = i.task_id \
+     LEFT JOIN unlocks u ON u.account_id = t.account_id AND u.kind = t.kind \
+          AND u.personnel_id = i.personnel_id AND u.status = 'unlocked' \
+     WHERE i.status = 'unlocked' AND u.account_id IS NULL";
+
+async fn rows<DB, T>(conn: &mut DB::Connection, sql: &'static str) -> StoreResult<Vec<T>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> DB::Arguments<'a>: IntoArguments<'a, DB>,
+    T: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+{
+    Ok(sqlx::query_as::<DB, T>(sql).fetch_all(&mut *conn).await?)
+}
+
+/// Runs every check inside the caller's transaction (one snapshot); one line per violation.
+pub(crate) async fn verify<DB>(conn: &mut DB::Connection) -> StoreResult<Vec<String>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> DB::Arguments<'a>: IntoArguments<'a, DB>,
+    i64: Type<DB> + for<'r> Decode<'r, DB>,
+    String: Type<DB> + for<'r> Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let mut problems = Vec::new();
+
+    // Per bucket: cached columns equal the ledger sums, and nothing is below zero. Summed
+    // per account this is grants − captures − expiries = balances + open holds.
+    type BucketRow = (String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+    for (
+        id,
+        account,
+        granted,
+        balance,
+        held,
+        expired,
+        grants,
+        holds,
+        captures,
+        releases,
+        expiries,
+    ) in rows::<DB, BucketRow>(conn, BUCKETS).await?
+    {
+        problems.extend(bucket_problems(&BucketSums {
+            id,
+            account,
+            granted,
+            balance,
+            held,
+            expired,
+            grants,
+            holds,
+            captures,
+            releases,
+            expiries,
+        }));
+    }
+    for (orphans,) in rows::<DB, (i64,)>(conn, ORPHANS).await? {
+        if orphans > 0 {
+            problems.push(format!(
+                "{orphans} ledger entries name no bucket of their account"
+            ));
+        }
+    }
+
+    for (account, held, expected) in rows::<DB, (String, i64, i64)>(conn, ACCOUNT_HOLDS).await? {
+        if held != expected {
+            problems.push(format!(
+                "account {account}: {held} credits held but unsettled items need {expected}"
+            ));
+        }
+    }
+
+    type ItemRow = (i64, String, String, String, i64, i64, i64, i64, i64);
+    for (id, task, person, status, charged, price, holds, captures, releases) in
+        rows::<DB, ItemRow>(conn, ITEMS).await?
+    {
+        problems.extend(item_problems(&ItemSums {
+            id,
+            task,
+            person,
+            status,
+            charged,
+            price,
+            holds,
+            captures,
+            releases,
+        }));
+    }
+
+    let mut per_item: BTreeMap<i64, Vec<ShareSums>> = BTreeMap::new();
+    for (item, bucket, holds, captures, releases) in
+        rows::<DB, (i64, String, i64, i64, i64)>(conn, SHARES).await?
+    {
+        per_item.entry(item).or_default().push(ShareSums {
+            item,
+            bucket,
+            holds,
+            captures,
+            releases,
+        });
+    }
+    for (item, shares) in per_item {
+        problems.extend(share_problems(item, &shares));
+    }
+    for (item,) in rows::<DB, (i64,)>(conn, SPLIT_ITEMS).await? {
+        problems.push(format!(
+            "item {item}: its ledger entries disagree on the account, task, kind or person"
+        ));
+    }
+    type Mismatch = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    for (item, l_account, l_kind, l_person, l_task, account, kind, person, task) in
+        rows::<DB, Mismatch>(conn, MISMATCHED_ENTRIES).await?
+    {
+        problems.push(format!(
+            "item {item}: a ledger entry names account {l_account}, {l_kind} of person {l_person}, \
+             task {l_task}, but the item is account {account}, {kind} of person {person}, task {task}"
+        ));
+    }
+    for (task, entry, item) in rows::<DB, (String, String, i64)>(conn, ITEMLESS_ENTRIES).await? {
+        problems.push(format!(
+            "task {task}: a {entry} entry names item {item}, which is not an item of the task"
+        ));
+    }
+
+    for (account, kind, person, n) in
+        rows::<DB, (String, String, String, i64)>(conn, DOUBLE_CAPTURES).await?
+    {
+        problems.push(format!(
+            "account {account}: {kind} of person {person} captured {n} times"
+        ));
+    }
+    for (account, kind, person, task) in
+        rows::<DB, (String, String, String, String)>(conn, UNPAID_UNLOCKS).await?
+    {
+        problems.push(format!(
+            "account {account}: {kind} of person {person} is on record as unlocked (task {task}) \
+             but was never captured"
+        ));
+    }
+
+    // Guards exist exactly for unsettled items; terminal tasks have no open items; every
+    // unlocked item is on record as unlocked for its account.
+    for (account, person, task) in rows::<DB, (String, String, String)>(conn, STALE_GUARDS).await? {
+        problems.push(format!(
+            "account {account}: in-flight guard on person {person} for settled task {task}"
+        ));
+    }
+    for (item, task) in rows::<DB, (i64, String)>(conn, UNGUARDED).await? {
+        problems.push(format!(
+            "item {item} of task {task} is unsettled without an in-flight guard"
+        ));
+    }
+    for (task, status) in rows::<DB, (String, String)>(conn, UNFINISHED).await? {
+        problems.push(format!("task {task} is {status} with unsettled items"));
+    }
+    for (item, person) in rows::<DB, (i64, String)>(conn, UNRECORDED).await? {
+        problems.push(format!(
+            "item {item}: person {person} unlocked but not on record"
+        ));
+    }
+    Ok(problems)
+}
