@@ -1,12 +1,13 @@
 //! Property test: random interleavings of creates, partial work, worker crashes, lease
-//! expiry and grants never lose or double-count a credit.
+//! expiry, grants (some of them expiring), bucket expiry and the pruning of finished tasks
+//! never lose or double-count a credit.
 
 mod common;
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use unlockd::clock::ManualClock;
+use unlockd::clock::{Clock, ManualClock};
 use unlockd::domain::ledger::BucketKind;
 use unlockd::domain::settle::LookupOutcome;
 use unlockd::domain::{ContactKind, ContactValue};
@@ -25,10 +26,18 @@ enum Op {
         found_bits: u8,
     },
     ExpireLeases,
+    /// A grant; with `expires_in_ms`, an add-on bucket that runs out that much later.
     Grant {
         account: usize,
         amount: i64,
+        expires_in_ms: Option<i64>,
     },
+    /// Time passes by this much and the expiry sweep runs.
+    ExpireBuckets {
+        after_ms: i64,
+    },
+    /// Every finished task is pruned (its ledger entries stay).
+    Prune,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,7 +46,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(account, people)| Op::Create { account, people }),
         4 => (0usize..4, any::<u8>()).prop_map(|(settle, found_bits)| Op::Work { settle, found_bits }),
         1 => Just(Op::ExpireLeases),
-        1 => (0usize..2, 1i64..60).prop_map(|(account, amount)| Op::Grant { account, amount }),
+        2 => (0usize..2, 1i64..60, proptest::option::of(1i64..5_000))
+            .prop_map(|(account, amount, expires_in_ms)| Op::Grant { account, amount, expires_in_ms }),
+        1 => (1i64..5_000).prop_map(|after_ms| Op::ExpireBuckets { after_ms }),
+        1 => Just(Op::Prune),
     ]
 }
 
@@ -67,6 +79,9 @@ async fn run(ops: Vec<Op>) {
         accounts.push(a.id);
     }
     let mut tasks: Vec<(usize, String)> = Vec::new();
+    // Finished tasks as they were just before pruning removed them.
+    let mut pruned: std::collections::HashMap<String, unlockd::store::TaskView> =
+        Default::default();
     for op in ops {
         match op {
             Op::Create { account, people } => {
@@ -106,17 +121,47 @@ async fn run(ops: Vec<Op>) {
                 }
             }
             Op::ExpireLeases => clock.advance(1_001),
-            Op::Grant { account, amount } => {
+            Op::Grant {
+                account,
+                amount,
+                expires_in_ms,
+            } => {
                 store
                     .grant_credits(&Grant {
                         account_id: accounts[account].clone(),
-                        kind: BucketKind::Gift,
+                        kind: if expires_in_ms.is_some() {
+                            BucketKind::Addon
+                        } else {
+                            BucketKind::Gift
+                        },
                         amount,
-                        expires_at: None,
+                        expires_at: expires_in_ms.map(|ms| clock.now_ms() + ms),
                     })
                     .await
                     .unwrap();
                 granted[account] += amount;
+            }
+            Op::ExpireBuckets { after_ms } => {
+                clock.advance(after_ms);
+                store.expire_buckets().await.unwrap();
+            }
+            Op::Prune => {
+                for (account, task_id) in &tasks {
+                    if let Some(view) = store
+                        .task_view(&accounts[*account], ContactKind::Email, task_id)
+                        .await
+                        .unwrap()
+                    {
+                        if view.status.is_terminal() {
+                            pruned.insert(task_id.clone(), view);
+                        }
+                    }
+                }
+                clock.advance(1);
+                store
+                    .prune_finished_tasks(clock.now_ms(), 500)
+                    .await
+                    .unwrap();
             }
         }
         let problems = store.verify_ledger().await.unwrap();
@@ -150,11 +195,14 @@ async fn run(ops: Vec<Op>) {
     let mut charged = [0i64; 2];
     let mut delivered: [std::collections::HashSet<String>; 2] = Default::default();
     for (account, task_id) in &tasks {
-        let view = store
+        let view = match store
             .task_view(&accounts[*account], ContactKind::Email, task_id)
             .await
             .unwrap()
-            .unwrap();
+        {
+            Some(view) => view,
+            None => pruned.remove(task_id).expect("a missing task was pruned"),
+        };
         assert!(view.status.is_terminal(), "{view:?}");
         assert_eq!(view.held, 0);
         for item in view.items {
@@ -172,8 +220,9 @@ async fn run(ops: Vec<Op>) {
         let buckets = store.buckets(account).await.unwrap();
         let balance: i64 = buckets.iter().map(|b| b.balance).sum();
         let held: i64 = buckets.iter().map(|b| b.held).sum();
+        let expired: i64 = buckets.iter().map(|b| b.expired).sum();
         assert_eq!(held, 0);
-        assert_eq!(granted[i] - balance, charged[i], "account {i}");
+        assert_eq!(granted[i] - balance - expired, charged[i], "account {i}");
         assert_eq!(charged[i], 15 * delivered[i].len() as i64);
     }
 }
