@@ -70,6 +70,17 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            // Nothing was written; the client may retry shortly.
+            tracing::warn!(error = %e, "database unavailable");
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "The database is unavailable; nothing was changed. Retry shortly.",
+            );
+            error.retry_after = Some(2);
+            return error;
+        }
         // Opaque to the client, whole to the operator.
         tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store error");
         ApiError::internal()

@@ -32,10 +32,63 @@ pub enum StoreError {
     Invalid(String),
     #[error("integrity violation: {0}")]
     Integrity(String),
+    /// The database cannot take this now (disk full, file unwritable, server down or
+    /// restarting); nothing was written, and a retry later may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database is unavailable rather than the request wrong or the code
+    /// broken: clients are told to retry (503) and workers back off.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(e) => database_unavailable(e),
+            _ => false,
+        }
+    }
+
+    /// Another writer holds the database (SQLite `BUSY`/`LOCKED`).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Database(e) if sqlite_primary_code(e).is_some_and(|c| c == 5 || c == 6))
+    }
+}
+
+/// SQLite's primary result code (the low byte of the extended code sqlx reports).
+fn sqlite_primary_code(e: &sqlx::Error) -> Option<i64> {
+    let db = e.as_database_error()?;
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    db.code()?.parse::<i64>().ok().map(|code| code & 0xff)
+}
+
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            if let Some(code) = sqlite_primary_code(e) {
+                // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
+                return matches!(code, 5 | 6 | 8 | 10 | 13 | 14);
+            }
+            // PostgreSQL: connection exceptions (08), insufficient resources (53, a full
+            // disk among them), operator intervention (57P01–57P03: shutdown, restart), a
+            // read-only standby (25006).
+            db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+            })
+        }
+        _ => false,
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -5,6 +5,7 @@
 mod catalog;
 mod reads;
 mod tasks;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,7 +27,10 @@ pub enum Durability {
 }
 
 pub struct SqliteStore {
+    /// Low-rate writes (imports, accounts, grants, upkeep) and migrations.
     writer: SqlitePool,
+    /// The hot writes, group-committed (see `writer`).
+    batcher: writer::Writer,
     reader: SqlitePool,
     clock: DynClock,
 }
@@ -52,8 +56,10 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
+            .before_acquire(|conn, _| Box::pin(async move { reusable(conn).await }))
             .connect_with(options.clone())
             .await?;
+        let batcher = writer::Writer::start(options.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -61,6 +67,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             writer,
+            batcher,
             reader,
             clock,
         })
@@ -75,6 +82,16 @@ impl SqliteStore {
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// A pooled connection whose last transaction ended in doubt (its `COMMIT` failed after
+/// SQLite had already rolled back, as on a full disk) still counts itself inside that
+/// transaction and would refuse every later `BEGIN`: such a connection is replaced, never
+/// reused. Locking the handle first lets any queued rollback finish.
+async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::TransactionManager;
+    conn.lock_handle().await?;
+    Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
 use crate::store::rows::parse_bucket_kind;
@@ -366,21 +383,29 @@ impl Store for SqliteStore {
     }
 
     async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_expires_at = ?1 \
-             WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
-        )
-        .bind(self.now() + lease_ms)
-        .bind(&lease.task_id)
-        .bind(lease.attempt)
-        .bind(&lease.worker_id)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost)
-        }
+        let expires_at = self.now() + lease_ms;
+        let lease = lease.clone();
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE tasks SET lease_expires_at = ?1 \
+                         WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
+                    )
+                    .bind(expires_at)
+                    .bind(&lease.task_id)
+                    .bind(lease.attempt)
+                    .bind(&lease.worker_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        Ok(())
+                    } else {
+                        Err(StoreError::LeaseLost)
+                    }
+                })
+            })
+            .await
     }
 
     async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
@@ -396,16 +421,23 @@ impl Store for SqliteStore {
     }
 
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
-             WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND status = 'processing'",
-        )
-        .bind(&lease.task_id)
-        .bind(lease.attempt)
-        .bind(&lease.worker_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let lease = lease.clone();
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
+                         WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND status = 'processing'",
+                    )
+                    .bind(&lease.task_id)
+                    .bind(lease.attempt)
+                    .bind(&lease.worker_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {

@@ -125,8 +125,21 @@ pub(super) async fn precheck(store: &SqliteStore, r: &NewUnlock) -> StoreResult<
 
 pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let now = store.now();
-    let mut tx = store.write_tx().await?;
-    let Some((event_id, decision)) = decide_on(&mut tx, r, now).await? else {
+    let r = r.clone();
+    store
+        .batcher
+        .run(move |conn| Box::pin(async move { create_in(conn, &r, now).await }))
+        .await
+}
+
+/// Decides and writes a create inside the writer's batch: the facts are read under the
+/// write lock, so nothing can change between the decision and the writes.
+async fn create_in(
+    conn: &mut SqliteConnection,
+    r: &NewUnlock,
+    now: i64,
+) -> StoreResult<CreateResult> {
+    let Some((event_id, decision)) = decide_on(conn, r, now).await? else {
         return Ok(CreateResult::EventNotFound);
     };
     let UnlockDecision::Create {
@@ -152,7 +165,7 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .bind(r.call_source.as_str())
     .bind(r.price)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let people = json(chargeable)?;
     let mut positions: Vec<(i64, i64, String)> = sqlx::query_as(
@@ -163,7 +176,7 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .bind(&task_id)
     .bind(now)
     .bind(&people)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
     // RETURNING order is not guaranteed: put the items back in request order.
     positions.sort_unstable();
@@ -181,7 +194,7 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .bind(r.kind.as_str())
     .bind(&task_id)
     .bind(&people)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
 
     let mut entries = Vec::new();
@@ -205,7 +218,7 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     .bind(r.call_source.as_str())
     .bind(now)
     .bind(json(&entries)?)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let moves: Vec<serde_json::Value> = per_bucket
         .iter()
@@ -219,14 +232,13 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     )
     .bind(json(&moves)?)
     .bind(&r.account_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() != moves.len() as u64 {
         return Err(StoreError::Integrity(
             "a bucket cannot cover its share of the hold".into(),
         ));
     }
-    tx.commit().await?;
     Ok(CreateResult::Decided {
         decision,
         task_id: Some(task_id),
@@ -323,38 +335,15 @@ pub(super) async fn claim(
     // poisoned task is leased away from the head of the queue and the attempt limit is
     // reached. Times are this process's clock: SQLite lives on one host.
     let now = store.now();
-    let mut tx = store.write_tx().await?;
-    let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
-        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
-             lease_expires_at = ?2, updated_at = ?3 \
-         WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
-                     AND (status = 'pending' OR lease_expires_at <= ?3) \
-                     ORDER BY created_at, id LIMIT 1) \
-         RETURNING id, account_id, kind, attempt",
-    )
-    .bind(worker_id)
-    .bind(now + policy.lease_ms)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((task_id, account_id, kind, attempt)) = claimed else {
+    let worker = worker_id.to_string();
+    let claimed = store
+        .batcher
+        .run(move |conn| Box::pin(async move { claim_in(conn, &worker, policy, now).await }))
+        .await?;
+    let Some((lease, account_id, kind, items)) = claimed else {
         return Ok(Claim::Idle);
     };
-    let kind = parse_kind(&kind)?;
-    let lease = Lease {
-        task_id,
-        attempt,
-        worker_id: worker_id.to_string(),
-    };
-    let items: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 \
-         AND status IN ('pending', 'processing') ORDER BY position",
-    )
-    .bind(&lease.task_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if attempt > policy.max_attempts {
+    if lease.attempt > policy.max_attempts {
         // A task that keeps losing its workers is aborted: every unfinished item fails and
         // its hold goes back. If even that fails, the lease just taken keeps other workers
         // off the task until it runs out, and the tasks behind it go on.
@@ -362,10 +351,16 @@ pub(super) async fn claim(
             .iter()
             .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
             .collect();
-        let mut tx = store.write_tx().await?;
-        check_lease(&mut tx, &lease).await?;
-        settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
-        tx.commit().await?;
+        let aborting = lease.clone();
+        store
+            .batcher
+            .run(move |conn| {
+                Box::pin(async move {
+                    check_lease(conn, &aborting).await?;
+                    settle_in_tx(conn, &aborting.task_id, now, outcomes, TaskStatus::Failed).await
+                })
+            })
+            .await?;
         return Ok(Claim::Aborted {
             task_id: lease.task_id,
         });
@@ -382,6 +377,46 @@ pub(super) async fn claim(
             })
             .collect(),
     }))
+}
+
+/// The claimed task's lease, account, kind and unsettled items (id, person).
+type ClaimRow = (Lease, String, ContactKind, Vec<(i64, String)>);
+
+async fn claim_in(
+    conn: &mut SqliteConnection,
+    worker_id: &str,
+    policy: ClaimPolicy,
+    now: i64,
+) -> StoreResult<Option<ClaimRow>> {
+    let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
+        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
+             lease_expires_at = ?2, updated_at = ?3 \
+         WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
+                     AND (status = 'pending' OR lease_expires_at <= ?3) \
+                     ORDER BY created_at, id LIMIT 1) \
+         RETURNING id, account_id, kind, attempt",
+    )
+    .bind(worker_id)
+    .bind(now + policy.lease_ms)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((task_id, account_id, kind, attempt)) = claimed else {
+        return Ok(None);
+    };
+    let items: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 \
+         AND status IN ('pending', 'processing') ORDER BY position",
+    )
+    .bind(&task_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lease = Lease {
+        task_id,
+        attempt,
+        worker_id: worker_id.to_string(),
+    };
+    Ok(Some((lease, account_id, parse_kind(&kind)?, items)))
 }
 
 /// Fencing: the lease must still be this worker's current attempt.
@@ -406,19 +441,27 @@ pub(super) async fn start_items(
     lease: &Lease,
     item_ids: &[i64],
 ) -> StoreResult<()> {
-    let mut tx = store.write_tx().await?;
-    check_lease(&mut tx, lease).await?;
-    sqlx::query(
-        "UPDATE task_items SET status = 'processing', updated_at = ?1 \
-         WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))",
-    )
-    .bind(store.now())
-    .bind(&lease.task_id)
-    .bind(json(&item_ids)?)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let now = store.now();
+    let lease = lease.clone();
+    let ids = json(&item_ids)?;
+    store
+        .batcher
+        .run(move |conn| {
+            Box::pin(async move {
+                check_lease(conn, &lease).await?;
+                sqlx::query(
+                    "UPDATE task_items SET status = 'processing', updated_at = ?1 \
+                     WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))",
+                )
+                .bind(now)
+                .bind(&lease.task_id)
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
 }
 
 pub(super) async fn settle(
@@ -427,18 +470,16 @@ pub(super) async fn settle(
     outcomes: Vec<(i64, LookupOutcome)>,
 ) -> StoreResult<SettleReport> {
     let now = store.now();
-    let mut tx = store.write_tx().await?;
-    check_lease(&mut tx, lease).await?;
-    let report = settle_in_tx(
-        &mut tx,
-        &lease.task_id,
-        now,
-        outcomes,
-        TaskStatus::Completed,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(report)
+    let lease = lease.clone();
+    store
+        .batcher
+        .run(move |conn| {
+            Box::pin(async move {
+                check_lease(conn, &lease).await?;
+                settle_in_tx(conn, &lease.task_id, now, outcomes, TaskStatus::Completed).await
+            })
+        })
+        .await
 }
 
 /// Settles items inside the caller's transaction. An item already settled is skipped, so
