@@ -246,7 +246,9 @@ impl Engine {
                 .iter()
                 .filter(|(_, o)| matches!(o, LookupOutcome::Found(_)))
                 .count();
-            let report = self.store.settle_items(lease, outcomes).await?;
+            let report = self
+                .settle_patiently(lease, outcomes, shutdown, lost)
+                .await?;
             // Counted once the store accepted them (a replayed item is not counted twice).
             if report.settled == batch.len() {
                 for i in 0..batch.len() {
@@ -259,6 +261,36 @@ impl Engine {
             }
         }
         Ok(true)
+    }
+
+    /// Settles, retrying while the database is unavailable (a full disk, a restarting
+    /// server) and the lease may still be ours: the lookups are done and must not be
+    /// repeated for nothing. Fencing keeps a late retry from settling anything once the
+    /// lease has passed to another worker.
+    async fn settle_patiently(
+        &self,
+        lease: &crate::store::Lease,
+        outcomes: Vec<(i64, LookupOutcome)>,
+        shutdown: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> StoreResult<crate::store::SettleReport> {
+        let mut delay = Duration::from_millis(100);
+        let give_up = Instant::now() + self.config.lease;
+        loop {
+            match self.store.settle_items(lease, outcomes.clone()).await {
+                Err(e)
+                    if e.is_unavailable()
+                        && Instant::now() < give_up
+                        && !shutdown.is_cancelled()
+                        && !lost.is_cancelled() =>
+                {
+                    tracing::warn!(task_id = %lease.task_id, error = %e, ?delay, "database unavailable; settlement retried");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn look_up(&self, personnel_id: &str, kind: crate::domain::ContactKind) -> LookupOutcome {

@@ -76,7 +76,9 @@ impl PgStore {
         let options: PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
             .max_connections(size)
-            .acquire_timeout(Duration::from_secs(30))
+            // A request waits this long for a connection; past it the database counts as
+            // unavailable (503) rather than leaving clients hanging.
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
         Ok(PgStore {
@@ -161,6 +163,11 @@ impl Store for PgStore {
                 "{applied} of {known} migrations applied"
             )));
         }
+        // Reads working is not enough: a write transaction must be able to begin (a
+        // standby in recovery, or a server refusing writes, is not ready).
+        sqlx::query("UPDATE readiness SET checked_at = unlockd_now_ms(NULL) WHERE id = 1")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

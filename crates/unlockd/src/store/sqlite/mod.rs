@@ -114,7 +114,20 @@ impl Store for SqliteStore {
                 "{applied} of {known} migrations applied"
             )));
         }
-        Ok(())
+        // Reads working is not enough: the writer must be able to commit a write (its
+        // connection is replaced after a failure, so this also tells when it recovered).
+        let now = self.now();
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE readiness SET checked_at = ?1 WHERE id = 1")
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn import_events(
