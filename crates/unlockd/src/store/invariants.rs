@@ -282,7 +282,10 @@ mod tests {
             share("a", 0, 10, 0),
             share("a", 10, 10, 10),
         ] {
-            assert!(!share_problems(7, &[bad.clone()]).is_empty(), "{bad:?}");
+            assert!(
+                !share_problems(7, std::slice::from_ref(&bad)).is_empty(),
+                "{bad:?}"
+            );
         }
     }
 }
