@@ -3,27 +3,41 @@
 mod admin;
 mod catalog;
 mod client;
+mod database;
 mod serve;
+mod table;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::{DynClock, SystemClock};
 use crate::store::sqlite::Durability;
-use crate::store::DynStore;
+use crate::store::{ConnectOptions, DynStore};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "unlockd",
     version,
-    about = "Metered contact-unlock server (Lensmor-compatible API)"
+    about = "Metered contact-unlock server (Lensmor-compatible API) and its command-line client",
+    after_help = "Examples:\n  unlockd serve --demo\n  UNLOCKD_API_KEY=sk_... unlockd unlock --event ev1 p1 p2"
 )]
 pub struct Cli {
-    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
-    /// (`?pool_size=N` sets the connection pool, 16 by default).
+    /// Log format; `auto` is text on a terminal and JSON otherwise.
+    #[arg(long, global = true, env = "UNLOCKD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the database is; taken only by the commands that open it (not by client commands).
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB (`?pool_size=N` sets the
+    /// connection pool, 16 by default).
     #[arg(
         long,
         global = true,
@@ -36,13 +50,6 @@ pub struct Cli {
     /// power loss); `normal` survives process crashes only, and is faster.
     #[arg(long, global = true, env = "UNLOCKD_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Durability::Full)]
     sqlite_synchronous: Durability,
-
-    /// Log format; `auto` is text on a terminal and JSON otherwise.
-    #[arg(long, global = true, env = "UNLOCKD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
-    log_format: LogFormat,
-
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,32 +59,94 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Args)]
+pub struct ServeCommand {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    args: serve::ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerCommand {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    args: serve::WorkerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateCommand {
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportCommand {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    args: catalog::ImportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Create the SQLite database file if it does not exist (admin commands refuse to,
+    /// so that a key is never issued into a stray database the server does not use).
+    #[arg(long, global = true)]
+    create: bool,
+    #[command(subcommand)]
+    command: admin::AdminCommand,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the API (and the worker, unless --no-worker); migrates on start.
-    Serve(serve::ServeArgs),
-    /// Run only the worker (scale-out).
-    Worker(serve::WorkerArgs),
-    /// Apply database migrations.
-    Migrate,
+    /// Run the API (and the worker, unless --no-worker); creates and migrates the database.
+    #[command(
+        after_help = "Example:\n  unlockd serve --database-url sqlite://unlockd.db --listen 127.0.0.1:8080"
+    )]
+    Serve(ServeCommand),
+    /// Run only the worker (scale-out); works the tasks `serve --no-worker` accepts.
+    #[command(
+        after_help = "Example:\n  unlockd worker --database-url postgres://unlockd@db/unlockd --worker-concurrency 8"
+    )]
+    Worker(WorkerCommand),
+    /// Create the database if needed and apply its migrations.
+    #[command(after_help = "Example:\n  unlockd migrate --database-url sqlite://unlockd.db")]
+    Migrate(MigrateCommand),
     /// Load or update the catalog from CSV or JSON Lines files.
-    Import(catalog::ImportArgs),
+    #[command(
+        after_help = "Example:\n  unlockd import --events events.csv --exhibitors exhibitors.csv --personnel personnel.csv"
+    )]
+    Import(ImportCommand),
     /// Write a synthetic catalog in the import format.
+    #[command(
+        after_help = "Example:\n  unlockd demo-data --out demo/ --events 10 --personnel 1000"
+    )]
     DemoData(catalog::DemoDataArgs),
-    /// Accounts, API keys, credits and the ledger.
-    #[command(subcommand)]
-    Admin(admin::AdminCommand),
+    /// Accounts, API keys, credits and the ledger (works on the database directly).
+    #[command(after_help = "Example:\n  unlockd admin accounts create --name Acme --credits 5000")]
+    Admin(AdminArgs),
     /// Client: precheck, confirm, create tasks (100 ids each), wait, print the results.
+    #[command(
+        after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd unlock --event ev1 p1 p2 --yes"
+    )]
     Unlock(client::UnlockArgs),
     /// Client: show an unlock task.
+    #[command(after_help = "Example:\n  unlockd task 0190c6d2-7e4f-7a51-9f00-3c1e2a4b5d6e --wait")]
     Task(client::TaskArgs),
     /// Client: show the credit balance.
+    #[command(after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd credits --json")]
     Credits(client::CreditsArgs),
     /// Client: an event's people.
     #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd personnel list --event ev1 --search \"jane\"")]
     Personnel(client::PersonnelCommand),
     /// Client: the event catalog.
     #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd events list --keyword expo --country DE")]
     Events(client::EventsCommand),
 }
 
@@ -100,17 +169,61 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// How a command may open the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Create the SQLite file if missing, then migrate (`serve`, `migrate`, `import`).
+    Create,
+    /// The database must already exist; migrate it (admin commands that write).
+    Existing,
+    /// Only read: open read-only and do not migrate (`admin ledger verify`, the lists).
+    ReadOnly,
+}
+
 impl Cli {
     fn clock(&self) -> DynClock {
         Arc::new(SystemClock)
     }
 
-    /// Connects and migrates.
+    fn database(&self) -> Option<&DatabaseArgs> {
+        match &self.command {
+            Command::Serve(c) => Some(&c.database),
+            Command::Worker(c) => Some(&c.database),
+            Command::Migrate(c) => Some(&c.database),
+            Command::Import(c) => Some(&c.database),
+            Command::Admin(c) => Some(&c.database),
+            _ => None,
+        }
+    }
+
+    /// Connects (creating a missing SQLite file) and migrates.
     async fn open_store(&self) -> anyhow::Result<DynStore> {
-        let store =
-            crate::store::connect(&self.database_url, self.sqlite_synchronous, self.clock())
-                .await?;
-        store.migrate().await?;
+        self.open_store_with(Access::Create).await
+    }
+
+    async fn open_store_with(&self, access: Access) -> anyhow::Result<DynStore> {
+        let database = self
+            .database()
+            .ok_or_else(|| anyhow::anyhow!("this command does not use a database"))?;
+        let url = database.database_url.as_str();
+        let sqlite_file = database::sqlite_file(url)?;
+        if let Some(path) = &sqlite_file {
+            database::check_sqlite_file(path, access)?;
+        }
+        let options = ConnectOptions {
+            durability: database.sqlite_synchronous,
+            create_if_missing: access == Access::Create,
+            read_only: access == Access::ReadOnly,
+        };
+        let store = crate::store::connect_with(url, options, self.clock())
+            .await
+            .map_err(|e| database::explain(url, sqlite_file.as_deref(), access, e.into()))?;
+        let prepared = if access == Access::ReadOnly {
+            store.ready().await
+        } else {
+            store.migrate().await
+        };
+        prepared.map_err(|e| database::explain(url, sqlite_file.as_deref(), access, e.into()))?;
         Ok(store)
     }
 }
@@ -131,24 +244,41 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes on one line, each cause once: driver errors often repeat
+/// their source's text in their own.
+pub(crate) fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Serve(args) => serve::serve(&cli, args).await,
-        Command::Worker(args) => serve::worker(&cli, args).await,
-        Command::Migrate => {
+        Command::Serve(c) => serve::serve(&cli, &c.args).await,
+        Command::Worker(c) => serve::worker(&cli, &c.args).await,
+        Command::Migrate(_) => {
             cli.open_store().await?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(args) => catalog::import(&cli, args).await,
+        Command::Import(c) => catalog::import(&cli, &c.args).await,
         Command::DemoData(args) => catalog::demo_data(args),
-        Command::Admin(command) => admin::run(&cli, command).await,
+        Command::Admin(c) => admin::run(&cli, c.create, &c.command).await,
         Command::Unlock(args) => client::unlock(args).await,
         Command::Task(args) => client::task(args).await,
         Command::Credits(args) => client::credits(args).await,
