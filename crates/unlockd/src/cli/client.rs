@@ -101,7 +101,8 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error.source();
     while let Some(e) = cause {
         let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
+        // hyper's "client error (Connect)" wraps the cause without adding to it.
+        if !text.starts_with("client error (") && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         cause = e.source();
@@ -303,7 +304,7 @@ async fn plan(
             anyhow::bail!(
                 "event {:?} not found ({}): see `unlockd events list` for ids",
                 args.event,
-                wire_name(&check.reason_code)
+                wire_name(&check.reason_code).to_uppercase()
             );
         }
         let chargeable = strings(&detail["chargeable_personnel_ids"]);

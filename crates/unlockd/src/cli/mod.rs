@@ -122,8 +122,12 @@ enum Command {
     )]
     Import(ImportCommand),
     /// Write a synthetic catalog in the import format.
+    // catalog.rs defines the flags; their help lines are set here.
     #[command(
-        after_help = "Example:\n  unlockd demo-data --out demo/ --events 10 --personnel 1000"
+        after_help = "Example:\n  unlockd demo-data --out demo/ --events 10 --personnel 1000",
+        mut_arg("events", |a| a.help("Number of events")),
+        mut_arg("personnel", |a| a.help("Number of people, spread over the events")),
+        mut_arg("seed", |a| a.help("Random seed: the same seed writes the same catalog"))
     )]
     DemoData(catalog::DemoDataArgs),
     /// Accounts, API keys, credits and the ledger (works on the database directly).
@@ -201,6 +205,25 @@ impl Cli {
         self.open_store_with(Access::Create).await
     }
 
+    /// A write refused by a read-only SQLite database, said as such.
+    fn explain_read_only(&self, error: anyhow::Error) -> anyhow::Error {
+        let Some(database) = self.database() else {
+            return error;
+        };
+        if !one_line(&error).contains("readonly database") {
+            return error;
+        }
+        match database::sqlite_file(&database.database_url) {
+            Ok(file) => database::explain(
+                &database.database_url,
+                file.as_deref(),
+                Access::Existing,
+                error,
+            ),
+            Err(_) => error,
+        }
+    }
+
     async fn open_store_with(&self, access: Access) -> anyhow::Result<DynStore> {
         let database = self
             .database()
@@ -276,13 +299,74 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(c) => catalog::import(&cli, &c.args).await,
+        Command::Import(c) => catalog::import(&cli, &c.args)
+            .await
+            .map_err(|e| cli.explain_read_only(e)),
         Command::DemoData(args) => catalog::demo_data(args),
-        Command::Admin(c) => admin::run(&cli, c.create, &c.command).await,
+        Command::Admin(c) => admin::run(&cli, c.create, &c.command)
+            .await
+            .map_err(|e| cli.explain_read_only(e)),
         Command::Unlock(args) => client::unlock(args).await,
         Command::Task(args) => client::task(args).await,
         Command::Credits(args) => client::credits(args).await,
         Command::Personnel(command) => client::personnel(command).await,
         Command::Events(command) => client::events(command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and flag explains itself, every leaf command ends with an example, and
+    /// only server and admin commands take database flags.
+    #[test]
+    fn every_command_and_flag_has_help_and_an_example() {
+        fn walk(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() {
+                problems.push(format!("{path}: no help line"));
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    problems.push(format!("{path} {id}: no help line"));
+                }
+            }
+            let is_client = [
+                "unlock",
+                "task",
+                "credits",
+                "personnel",
+                "events",
+                "demo-data",
+            ]
+            .iter()
+            .any(|name| path.starts_with(&format!(" unlockd {name}")));
+            let takes_database = command
+                .get_arguments()
+                .any(|arg| arg.get_id().as_str() == "database_url");
+            if is_client && takes_database {
+                problems.push(format!("{path}: a client command shows --database-url"));
+            }
+            let example = command
+                .get_after_help()
+                .is_some_and(|text| text.to_string().contains("Example"));
+            if !example {
+                problems.push(format!("{path}: no example"));
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, problems);
+                }
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut problems = Vec::new();
+        walk(&command, "", &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }
