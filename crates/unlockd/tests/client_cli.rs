@@ -485,3 +485,48 @@ fn client_help_pages_show_no_database_flags_and_end_with_an_example() {
     let out = client("http://127.0.0.1:1", "k", &["serve", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--database-url"));
 }
+
+/// On a terminal, `unlock` draws a progress bar (run under `script`, which gives the
+/// command a pseudo-terminal); elsewhere it prints plain lines (the other tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_draws_a_progress_bar_on_a_terminal() {
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(script) = script else {
+        eprintln!("SKIPPED: no `script` command to provide a terminal");
+        return;
+    };
+    let app = spawn_app_with(Options {
+        worker: true,
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = app.account(1_000).await;
+    let (url, script) = (app.url.clone(), script.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(script)
+            .env("UNLOCKD_URL", url)
+            .env("UNLOCKD_API_KEY", key)
+            .env("UNLOCKD_LOG", "warn")
+            .args([
+                "-qec",
+                &format!("{BIN} unlock --event 139574 789 790 100 101 --yes"),
+                "/dev/null",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("runs script")
+    })
+    .await
+    .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("unlocking emails ["), "{screen}");
+    assert!(screen.contains("/4"), "{screen}");
+    assert!(
+        !screen.contains("items done"),
+        "no plain lines on a terminal: {screen}"
+    );
+    assert!(screen.contains("jane.doe@acme.example"), "{screen}");
+}
