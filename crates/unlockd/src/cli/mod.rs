@@ -287,7 +287,8 @@ pub(crate) fn one_line(error: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    // Multi-line reports (an import's bad rows) keep their lines.
+    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
