@@ -119,6 +119,14 @@ impl Default for WaitOptions {
     }
 }
 
+/// Connection settings beyond the base URL and the key.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// PEM certificates (one or several per entry) trusted for `https://` in addition to
+    /// the bundled public roots: for a private CA or a self-signed server.
+    pub extra_root_certificates: Vec<Vec<u8>>,
+}
+
 /// Client of one server with one API key. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct Client {
@@ -142,7 +150,17 @@ impl fmt::Debug for Client {
 impl Client {
     /// `base_url` is the server root (`http://127.0.0.1:8080`) or a prefix under which
     /// `/external/...` lives.
+    /// `https://` uses rustls with the Mozilla (webpki) root certificates.
     pub fn new(base_url: &str, api_key: &str) -> Result<Client, ClientError> {
+        Client::with_options(base_url, api_key, &ClientOptions::default())
+    }
+
+    /// [`Client::new`] with [`ClientOptions`].
+    pub fn with_options(
+        base_url: &str,
+        api_key: &str,
+        options: &ClientOptions,
+    ) -> Result<Client, ClientError> {
         let mut base = Url::parse(base_url.trim())
             .map_err(|e| ClientError::InvalidInput(format!("base URL {base_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
@@ -166,10 +184,23 @@ impl Client {
         })?;
         auth.set_sensitive(true);
 
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("unlockd-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .build()?;
+            .use_rustls_tls();
+        for pem in &options.extra_root_certificates {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::InvalidInput(format!("extra root certificate: {e}")))?;
+            if certificates.is_empty() {
+                return Err(ClientError::InvalidInput(
+                    "extra root certificate: no PEM certificate found".into(),
+                ));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build()?;
         Ok(Client {
             http,
             base,
@@ -296,6 +327,19 @@ impl Client {
         self.send(
             self.request(Method::GET, url, REQUEST_TIMEOUT),
             "personnel page",
+        )
+        .await
+    }
+
+    /// `GET /external/personnel/profile?personnel_id=...`: one person, with the contacts
+    /// this account has unlocked.
+    pub async fn personnel_profile(&self, personnel_id: &str) -> Result<ContactItem, ClientError> {
+        let mut url = self.endpoint(&["external", "personnel", "profile"])?;
+        url.query_pairs_mut()
+            .append_pair("personnel_id", personnel_id);
+        self.send(
+            self.request(Method::GET, url, REQUEST_TIMEOUT),
+            "personnel profile",
         )
         .await
     }

@@ -62,8 +62,10 @@ impl Env {
     }
 
     fn account(&self, credits: i64) -> (String, String) {
+        // `--create`: the first admin command may be the one that creates the database.
         let out = self.ok(&[
             "admin",
+            "--create",
             "accounts",
             "create",
             "--name",

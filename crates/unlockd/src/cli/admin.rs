@@ -5,27 +5,42 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::Cli;
+use super::{Access, Cli};
+use crate::clock::rfc3339;
 use crate::domain::keys::{self, KeyPrefix};
-use crate::domain::ledger::BucketKind;
-use crate::store::Grant;
+use crate::domain::ledger::{summarize, BucketKind};
+use crate::store::{AccountInfo, DynStore, Grant};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// Create and list accounts.
     #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd admin accounts create --name Acme --credits 5000")]
     Accounts(AccountsCommand),
+    /// Issue, list and revoke API keys.
     #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd admin keys list --account ACCOUNT_ID")]
     Keys(KeysCommand),
+    /// Grant credits.
     #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  unlockd admin credits grant --account ACCOUNT_ID --amount 1000"
+    )]
     Credits(CreditsCommand),
+    /// Check the billing ledger.
     #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd admin ledger verify")]
     Ledger(LedgerCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
     /// Create an account, grant its first credits, and issue its first API key.
+    #[command(
+        after_help = "Example:\n  unlockd admin accounts create --name Acme --credits 5000 --json"
+    )]
     Create {
+        /// The account's name (1 to 200 characters; need not be unique).
         #[arg(long)]
         name: String,
         /// Initial gift credits (0 allowed).
@@ -35,26 +50,44 @@ pub enum AccountsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List every account with its balances and active key count.
+    #[command(after_help = "Example:\n  unlockd admin accounts list --json")]
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Issue a new API key (shown once).
+    #[command(after_help = "Example:\n  unlockd admin keys create --account ACCOUNT_ID")]
     Create {
+        /// The account's id (from `admin accounts list`).
         #[arg(long)]
         account: String,
         /// Issue a legacy `uak_` key instead of `sk_`.
         #[arg(long)]
         legacy_prefix: bool,
+        /// Print `{"account_id", "key_id", "api_key"}`.
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key by its id (the 16 hex digits after the prefix).
-    Revoke { key_id: String },
+    /// Revoke a key by its id: the 16 hex digits after the prefix, as `keys list` shows
+    /// them (a whole key or `sk_ID` is accepted too).
+    #[command(after_help = "Example:\n  unlockd admin keys revoke 0123456789abcdef")]
+    Revoke {
+        /// The key id (`0123456789abcdef`), `sk_0123456789abcdef`, or the whole key.
+        key_id: String,
+    },
     /// List an account's keys (ids only; secrets are never stored).
+    #[command(after_help = "Example:\n  unlockd admin keys list --account ACCOUNT_ID")]
     List {
+        /// The account's id (from `admin accounts list`).
         #[arg(long)]
         account: String,
+        /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -63,13 +96,18 @@ pub enum KeysCommand {
 #[derive(Debug, Subcommand)]
 pub enum CreditsCommand {
     /// Add credits to an account in a new bucket.
+    #[command(
+        after_help = "Examples:\n  unlockd admin credits grant --account ACCOUNT_ID --amount 1000\n  unlockd admin credits grant --account ACCOUNT_ID --amount 30000 --bucket subscription --expires-at 2027-01-01T00:00:00Z"
+    )]
     Grant(GrantArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct GrantArgs {
+    /// The account's id (from `admin accounts list`).
     #[arg(long)]
     account: String,
+    /// Credits to add (1 to 10^12).
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..=1_000_000_000_000))]
     amount: i64,
     /// subscription and addon buckets expire (--expires-at required); gift never does.
@@ -82,12 +120,50 @@ pub struct GrantArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Check every billing invariant; exits non-zero on any violation.
+    /// Check every billing invariant; exits 2 on any violation. Works on a read-only database.
+    #[command(
+        after_help = "Example:\n  unlockd admin ledger verify --database-url sqlite://unlockd.db"
+    )]
     Verify,
 }
 
-pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> {
-    let store = cli.open_store().await?;
+impl AdminCommand {
+    /// Listing and verifying only read; everything else writes.
+    fn access(&self, create: bool) -> Access {
+        match self {
+            AdminCommand::Ledger(LedgerCommand::Verify)
+            | AdminCommand::Keys(KeysCommand::List { .. })
+            | AdminCommand::Accounts(AccountsCommand::List { .. }) => Access::ReadOnly,
+            _ if create => Access::Create,
+            _ => Access::Existing,
+        }
+    }
+}
+
+/// The id part of `0123456789abcdef`, `sk_0123456789abcdef` or a whole `sk_ID_SECRET` key.
+fn key_id_of(text: &str) -> &str {
+    let text = text.trim();
+    let rest = text
+        .strip_prefix("sk_")
+        .or_else(|| text.strip_prefix("uak_"))
+        .unwrap_or(text);
+    rest.split('_').next().unwrap_or(rest)
+}
+
+async fn require_account(store: &DynStore, account_id: &str) -> anyhow::Result<AccountInfo> {
+    store.find_account(account_id).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--account: account {account_id:?} not found (see `unlockd admin accounts list`)"
+        )
+    })
+}
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", super::table::render(headers, rows));
+}
+
+pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Result<ExitCode> {
+    let store = cli.open_store_with(command.access(create)).await?;
     match command {
         AdminCommand::Accounts(AccountsCommand::Create {
             name,
@@ -134,6 +210,7 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
             } else {
                 KeyPrefix::Sk
             };
+            require_account(&store, account).await?;
             let key = keys::generate(prefix);
             store.add_api_key(account, &key, prefix).await?;
             if *json {
@@ -149,31 +226,106 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
             }
         }
         AdminCommand::Keys(KeysCommand::Revoke { key_id }) => {
+            let key_id = key_id_of(key_id);
             if !store.revoke_api_key(key_id).await? {
-                anyhow::bail!("no active key {key_id:?}");
+                anyhow::bail!(
+                    "no active key {key_id:?} (ids are the 16 hex digits `admin keys list` shows)"
+                );
             }
             println!("key {key_id} revoked");
         }
         AdminCommand::Keys(KeysCommand::List { account, json }) => {
+            require_account(&store, account).await?;
             let list = store.list_api_keys(account).await?;
             if *json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|k| json!({"key_id": k.key_id, "prefix": k.prefix, "created_at": k.created_at, "revoked_at": k.revoked_at}))
+                    .map(|k| {
+                        json!({
+                            "key_id": k.key_id,
+                            "prefix": k.prefix,
+                            "created_at": rfc3339(k.created_at),
+                            "revoked_at": k.revoked_at.map(rfc3339),
+                        })
+                    })
                     .collect();
-                println!("{}", serde_json::Value::Array(rows));
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("account {account} has no keys");
             } else {
-                for k in list {
-                    let state = k.revoked_at.map_or("active".to_string(), |at| {
-                        format!("revoked {}", crate::clock::rfc3339(at))
-                    });
-                    println!(
-                        "{}_{}  created {}  {state}",
-                        k.prefix,
-                        k.key_id,
-                        crate::clock::rfc3339(k.created_at)
-                    );
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.key_id.clone(),
+                            format!("{}_", k.prefix),
+                            rfc3339(k.created_at),
+                            k.revoked_at.map_or("active".to_string(), |at| {
+                                format!("revoked {}", rfc3339(at))
+                            }),
+                        ]
+                    })
+                    .collect();
+                print_table(&["KEY ID", "PREFIX", "CREATED", "STATE"], &rows);
+            }
+        }
+        AdminCommand::Accounts(AccountsCommand::List { json }) => {
+            let now = cli.clock().now_ms();
+            let mut rows = Vec::new();
+            for (account, key_count) in store.list_accounts().await? {
+                let balance = summarize(&store.buckets(&account.id).await?, now);
+                rows.push((account, key_count, balance));
+            }
+            if *json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(account, key_count, balance)| {
+                        json!({
+                            "account_id": account.id,
+                            "name": account.name,
+                            "created_at": rfc3339(account.created_at),
+                            "total_balance": balance.total_balance,
+                            "available_credits": balance.available_credits,
+                            "held_credits": balance.held_credits,
+                            "subscription_balance": balance.subscription_balance,
+                            "addon_balance": balance.addon_balance,
+                            "gift_balance": balance.gift_balance,
+                            "active_keys": key_count,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if rows.is_empty() {
+                println!(
+                    "no accounts yet: create one with `unlockd admin accounts create --name NAME`"
+                );
+            } else {
+                let table: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|(account, key_count, balance)| {
+                        vec![
+                            account.id.clone(),
+                            account.name.clone(),
+                            balance.total_balance.to_string(),
+                            balance.available_credits.to_string(),
+                            balance.held_credits.to_string(),
+                            key_count.to_string(),
+                            rfc3339(account.created_at),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "ACCOUNT ID",
+                        "NAME",
+                        "BALANCE",
+                        "AVAILABLE",
+                        "HELD",
+                        "KEYS",
+                        "CREATED",
+                    ],
+                    &table,
+                );
             }
         }
         AdminCommand::Credits(CreditsCommand::Grant(args)) => {
@@ -201,6 +353,7 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                 }
                 _ => {}
             }
+            require_account(&store, &args.account).await?;
             let bucket = store
                 .grant_credits(&Grant {
                     account_id: args.account.clone(),

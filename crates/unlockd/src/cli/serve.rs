@@ -146,13 +146,39 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
         trust_forwarded_for: args.trust_forwarded_for,
     };
-    let server = app::start(config, store, cli.clock(), shutdown_on_signals()).await?;
+    let server = app::start(config, store, cli.clock(), shutdown_on_signals())
+        .await
+        .map_err(|e| listen_error(&args.listen, e))?;
     tracing::info!(url = %server.url(), worker = !args.no_worker, "unlockd listening");
     if let Some(key) = demo_key {
         print_demo_banner(&server.url(), &key);
     }
     server.wait().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A failure to start, with the address and the flag that chose it when binding failed.
+fn listen_error(listen: &str, error: anyhow::Error) -> anyhow::Error {
+    let io_kind = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    match io_kind {
+        Some(std::io::ErrorKind::AddrInUse) => anyhow::anyhow!(
+            "cannot listen on {listen}: the address is already in use (another unlockd?); choose another with --listen or UNLOCKD_LISTEN"
+        ),
+        Some(std::io::ErrorKind::AddrNotAvailable) => anyhow::anyhow!(
+            "cannot listen on {listen}: no such local address; choose another with --listen or UNLOCKD_LISTEN"
+        ),
+        Some(std::io::ErrorKind::PermissionDenied) => anyhow::anyhow!(
+            "cannot listen on {listen}: permission denied (ports below 1024 need privileges); choose another with --listen or UNLOCKD_LISTEN"
+        ),
+        Some(_) => anyhow::anyhow!(
+            "cannot listen on {listen} (--listen / UNLOCKD_LISTEN): {}",
+            super::one_line(&error)
+        ),
+        None => error,
+    }
 }
 
 pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// restarting); nothing was written, and a retry later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database server could not be reached (or did not answer in time).
+    #[error("{0}")]
+    Unreachable(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -47,7 +50,7 @@ impl StoreError {
     /// broken: clients are told to retry (503) and workers back off.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Unavailable(_) => true,
+            StoreError::Unavailable(_) | StoreError::Unreachable(_) => true,
             StoreError::Database(e) => database_unavailable(e),
             _ => false,
         }
@@ -366,6 +369,9 @@ pub trait Store: Send + Sync + 'static {
     // Accounts, keys, credits.
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>>;
+    async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>>;
+    /// Every account, oldest first, with its count of active keys.
+    async fn list_accounts(&self) -> StoreResult<Vec<(AccountInfo, i64)>>;
     async fn add_api_key(
         &self,
         account_id: &str,
@@ -470,6 +476,27 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// How [`connect_with`] opens a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// SQLite only: PostgreSQL's is the server's (`synchronous_commit`).
+    pub durability: sqlite::Durability,
+    /// SQLite only: create the file when it does not exist.
+    pub create_if_missing: bool,
+    /// Open for reading only (SQLite `mode=ro`; PostgreSQL read-only transactions).
+    pub read_only: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            durability: sqlite::Durability::Full,
+            create_if_missing: true,
+            read_only: false,
+        }
+    }
+}
+
 /// Opens the store a URL names without migrating it: `sqlite://path`, or
 /// `postgres://...` / `postgresql://...` (a pool of `postgres::DEFAULT_POOL_SIZE`
 /// connections, or `pool_size=N` from the URL's query). `durability` applies to SQLite only:
@@ -479,12 +506,27 @@ pub async fn connect(
     durability: sqlite::Durability,
     clock: crate::clock::DynClock,
 ) -> StoreResult<DynStore> {
+    let options = ConnectOptions {
+        durability,
+        ..ConnectOptions::default()
+    };
+    connect_with(url, options, clock).await
+}
+
+/// [`connect`] with every option.
+pub async fn connect_with(
+    url: &str,
+    options: ConnectOptions,
+    clock: crate::clock::DynClock,
+) -> StoreResult<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, durability, clock).await?,
+            sqlite::SqliteStore::connect_with(url, options, clock).await?,
         ))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PgStore::connect(url, clock).await?))
+        Ok(Arc::new(
+            postgres::PgStore::connect_with(url, options, clock).await?,
+        ))
     } else {
         Err(StoreError::Invalid(format!(
             "database URL must start with sqlite://, postgres:// or postgresql:// (got {:?})",

@@ -28,6 +28,9 @@ use crate::clock::DynClock;
 /// Connections per process when the URL does not say otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
 
+/// How long the first connection may take before the server counts as unreachable.
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct PgStore {
     pool: PgPool,
     clock: DynClock,
@@ -72,8 +75,47 @@ fn split_pool_size(url: &str) -> StoreResult<(String, u32)> {
 impl PgStore {
     /// Opens a pool (`DEFAULT_POOL_SIZE` connections unless the URL carries `pool_size=N`).
     pub async fn connect(url: &str, clock: DynClock) -> StoreResult<Self> {
+        Self::connect_with(url, ConnectOptions::default(), clock).await
+    }
+
+    /// [`PgStore::connect`]; `read_only` makes every transaction read-only.
+    pub async fn connect_with(
+        url: &str,
+        connect: ConnectOptions,
+        clock: DynClock,
+    ) -> StoreResult<Self> {
         let (url, size) = split_pool_size(url)?;
-        let options: PgConnectOptions = url.parse()?;
+        let mut options: PgConnectOptions = url.parse()?;
+        if connect.read_only {
+            options = options.options([("default_transaction_read_only", "on")]);
+        }
+        // One connection first, with a short deadline and no retries: the pool would keep
+        // retrying an unreachable server for its whole acquire timeout.
+        let probe = tokio::time::timeout(FIRST_CONNECT_TIMEOUT, async {
+            use sqlx::Connection;
+            sqlx::PgConnection::connect_with(&options).await
+        })
+        .await
+        .map_err(|_| {
+            StoreError::Unreachable(format!(
+                "PostgreSQL at {}:{} did not answer within {} s",
+                options.get_host(),
+                options.get_port(),
+                FIRST_CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| match e {
+            sqlx::Error::Io(io) => StoreError::Unreachable(format!(
+                "cannot connect to PostgreSQL at {}:{}: {io}",
+                options.get_host(),
+                options.get_port()
+            )),
+            other => StoreError::Database(other),
+        })?;
+        {
+            use sqlx::Connection;
+            let _ = probe.close().await;
+        }
         let pool = PgPoolOptions::new()
             .max_connections(size)
             // A request waits this long for a connection; past it the database counts as
@@ -275,6 +317,42 @@ impl Store for PgStore {
             name,
             created_at,
         }))
+    }
+
+    async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, name, created_at)| AccountInfo {
+            id,
+            name,
+            created_at,
+        }))
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<(AccountInfo, i64)>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT a.id, a.name, a.created_at, \
+             (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) \
+             FROM accounts a ORDER BY a.created_at, a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, created_at, keys)| {
+                (
+                    AccountInfo {
+                        id,
+                        name,
+                        created_at,
+                    },
+                    keys,
+                )
+            })
+            .collect())
     }
 
     async fn add_api_key(

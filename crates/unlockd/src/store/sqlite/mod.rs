@@ -39,15 +39,33 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 impl SqliteStore {
     pub async fn connect(url: &str, durability: Durability, clock: DynClock) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match durability {
+        let options = ConnectOptions {
+            durability,
+            ..ConnectOptions::default()
+        };
+        Self::connect_with(url, options, clock).await
+    }
+
+    pub async fn connect_with(
+        url: &str,
+        connect: ConnectOptions,
+        clock: DynClock,
+    ) -> StoreResult<Self> {
+        let mut options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(connect.create_if_missing && !connect.read_only)
+            .synchronous(match connect.durability {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        // Switching the journal mode writes the header; a read-only connection uses the
+        // database's own mode (WAL, set by the first read-write open).
+        if connect.read_only {
+            options = options.read_only(true);
+        } else {
+            options = options.journal_mode(SqliteJournalMode::Wal);
+        }
         if url.contains(":memory:") {
             return Err(StoreError::Invalid(
                 "an in-memory SQLite database cannot be shared by the writer and the readers; use a file".into(),
@@ -233,6 +251,42 @@ impl Store for SqliteStore {
             name,
             created_at,
         }))
+    }
+
+    async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = ?1")
+                .bind(account_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(|(id, name, created_at)| AccountInfo {
+            id,
+            name,
+            created_at,
+        }))
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<(AccountInfo, i64)>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT a.id, a.name, a.created_at, \
+             (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) \
+             FROM accounts a ORDER BY a.created_at, a.id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, created_at, keys)| {
+                (
+                    AccountInfo {
+                        id,
+                        name,
+                        created_at,
+                    },
+                    keys,
+                )
+            })
+            .collect())
     }
 
     async fn add_api_key(
