@@ -8,6 +8,7 @@ use serde_json::json;
 use super::Cli;
 use crate::domain::keys::{self, KeyPrefix};
 use crate::domain::ledger::BucketKind;
+use crate::store::audit::{current_actor, AuditEntry};
 use crate::store::Grant;
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +21,18 @@ pub enum AdminCommand {
     Credits(CreditsCommand),
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Show the audit log of admin actions (oldest first).
+    Audit {
+        /// Only this account's actions.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a live SQLite database to a new file, consistently, while it serves traffic.
+    Backup(super::backup::BackupArgs),
+    /// Put a backup in place as a SQLite database, after checking it.
+    Restore(super::backup::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +48,10 @@ pub enum AccountsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Disable an account: its keys answer 403 ACCOUNT_DISABLED; running tasks still finish.
+    Disable { account_id: String },
+    /// Enable a disabled account again.
+    Enable { account_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +104,14 @@ pub enum LedgerCommand {
 }
 
 pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> {
+    // These work on files, and must not open (or create) the database first.
+    match command {
+        AdminCommand::Backup(args) => return super::backup::backup(cli, args).await,
+        AdminCommand::Restore(args) => return super::backup::restore(cli, args).await,
+        _ => {}
+    }
     let store = cli.open_store().await?;
+    let actor = current_actor();
     match command {
         AdminCommand::Accounts(AccountsCommand::Create {
             name,
@@ -98,19 +122,10 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
             if name.is_empty() || name.chars().count() > 200 {
                 anyhow::bail!("--name must be 1 to 200 characters");
             }
-            let account = store.create_account(name).await?;
-            if *credits > 0 {
-                store
-                    .grant_credits(&Grant {
-                        account_id: account.id.clone(),
-                        kind: BucketKind::Gift,
-                        amount: *credits,
-                        expires_at: None,
-                    })
-                    .await?;
-            }
             let key = keys::generate(KeyPrefix::Sk);
-            store.add_api_key(&account.id, &key, KeyPrefix::Sk).await?;
+            let account = store
+                .admin_create_account(&actor, name, *credits, &key, KeyPrefix::Sk)
+                .await?;
             if *json {
                 println!(
                     "{}",
@@ -135,7 +150,9 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                 KeyPrefix::Sk
             };
             let key = keys::generate(prefix);
-            store.add_api_key(account, &key, prefix).await?;
+            store
+                .admin_add_api_key(&actor, account, &key, prefix)
+                .await?;
             if *json {
                 println!(
                     "{}",
@@ -149,7 +166,7 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
             }
         }
         AdminCommand::Keys(KeysCommand::Revoke { key_id }) => {
-            if !store.revoke_api_key(key_id).await? {
+            if !store.admin_revoke_api_key(&actor, key_id).await? {
                 anyhow::bail!("no active key {key_id:?}");
             }
             println!("key {key_id} revoked");
@@ -202,12 +219,15 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                 _ => {}
             }
             let bucket = store
-                .grant_credits(&Grant {
-                    account_id: args.account.clone(),
-                    kind,
-                    amount: args.amount,
-                    expires_at,
-                })
+                .admin_grant_credits(
+                    &actor,
+                    &Grant {
+                        account_id: args.account.clone(),
+                        kind,
+                        amount: args.amount,
+                        expires_at,
+                    },
+                )
                 .await?;
             println!(
                 "granted {} {} credits to {} (bucket {bucket})",
@@ -216,6 +236,28 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
                 args.account
             );
         }
+        AdminCommand::Accounts(AccountsCommand::Disable { account_id }) => {
+            if store.set_account_disabled(&actor, account_id, true).await? {
+                println!("account {account_id} disabled");
+            } else {
+                println!("account {account_id} was already disabled");
+            }
+        }
+        AdminCommand::Accounts(AccountsCommand::Enable { account_id }) => {
+            if store
+                .set_account_disabled(&actor, account_id, false)
+                .await?
+            {
+                println!("account {account_id} enabled");
+            } else {
+                println!("account {account_id} was already enabled");
+            }
+        }
+        AdminCommand::Audit { account, json } => {
+            let entries = store.audit_log(account.as_deref()).await?;
+            print_audit(&entries, *json);
+        }
+        AdminCommand::Backup(_) | AdminCommand::Restore(_) => {}
         AdminCommand::Ledger(LedgerCommand::Verify) => {
             let problems = store.verify_ledger().await?;
             if problems.is_empty() {
@@ -230,4 +272,34 @@ pub async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_audit(entries: &[AuditEntry], json: bool) {
+    if json {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "at": crate::clock::rfc3339(e.at),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "account_id": e.account_id,
+                    "details": e.details,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    for e in entries {
+        println!(
+            "{}  {:<15}  {:<12}  {}  {}",
+            crate::clock::rfc3339(e.at),
+            e.action,
+            e.actor,
+            e.account_id.as_deref().unwrap_or("-"),
+            e.details
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The `unlockd` command line: one file per command group.
 
 mod admin;
+mod backup;
 mod catalog;
 mod client;
 mod serve;
