@@ -9,6 +9,7 @@ use super::{Access, Cli};
 use crate::clock::rfc3339;
 use crate::domain::keys::{self, KeyPrefix};
 use crate::domain::ledger::{summarize, BucketKind};
+use crate::store::audit::{current_actor, AuditEntry};
 use crate::store::{AccountInfo, DynStore, Grant};
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +32,26 @@ pub enum AdminCommand {
     #[command(subcommand)]
     #[command(after_help = "Example:\n  unlockd admin ledger verify")]
     Ledger(LedgerCommand),
+    /// Show the audit log of admin actions (oldest first).
+    #[command(after_help = "Example:\n  unlockd admin audit --account ACCOUNT_ID")]
+    Audit {
+        /// Only this account's actions.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a live SQLite database to a new file, consistently, while it serves traffic.
+    #[command(
+        after_help = "Example:\n  unlockd admin backup --out /backups/unlockd-2026-11-29.db"
+    )]
+    Backup(super::backup::BackupArgs),
+    /// Put a backup in place as a SQLite database, after checking it.
+    #[command(
+        after_help = "Example:\n  unlockd admin restore --from /backups/unlockd-2026-11-29.db --database-url sqlite://unlockd.db"
+    )]
+    Restore(super::backup::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +77,18 @@ pub enum AccountsCommand {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Disable an account: its keys answer 403 ACCOUNT_DISABLED; running tasks still finish.
+    #[command(after_help = "Example:\n  unlockd admin accounts disable ACCOUNT_ID")]
+    Disable {
+        /// The account's id (see `unlockd admin accounts list`).
+        account_id: String,
+    },
+    /// Enable a disabled account again.
+    #[command(after_help = "Example:\n  unlockd admin accounts enable ACCOUNT_ID")]
+    Enable {
+        /// The account's id (see `unlockd admin accounts list`).
+        account_id: String,
     },
 }
 
@@ -133,7 +166,8 @@ impl AdminCommand {
         match self {
             AdminCommand::Ledger(LedgerCommand::Verify)
             | AdminCommand::Keys(KeysCommand::List { .. })
-            | AdminCommand::Accounts(AccountsCommand::List { .. }) => Access::ReadOnly,
+            | AdminCommand::Accounts(AccountsCommand::List { .. })
+            | AdminCommand::Audit { .. } => Access::ReadOnly,
             _ if create => Access::Create,
             _ => Access::Existing,
         }
@@ -163,7 +197,14 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Result<ExitCode> {
+    // These work on files, and must not open (or create) the database first.
+    match command {
+        AdminCommand::Backup(args) => return super::backup::backup(cli, args).await,
+        AdminCommand::Restore(args) => return super::backup::restore(cli, args).await,
+        _ => {}
+    }
     let store = cli.open_store_with(command.access(create)).await?;
+    let actor = current_actor();
     match command {
         AdminCommand::Accounts(AccountsCommand::Create {
             name,
@@ -174,19 +215,10 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
             if name.is_empty() || name.chars().count() > 200 {
                 anyhow::bail!("--name must be 1 to 200 characters");
             }
-            let account = store.create_account(name).await?;
-            if *credits > 0 {
-                store
-                    .grant_credits(&Grant {
-                        account_id: account.id.clone(),
-                        kind: BucketKind::Gift,
-                        amount: *credits,
-                        expires_at: None,
-                    })
-                    .await?;
-            }
             let key = keys::generate(KeyPrefix::Sk);
-            store.add_api_key(&account.id, &key, KeyPrefix::Sk).await?;
+            let account = store
+                .admin_create_account(&actor, name, *credits, &key, KeyPrefix::Sk)
+                .await?;
             if *json {
                 println!(
                     "{}",
@@ -212,7 +244,9 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
             };
             require_account(&store, account).await?;
             let key = keys::generate(prefix);
-            store.add_api_key(account, &key, prefix).await?;
+            store
+                .admin_add_api_key(&actor, account, &key, prefix)
+                .await?;
             if *json {
                 println!(
                     "{}",
@@ -227,7 +261,7 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
         }
         AdminCommand::Keys(KeysCommand::Revoke { key_id }) => {
             let key_id = key_id_of(key_id);
-            if !store.revoke_api_key(key_id).await? {
+            if !store.admin_revoke_api_key(&actor, key_id).await? {
                 anyhow::bail!(
                     "no active key {key_id:?} (ids are the 16 hex digits `admin keys list` shows)"
                 );
@@ -355,12 +389,15 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
             }
             require_account(&store, &args.account).await?;
             let bucket = store
-                .grant_credits(&Grant {
-                    account_id: args.account.clone(),
-                    kind,
-                    amount: args.amount,
-                    expires_at,
-                })
+                .admin_grant_credits(
+                    &actor,
+                    &Grant {
+                        account_id: args.account.clone(),
+                        kind,
+                        amount: args.amount,
+                        expires_at,
+                    },
+                )
                 .await?;
             println!(
                 "granted {} {} credits to {} (bucket {bucket})",
@@ -369,6 +406,28 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
                 args.account
             );
         }
+        AdminCommand::Accounts(AccountsCommand::Disable { account_id }) => {
+            if store.set_account_disabled(&actor, account_id, true).await? {
+                println!("account {account_id} disabled");
+            } else {
+                println!("account {account_id} was already disabled");
+            }
+        }
+        AdminCommand::Accounts(AccountsCommand::Enable { account_id }) => {
+            if store
+                .set_account_disabled(&actor, account_id, false)
+                .await?
+            {
+                println!("account {account_id} enabled");
+            } else {
+                println!("account {account_id} was already enabled");
+            }
+        }
+        AdminCommand::Audit { account, json } => {
+            let entries = store.audit_log(account.as_deref()).await?;
+            print_audit(&entries, *json);
+        }
+        AdminCommand::Backup(_) | AdminCommand::Restore(_) => {}
         AdminCommand::Ledger(LedgerCommand::Verify) => {
             let problems = store.verify_ledger().await?;
             if problems.is_empty() {
@@ -383,4 +442,34 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_audit(entries: &[AuditEntry], json: bool) {
+    if json {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "at": crate::clock::rfc3339(e.at),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "account_id": e.account_id,
+                    "details": e.details,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    for e in entries {
+        println!(
+            "{}  {:<15}  {:<12}  {}  {}",
+            crate::clock::rfc3339(e.at),
+            e.action,
+            e.actor,
+            e.account_id.as_deref().unwrap_or("-"),
+            e.details
+        );
+    }
 }

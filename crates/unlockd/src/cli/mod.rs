@@ -1,6 +1,7 @@
 //! The `unlockd` command line: one file per command group.
 
 mod admin;
+mod backup;
 mod catalog;
 mod client;
 mod database;
@@ -189,6 +190,13 @@ impl Cli {
         Arc::new(SystemClock)
     }
 
+    /// The database URL of a command that takes one.
+    fn database_url(&self) -> anyhow::Result<&str> {
+        self.database()
+            .map(|d| d.database_url.as_str())
+            .ok_or_else(|| anyhow::anyhow!("this command does not use a database"))
+    }
+
     fn database(&self) -> Option<&DatabaseArgs> {
         match &self.command {
             Command::Serve(c) => Some(&c.database),
@@ -242,7 +250,7 @@ impl Cli {
             .await
             .map_err(|e| database::explain(url, sqlite_file.as_deref(), access, e.into()))?;
         let prepared = if access == Access::ReadOnly {
-            store.ready().await
+            store.migrated().await
         } else {
             store.migrate().await
         };

@@ -71,6 +71,14 @@ pub(super) async fn authenticate(
         Ok(None) => return ApiError::unauthorized().into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
+    if principal.account_disabled {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ACCOUNT_DISABLED",
+            "This account is disabled; contact the operator",
+        )
+        .into_response();
+    }
     let decision = if state.key_limiter.enabled() {
         Some(state.key_limiter.check(&principal.key_id).await)
     } else {

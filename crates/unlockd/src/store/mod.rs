@@ -1,6 +1,7 @@
 //! Durable state behind one interface. Every multi-row change is one transaction; the
 //! uniqueness that matters for money is enforced by database constraints.
 
+pub mod audit;
 pub mod invariants;
 pub mod postgres;
 mod rows;
@@ -101,6 +102,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Principal {
     pub account_id: String,
     pub key_id: String,
+    /// The key is valid but its account is disabled (403 `ACCOUNT_DISABLED`).
+    pub account_disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,7 +337,9 @@ pub struct ContactView {
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
-    /// Database reachable and migrated.
+    /// Database reachable and every migration applied (reads only).
+    async fn migrated(&self) -> StoreResult<()>;
+    /// Migrated, and a write can be committed: what `/readyz` reports.
     async fn ready(&self) -> StoreResult<()>;
 
     // Catalog. Each call is one transaction: a file is applied whole or not at all.
@@ -385,6 +390,38 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a bucket with a `grant` ledger entry; returns the bucket id.
     async fn grant_credits(&self, grant: &Grant) -> StoreResult<String>;
     async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>>;
+
+    // Operator actions: each is one transaction together with its audit-log row.
+    /// Creates an account with `credits` gift credits (0: no bucket) and its first key.
+    async fn admin_create_account(
+        &self,
+        actor: &str,
+        name: &str,
+        credits: i64,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<AccountInfo>;
+    async fn admin_add_api_key(
+        &self,
+        actor: &str,
+        account_id: &str,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<()>;
+    /// `false` when no such key (or already revoked); nothing is recorded then.
+    async fn admin_revoke_api_key(&self, actor: &str, key_id: &str) -> StoreResult<bool>;
+    /// Returns the new bucket's id.
+    async fn admin_grant_credits(&self, actor: &str, grant: &Grant) -> StoreResult<String>;
+    /// Disables or enables an account. `false` when it already was in that state (nothing
+    /// is recorded then); `NotFound` for an unknown account.
+    async fn set_account_disabled(
+        &self,
+        actor: &str,
+        account_id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool>;
+    /// The audit log, oldest first; only one account's rows when `account_id` is given.
+    async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>>;
 
     // Unlock tasks.
     /// Resolve, classify, hold and insert the task, items and in-flight guards, atomically.

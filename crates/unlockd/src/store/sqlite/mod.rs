@@ -2,6 +2,8 @@
 //! process and take the database lock with `BEGIN IMMEDIATE`, so several processes on one
 //! file are safe too) and a small pool of readers.
 
+mod admin;
+pub mod backup;
 mod catalog;
 mod reads;
 mod tasks;
@@ -121,7 +123,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn ready(&self) -> StoreResult<()> {
+    async fn migrated(&self) -> StoreResult<()> {
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
                 .fetch_one(&self.reader)
@@ -132,6 +134,11 @@ impl Store for SqliteStore {
                 "{applied} of {known} migrations applied"
             )));
         }
+        Ok(())
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        self.migrated().await?;
         // Reads working is not enough: the writer must be able to commit a write (its
         // connection is replaced after a failure, so this also tells when it recovered).
         let now = self.now();
@@ -350,13 +357,19 @@ impl Store for SqliteStore {
     }
 
     async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, account_id FROM api_keys WHERE digest = ?1 AND revoked_at IS NULL",
+        let row: Option<(String, String, bool)> = sqlx::query_as(
+            "SELECT k.id, k.account_id, a.disabled_at IS NOT NULL \
+             FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.digest = ?1 AND k.revoked_at IS NULL",
         )
         .bind(key_digest)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(key_id, account_id)| Principal { account_id, key_id }))
+        Ok(row.map(|(key_id, account_id, account_disabled)| Principal {
+            account_id,
+            key_id,
+            account_disabled,
+        }))
     }
 
     async fn grant_credits(&self, grant: &Grant) -> StoreResult<String> {
@@ -426,6 +439,48 @@ impl Store for SqliteStore {
                 },
             )
             .collect()
+    }
+
+    async fn admin_create_account(
+        &self,
+        actor: &str,
+        name: &str,
+        credits: i64,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<AccountInfo> {
+        admin::create_account(self, actor, name, credits, key, prefix).await
+    }
+
+    async fn admin_add_api_key(
+        &self,
+        actor: &str,
+        account_id: &str,
+        key: &GeneratedKey,
+        prefix: KeyPrefix,
+    ) -> StoreResult<()> {
+        admin::add_api_key(self, actor, account_id, key, prefix).await
+    }
+
+    async fn admin_revoke_api_key(&self, actor: &str, key_id: &str) -> StoreResult<bool> {
+        admin::revoke_api_key(self, actor, key_id).await
+    }
+
+    async fn admin_grant_credits(&self, actor: &str, grant: &Grant) -> StoreResult<String> {
+        admin::grant_credits(self, actor, grant).await
+    }
+
+    async fn set_account_disabled(
+        &self,
+        actor: &str,
+        account_id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool> {
+        admin::set_disabled(self, actor, account_id, disabled).await
+    }
+
+    async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>> {
+        admin::audit_log(self, account_id).await
     }
 
     async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {

@@ -1,0 +1,78 @@
+//! Operator actions and their audit log: what the store records for every admin action,
+//! in the same transaction as the action itself.
+
+use serde_json::Value;
+
+/// The admin actions the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    AccountCreate,
+    AccountDisable,
+    AccountEnable,
+    KeyCreate,
+    KeyRevoke,
+    CreditsGrant,
+}
+
+impl AuditAction {
+    /// The stored spelling (the migrations' CHECK lists the same names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::AccountCreate => "account.create",
+            AuditAction::AccountDisable => "account.disable",
+            AuditAction::AccountEnable => "account.enable",
+            AuditAction::KeyCreate => "key.create",
+            AuditAction::KeyRevoke => "key.revoke",
+            AuditAction::CreditsGrant => "credits.grant",
+        }
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// Who ran the command: the OS user, or `operator`.
+    pub actor: String,
+    pub action: String,
+    pub account_id: Option<String>,
+    /// A JSON object with the action's particulars (never a key's secret).
+    pub details: Value,
+}
+
+impl AuditEntry {
+    /// Builds an entry from a stored row; `details` is the JSON text the row holds.
+    pub(crate) fn from_row(
+        (id, at, actor, action, account_id, details): (
+            i64,
+            i64,
+            String,
+            String,
+            Option<String>,
+            String,
+        ),
+    ) -> AuditEntry {
+        AuditEntry {
+            id,
+            at,
+            actor,
+            action,
+            account_id,
+            // Written by this code as JSON; anything else is shown as the text it is.
+            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+        }
+    }
+}
+
+/// Whom the audit log names for an action run from this process: the OS user (`USER`,
+/// else `LOGNAME`), or `operator` when neither is set.
+pub fn current_actor() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|value| value.trim().to_string())
+        .find(|value| !value.is_empty())
+        .unwrap_or_else(|| "operator".to_string())
+}
