@@ -5,6 +5,7 @@ pub mod audit;
 pub mod invariants;
 pub mod postgres;
 mod rows;
+mod settlement;
 pub mod sqlite;
 mod verify;
 

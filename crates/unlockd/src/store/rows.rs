@@ -41,6 +41,16 @@ pub(crate) fn item_status_str(status: ItemStatus) -> String {
         .unwrap_or_default()
 }
 
+/// The stored spelling of a task status.
+pub(crate) fn task_status_str(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Pending => "pending",
+        TaskStatus::Processing => "processing",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+    }
+}
+
 /// A `LIKE` pattern matching `text` anywhere, with `\` as the escape character.
 pub(crate) fn like_pattern(text: &str) -> String {
     let escaped = text

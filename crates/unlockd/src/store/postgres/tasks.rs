@@ -1,22 +1,24 @@
 //! Unlock tasks on PostgreSQL: create (lock the account, classify, hold, insert: one
-//! transaction), claim with `FOR UPDATE SKIP LOCKED`, lease and fencing, settle per item,
-//! and the read view. The rules are the domain's, applied exactly as the SQLite backend
-//! applies them; only the statements differ (arrays instead of JSON, fewer round trips).
+//! transaction), claim with `FOR UPDATE SKIP LOCKED`, lease and fencing, the statements of
+//! a settlement (its rule and orchestration are shared: `domain::settle`,
+//! `store::settlement`), and the read view. Only the statements differ from SQLite's
+//! (arrays instead of JSON).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use sqlx::PgConnection;
-use unlockd_api::{CallSource, ItemStatus, TaskStatus};
+use unlockd_api::{CallSource, TaskStatus};
 
 use super::PgStore;
 use crate::domain::ledger::Bucket;
-use crate::domain::settle::{settle as settle_rule, LookupOutcome};
+use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, SettlementPlan};
 use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
 use crate::domain::ContactKind;
 use crate::store::rows::{
-    item_status_str, parse_bucket_kind, parse_item_status, parse_kind, parse_task_status, ItemRow,
-    TaskRow,
+    item_status_str, parse_bucket_kind, parse_item_status, parse_kind, parse_task_status,
+    task_status_str, ItemRow, TaskRow,
 };
+use crate::store::settlement::{self, SettlementStatements, SettlingTask};
 use crate::store::{
     Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
     SettleReport, StoreError, StoreResult, TaskView,
@@ -383,7 +385,7 @@ pub(super) async fn claim(
             .collect();
         let mut tx = store.pool.begin().await?;
         let now = check_lease(&mut tx, store, &lease).await?;
-        settle_in_tx(&mut tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
+        settlement::settle(&mut *tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
         tx.commit().await?;
         return Ok(Claim::Aborted {
             task_id: lease.task_id,
@@ -451,8 +453,8 @@ pub(super) async fn settle(
 ) -> StoreResult<SettleReport> {
     let mut tx = store.pool.begin().await?;
     let now = check_lease(&mut tx, store, lease).await?;
-    let report = settle_in_tx(
-        &mut tx,
+    let report = settlement::settle(
+        &mut *tx,
         &lease.task_id,
         now,
         outcomes,
@@ -463,253 +465,234 @@ pub(super) async fn settle(
     Ok(report)
 }
 
-/// One item's settlement, decided by the domain rule, before it is written.
-struct Planned {
-    item_id: i64,
-    person: String,
-    status: ItemStatus,
-    value: Option<String>,
-    error_code: Option<&'static str>,
-    capture: bool,
-}
+#[async_trait::async_trait]
+impl SettlementStatements for PgConnection {
+    async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
+        let (account_id, kind, call_source): (String, String, String) =
+            sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = $1")
+                .bind(task_id)
+                .fetch_one(&mut *self)
+                .await?;
+        Ok(SettlingTask {
+            id: task_id.to_string(),
+            account_id,
+            kind: parse_kind(&kind)?,
+            call_source,
+        })
+    }
 
-/// Settles items inside the caller's transaction, in a fixed number of statements. An
-/// item already settled is skipped, so replaying a settlement can never capture or release
-/// twice (and the ledger's unique index would refuse it anyway). When no item is left, the
-/// task ends as `finish_as`.
-async fn settle_in_tx(
-    conn: &mut PgConnection,
-    task_id: &str,
-    now: i64,
-    outcomes: Vec<(i64, LookupOutcome)>,
-    finish_as: TaskStatus,
-) -> StoreResult<SettleReport> {
-    let (account_id, kind, call_source): (String, String, String) =
-        sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = $1")
-            .bind(task_id)
-            .fetch_one(&mut *conn)
+    async fn settlement_facts(
+        &mut self,
+        task: &SettlingTask,
+        item_ids: &[i64],
+    ) -> StoreResult<SettlementFacts> {
+        // Open items and whether the account already has their person, in one statement.
+        let open: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT i.id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = $2 \
+                    AND u.kind = $3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') \
+             FROM task_items i WHERE i.task_id = $1 AND i.status IN ('pending', 'processing') \
+             AND i.id = ANY($4)",
+        )
+        .bind(&task.id)
+        .bind(&task.account_id)
+        .bind(task.kind.as_str())
+        .bind(item_ids)
+        .fetch_all(&mut *self)
+        .await?;
+        let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = $1 \
+             AND item_id = ANY($2) ORDER BY id",
+        )
+        .bind(&task.id)
+        .bind(item_ids)
+        .fetch_all(&mut *self)
+        .await?;
+        let mut facts = SettlementFacts::default();
+        for (item_id, person, unlocked) in open {
+            if unlocked {
+                facts.already_unlocked.insert(person.clone());
+            }
+            facts.open.insert(item_id, person);
+        }
+        for (item_id, bucket_id, amount) in hold_rows {
+            facts
+                .holds
+                .entry(item_id)
+                .or_default()
+                .push(HoldShare { bucket_id, amount });
+        }
+        Ok(facts)
+    }
+
+    async fn write_settlement(
+        &mut self,
+        task: &SettlingTask,
+        now: i64,
+        plan: &SettlementPlan,
+    ) -> StoreResult<()> {
+        let kind = task.kind.as_str();
+        if !plan.unlocked.is_empty() {
+            let people: Vec<&str> = plan.unlocked.iter().map(|(p, _)| p.as_str()).collect();
+            let values: Vec<&str> = plan.unlocked.iter().map(|(_, v)| v.as_str()).collect();
+            let done = sqlx::query(
+                "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+                 SELECT $1, $2, u.person, 'unlocked', u.value, $3, $4 \
+                 FROM UNNEST($5::text[], $6::text[]) AS u(person, value) \
+                 ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
+                    value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
+                 WHERE unlocks.status <> 'unlocked'",
+            )
+            .bind(&task.account_id)
+            .bind(kind)
+            .bind(&task.id)
+            .bind(now)
+            .bind(&people)
+            .bind(&values)
+            .execute(&mut *self)
             .await?;
-    let kind = parse_kind(&kind)?;
-    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
-    let open: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, personnel_id FROM task_items WHERE task_id = $1 \
-         AND status IN ('pending', 'processing') AND id = ANY($2)",
-    )
-    .bind(task_id)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let open: HashMap<i64, String> = open.into_iter().collect();
-    let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = $1 \
-         AND item_id = ANY($2) ORDER BY id",
-    )
-    .bind(task_id)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut holds: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
-    for (item_id, bucket_id, amount) in hold_rows {
-        holds.entry(item_id).or_default().push((bucket_id, amount));
-    }
-
-    // The domain decides each item; the statements below only write what it decided.
-    let mut plan = Vec::new();
-    for (item_id, outcome) in outcomes {
-        let Some(person) = open.get(&item_id) else {
-            continue; // already settled, or not this task's item
-        };
-        let s = settle_rule(kind, outcome);
-        plan.push(Planned {
-            item_id,
-            person: person.clone(),
-            status: s.status,
-            value: s.value.as_ref().map(|v| v.expose().to_string()),
-            error_code: s.error_code,
-            capture: s.capture,
-        });
-    }
-
-    // Unlock records. A capture counts only where the person was not already unlocked by
-    // this account (it cannot normally happen while the guard holds): deliver, but never
-    // charge a person twice.
-    let captures: Vec<&Planned> = plan.iter().filter(|p| p.capture).collect();
-    if !captures.is_empty() {
-        let people: Vec<&str> = captures.iter().map(|p| p.person.as_str()).collect();
-        let values: Vec<Option<&str>> = captures.iter().map(|p| p.value.as_deref()).collect();
-        let recorded: Vec<(String,)> = sqlx::query_as(
-            "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
-             SELECT $1, $2, u.person, 'unlocked', u.value, $3, $4 \
-             FROM UNNEST($5::text[], $6::text[]) AS u(person, value) \
-             ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
-                value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
-             WHERE unlocks.status <> 'unlocked' \
-             RETURNING personnel_id",
-        )
-        .bind(&account_id)
-        .bind(kind.as_str())
-        .bind(task_id)
-        .bind(now)
-        .bind(&people)
-        .bind(&values)
-        .fetch_all(&mut *conn)
-        .await?;
-        let recorded: HashSet<String> = recorded.into_iter().map(|(p,)| p).collect();
-        for p in plan.iter_mut().filter(|p| p.capture) {
-            if !recorded.contains(&p.person) {
-                p.capture = false;
+            if done.rows_affected() != plan.unlocked.len() as u64 {
+                // The plan charges only people the account did not have, and the in-flight
+                // guard keeps every other settlement off them: this is corruption.
+                return Err(StoreError::Integrity(
+                    "an unlock record changed under a settlement".into(),
+                ));
             }
         }
-    }
-    let not_found: Vec<&str> = plan
-        .iter()
-        .filter(|p| !p.capture && p.error_code == Some(kind.not_found_code()))
-        .map(|p| p.person.as_str())
-        .collect();
-    if !not_found.is_empty() {
-        sqlx::query(
-            "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
-             SELECT $1, $2, u.person, 'failed', NULL, $3, $4 FROM UNNEST($5::text[]) AS u(person) \
-             ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
-                value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
-             WHERE unlocks.status <> 'unlocked'",
-        )
-        .bind(&account_id)
-        .bind(kind.as_str())
-        .bind(task_id)
-        .bind(now)
-        .bind(&not_found)
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    // Capture or release every hold share, and the items' final state.
-    let mut bucket_moves: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let (mut e_bucket, mut e_type, mut e_amount, mut e_item, mut e_person) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut i_id, mut i_status, mut i_value, mut i_error, mut i_charged) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for p in &plan {
-        let entry = if p.capture { "capture" } else { "release" };
-        let mut charged = 0;
-        for (bucket_id, amount) in holds.get(&p.item_id).map(Vec::as_slice).unwrap_or_default() {
-            e_bucket.push(bucket_id.as_str());
-            e_type.push(entry);
-            e_amount.push(*amount);
-            e_item.push(p.item_id);
-            e_person.push(p.person.as_str());
-            let moves = bucket_moves.entry(bucket_id.clone()).or_default();
-            if p.capture {
-                moves.0 += amount;
-                charged += amount;
-            } else {
-                moves.1 += amount;
-            }
+        if !plan.not_found.is_empty() {
+            sqlx::query(
+                "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+                 SELECT $1, $2, u.person, 'failed', NULL, $3, $4 FROM UNNEST($5::text[]) AS u(person) \
+                 ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
+                    value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
+                 WHERE unlocks.status <> 'unlocked'",
+            )
+            .bind(&task.account_id)
+            .bind(kind)
+            .bind(&task.id)
+            .bind(now)
+            .bind(&plan.not_found)
+            .execute(&mut *self)
+            .await?;
         }
-        i_id.push(p.item_id);
-        i_status.push(item_status_str(p.status));
-        i_value.push(p.value.as_deref());
-        i_error.push(p.error_code);
-        i_charged.push(charged);
-    }
-    if !e_bucket.is_empty() {
-        sqlx::query(
-            "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
-             SELECT $1, e.bucket, e.entry, e.amount, $2, e.item, $3, e.person, $4, $5 \
-             FROM UNNEST($6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
-                 WITH ORDINALITY AS e(bucket, entry, amount, item, person, ord) \
-             ORDER BY e.ord",
-        )
-        .bind(&account_id)
-        .bind(task_id)
-        .bind(kind.as_str())
-        .bind(&call_source)
-        .bind(now)
-        .bind(&e_bucket)
-        .bind(&e_type)
-        .bind(&e_amount)
-        .bind(&e_item)
-        .bind(&e_person)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !i_id.is_empty() {
-        sqlx::query(
+        if !plan.entries.is_empty() {
+            let buckets: Vec<&str> = plan.entries.iter().map(|e| e.bucket_id.as_str()).collect();
+            let types: Vec<&str> = plan.entries.iter().map(|e| e.entry.as_str()).collect();
+            let amounts: Vec<i64> = plan.entries.iter().map(|e| e.amount).collect();
+            let items: Vec<i64> = plan.entries.iter().map(|e| e.item_id).collect();
+            let people: Vec<&str> = plan.entries.iter().map(|e| e.person.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+                 SELECT $1, e.bucket, e.entry, e.amount, $2, e.item, $3, e.person, $4, $5 \
+                 FROM UNNEST($6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
+                     WITH ORDINALITY AS e(bucket, entry, amount, item, person, ord) \
+                 ORDER BY e.ord",
+            )
+            .bind(&task.account_id)
+            .bind(&task.id)
+            .bind(kind)
+            .bind(&task.call_source)
+            .bind(now)
+            .bind(&buckets)
+            .bind(&types)
+            .bind(&amounts)
+            .bind(&items)
+            .bind(&people)
+            .execute(&mut *self)
+            .await?;
+        }
+        let ids: Vec<i64> = plan.items.iter().map(|i| i.item_id).collect();
+        let statuses: Vec<String> = plan
+            .items
+            .iter()
+            .map(|i| item_status_str(i.status))
+            .collect();
+        let values: Vec<Option<&str>> = plan.items.iter().map(|i| i.value.as_deref()).collect();
+        let errors: Vec<Option<&str>> = plan.items.iter().map(|i| i.error_code).collect();
+        let charged: Vec<i64> = plan.items.iter().map(|i| i.charged).collect();
+        let updated = sqlx::query(
             "UPDATE task_items t SET status = u.status, value = u.value, error_code = u.error, \
                 charged = u.charged, updated_at = $1 \
              FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
                  AS u(id, status, value, error, charged) \
-             WHERE t.id = u.id AND t.status IN ('pending', 'processing')",
+             WHERE t.id = u.id AND t.task_id = $7 AND t.status IN ('pending', 'processing')",
         )
         .bind(now)
-        .bind(&i_id)
-        .bind(&i_status)
-        .bind(&i_value)
-        .bind(&i_error)
-        .bind(&i_charged)
-        .execute(&mut *conn)
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&values)
+        .bind(&errors)
+        .bind(&charged)
+        .bind(&task.id)
+        .execute(&mut *self)
         .await?;
-        let people: Vec<&str> = plan.iter().map(|p| p.person.as_str()).collect();
+        if updated.rows_affected() != plan.items.len() as u64 {
+            return Err(StoreError::Integrity("a settled item was not open".into()));
+        }
         sqlx::query(
             "DELETE FROM inflight WHERE account_id = $1 AND kind = $2 AND task_id = $3 \
              AND personnel_id = ANY($4)",
         )
-        .bind(&account_id)
-        .bind(kind.as_str())
-        .bind(task_id)
-        .bind(&people)
-        .execute(&mut *conn)
+        .bind(&task.account_id)
+        .bind(kind)
+        .bind(&task.id)
+        .bind(&plan.guards_removed)
+        .execute(&mut *self)
         .await?;
-    }
-    // Bucket by bucket in id order (the BTreeMap's), the order every writer locks them in.
-    for (bucket_id, (captured, released)) in bucket_moves {
-        let done = sqlx::query(
-            "UPDATE credit_buckets SET held = held - $1, balance = balance + $2 \
-             WHERE id = $3 AND held >= $1",
-        )
-        .bind(captured + released)
-        .bind(released)
-        .bind(&bucket_id)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "bucket {bucket_id} holds less than its settlement"
-            )));
+        // Bucket by bucket in id order (the plan's), the order every writer locks them in.
+        for (bucket_id, moved) in &plan.buckets {
+            let done = sqlx::query(
+                "UPDATE credit_buckets SET held = held - $1, balance = balance + $2 \
+                 WHERE id = $3 AND held >= $1",
+            )
+            .bind(moved.captured + moved.released)
+            .bind(moved.released)
+            .bind(bucket_id)
+            .execute(&mut *self)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "bucket {bucket_id} holds less than its settlement"
+                )));
+            }
         }
+        Ok(())
     }
 
-    let left: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status IN ('pending', 'processing')",
-    )
-    .bind(task_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let finished = if left == 0 {
-        let status = match finish_as {
-            TaskStatus::Failed => "failed",
-            _ => "completed",
-        };
-        sqlx::query(
-            "UPDATE tasks SET status = $1, completed_at = $2, updated_at = $2, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = $3",
+    async fn open_items(&mut self, task_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status IN ('pending', 'processing')",
         )
-        .bind(status)
-        .bind(now)
         .bind(task_id)
-        .execute(&mut *conn)
-        .await?;
-        Some(finish_as)
-    } else {
-        sqlx::query("UPDATE tasks SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(task_id)
-            .execute(&mut *conn)
-            .await?;
-        None
-    };
-    Ok(SettleReport {
-        settled: plan.len(),
-        finished,
-    })
+        .fetch_one(&mut *self)
+        .await?)
+    }
+
+    async fn mark_task(
+        &mut self,
+        task_id: &str,
+        now: i64,
+        finished: Option<TaskStatus>,
+    ) -> StoreResult<()> {
+        match finished {
+            Some(status) => {
+                sqlx::query(
+                    "UPDATE tasks SET status = $1, completed_at = $2, updated_at = $2, lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE id = $3",
+                )
+                .bind(task_status_str(status))
+                .bind(now)
+                .bind(task_id)
+                .execute(&mut *self)
+                .await?;
+            }
+            None => {
+                sqlx::query("UPDATE tasks SET updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(task_id)
+                    .execute(&mut *self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }

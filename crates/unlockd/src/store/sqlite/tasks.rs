@@ -1,20 +1,22 @@
 //! Unlock tasks on SQLite: create (classify + hold + insert, one transaction), claim with
-//! lease and fencing, settle per item, and the read view.
+//! lease and fencing, the statements of a settlement (the rule and its orchestration are
+//! shared: `domain::settle`, `store::settlement`), and the read view.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sqlx::SqliteConnection;
 use unlockd_api::{CallSource, TaskStatus};
 
 use super::SqliteStore;
 use crate::domain::ledger::Bucket;
-use crate::domain::settle::{settle as settle_rule, LookupOutcome};
+use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, SettlementPlan};
 use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
 use crate::domain::ContactKind;
 use crate::store::rows::{
     item_status_str, json, parse_bucket_kind, parse_item_status, parse_kind, parse_task_status,
-    ItemRow, TaskRow,
+    task_status_str, ItemRow, TaskRow,
 };
+use crate::store::settlement::{self, SettlementStatements, SettlingTask};
 use crate::store::{
     Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
     SettleReport, StoreError, StoreResult, TaskView,
@@ -357,7 +359,8 @@ pub(super) async fn claim(
             .run(move |conn| {
                 Box::pin(async move {
                     check_lease(conn, &aborting).await?;
-                    settle_in_tx(conn, &aborting.task_id, now, outcomes, TaskStatus::Failed).await
+                    settlement::settle(conn, &aborting.task_id, now, outcomes, TaskStatus::Failed)
+                        .await
                 })
             })
             .await?;
@@ -476,193 +479,236 @@ pub(super) async fn settle(
         .run(move |conn| {
             Box::pin(async move {
                 check_lease(conn, &lease).await?;
-                settle_in_tx(conn, &lease.task_id, now, outcomes, TaskStatus::Completed).await
+                settlement::settle(conn, &lease.task_id, now, outcomes, TaskStatus::Completed).await
             })
         })
         .await
 }
 
-/// Settles items inside the caller's transaction. An item already settled is skipped, so
-/// replaying a settlement can never capture or release twice (and the ledger's unique
-/// index would refuse it anyway). When no item is left, the task ends as `finish_as`.
-async fn settle_in_tx(
-    conn: &mut SqliteConnection,
-    task_id: &str,
-    now: i64,
-    outcomes: Vec<(i64, LookupOutcome)>,
-    finish_as: TaskStatus,
-) -> StoreResult<SettleReport> {
-    let (account_id, kind, call_source): (String, String, String) =
-        sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = ?1")
-            .bind(task_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let kind = parse_kind(&kind)?;
-    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
-    let ids_json = json(&ids)?;
-    let open: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 \
-         AND status IN ('pending', 'processing') AND id IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(task_id)
-    .bind(&ids_json)
-    .fetch_all(&mut *conn)
-    .await?;
-    let open: HashMap<i64, String> = open.into_iter().collect();
-    let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = ?1 \
-         AND item_id IN (SELECT value FROM json_each(?2)) ORDER BY id",
-    )
-    .bind(task_id)
-    .bind(&ids_json)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut holds: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
-    for (item_id, bucket_id, amount) in hold_rows {
-        holds.entry(item_id).or_default().push((bucket_id, amount));
+#[async_trait::async_trait]
+impl SettlementStatements for SqliteConnection {
+    async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
+        let (account_id, kind, call_source): (String, String, String) =
+            sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = ?1")
+                .bind(task_id)
+                .fetch_one(&mut *self)
+                .await?;
+        Ok(SettlingTask {
+            id: task_id.to_string(),
+            account_id,
+            kind: parse_kind(&kind)?,
+            call_source,
+        })
     }
 
-    let mut bucket_moves: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut settled = 0;
-    for (item_id, outcome) in outcomes {
-        let Some(person) = open.get(&item_id) else {
-            continue; // already settled, or not this task's item
-        };
-        let mut s = settle_rule(kind, outcome);
-        let value = s.value.as_ref().map(|v| v.expose().to_string());
-        if s.capture {
-            let first = sqlx::query(
+    async fn settlement_facts(
+        &mut self,
+        task: &SettlingTask,
+        item_ids: &[i64],
+    ) -> StoreResult<SettlementFacts> {
+        let ids = json(&item_ids)?;
+        // Open items and whether the account already has their person, in one statement.
+        let open: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT i.id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 \
+                    AND u.kind = ?3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') \
+             FROM task_items i WHERE i.task_id = ?1 AND i.status IN ('pending', 'processing') \
+             AND i.id IN (SELECT value FROM json_each(?4))",
+        )
+        .bind(&task.id)
+        .bind(&task.account_id)
+        .bind(task.kind.as_str())
+        .bind(&ids)
+        .fetch_all(&mut *self)
+        .await?;
+        let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = ?1 \
+             AND item_id IN (SELECT value FROM json_each(?2)) ORDER BY id",
+        )
+        .bind(&task.id)
+        .bind(&ids)
+        .fetch_all(&mut *self)
+        .await?;
+        let mut facts = SettlementFacts::default();
+        for (item_id, person, unlocked) in open {
+            if unlocked {
+                facts.already_unlocked.insert(person.clone());
+            }
+            facts.open.insert(item_id, person);
+        }
+        for (item_id, bucket_id, amount) in hold_rows {
+            facts
+                .holds
+                .entry(item_id)
+                .or_default()
+                .push(HoldShare { bucket_id, amount });
+        }
+        Ok(facts)
+    }
+
+    async fn write_settlement(
+        &mut self,
+        task: &SettlingTask,
+        now: i64,
+        plan: &SettlementPlan,
+    ) -> StoreResult<()> {
+        let kind = task.kind.as_str();
+        if !plan.unlocked.is_empty() {
+            let rows: Vec<serde_json::Value> = plan
+                .unlocked
+                .iter()
+                .map(|(person, value)| serde_json::json!({"p": person, "v": value}))
+                .collect();
+            let done = sqlx::query(
                 "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
-                 VALUES (?1, ?2, ?3, 'unlocked', ?4, ?5, ?6) \
+                 SELECT ?1, ?2, value ->> '$.p', 'unlocked', value ->> '$.v', ?3, ?4 FROM json_each(?5) WHERE true \
                  ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
                     value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
                  WHERE unlocks.status <> 'unlocked'",
             )
-            .bind(&account_id)
-            .bind(kind.as_str())
-            .bind(person)
-            .bind(&value)
-            .bind(task_id)
+            .bind(&task.account_id)
+            .bind(kind)
+            .bind(&task.id)
             .bind(now)
-            .execute(&mut *conn)
+            .bind(json(&rows)?)
+            .execute(&mut *self)
             .await?;
-            // Already unlocked by this account (it cannot normally happen while the guard
-            // holds): deliver, but never charge a person twice.
-            if first.rows_affected() == 0 {
-                s.capture = false;
+            if done.rows_affected() != plan.unlocked.len() as u64 {
+                // The plan charges only people the account did not have; the write lock
+                // is held, so this cannot differ unless something is badly wrong.
+                return Err(StoreError::Integrity(
+                    "an unlock record changed under a settlement".into(),
+                ));
             }
-        } else if s.error_code == Some(kind.not_found_code()) {
+        }
+        if !plan.not_found.is_empty() {
             sqlx::query(
                 "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
-                 VALUES (?1, ?2, ?3, 'failed', NULL, ?4, ?5) \
+                 SELECT ?1, ?2, value, 'failed', NULL, ?3, ?4 FROM json_each(?5) WHERE true \
                  ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
                     value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
                  WHERE unlocks.status <> 'unlocked'",
             )
-            .bind(&account_id)
-            .bind(kind.as_str())
-            .bind(person)
-            .bind(task_id)
+            .bind(&task.account_id)
+            .bind(kind)
+            .bind(&task.id)
             .bind(now)
-            .execute(&mut *conn)
+            .bind(json(&plan.not_found)?)
+            .execute(&mut *self)
             .await?;
         }
-        let entry = if s.capture { "capture" } else { "release" };
-        let mut charged = 0;
-        for (bucket_id, amount) in holds.get(&item_id).map(Vec::as_slice).unwrap_or_default() {
+        if !plan.entries.is_empty() {
+            let rows: Vec<serde_json::Value> = plan
+                .entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "b": e.bucket_id, "t": e.entry.as_str(), "a": e.amount, "i": e.item_id, "p": e.person
+                    })
+                })
+                .collect();
             sqlx::query(
                 "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 SELECT ?1, value ->> '$.b', value ->> '$.t', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
+                 FROM json_each(?6)",
             )
-            .bind(&account_id)
-            .bind(bucket_id)
-            .bind(entry)
-            .bind(amount)
-            .bind(task_id)
-            .bind(item_id)
-            .bind(kind.as_str())
-            .bind(person)
-            .bind(&call_source)
+            .bind(&task.account_id)
+            .bind(&task.id)
+            .bind(kind)
+            .bind(&task.call_source)
             .bind(now)
-            .execute(&mut *conn)
+            .bind(json(&rows)?)
+            .execute(&mut *self)
             .await?;
-            let moves = bucket_moves.entry(bucket_id.clone()).or_default();
-            if s.capture {
-                moves.0 += amount;
-                charged += amount;
-            } else {
-                moves.1 += amount;
+        }
+        let items: Vec<serde_json::Value> = plan
+            .items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "i": i.item_id, "s": item_status_str(i.status), "v": i.value, "e": i.error_code, "c": i.charged
+                })
+            })
+            .collect();
+        let updated = sqlx::query(
+            "UPDATE task_items SET status = u.status, value = u.value, error_code = u.error, \
+                charged = u.charged, updated_at = ?1 \
+             FROM (SELECT value ->> '$.i' AS id, value ->> '$.s' AS status, value ->> '$.v' AS value, \
+                          value ->> '$.e' AS error, value ->> '$.c' AS charged FROM json_each(?2)) u \
+             WHERE task_items.id = u.id AND task_items.task_id = ?3 \
+               AND task_items.status IN ('pending', 'processing')",
+        )
+        .bind(now)
+        .bind(json(&items)?)
+        .bind(&task.id)
+        .execute(&mut *self)
+        .await?;
+        if updated.rows_affected() != plan.items.len() as u64 {
+            return Err(StoreError::Integrity("a settled item was not open".into()));
+        }
+        sqlx::query(
+            "DELETE FROM inflight WHERE account_id = ?1 AND kind = ?2 AND task_id = ?3 \
+             AND personnel_id IN (SELECT value FROM json_each(?4))",
+        )
+        .bind(&task.account_id)
+        .bind(kind)
+        .bind(&task.id)
+        .bind(json(&plan.guards_removed)?)
+        .execute(&mut *self)
+        .await?;
+        for (bucket_id, moved) in &plan.buckets {
+            let done = sqlx::query(
+                "UPDATE credit_buckets SET held = held - ?1, balance = balance + ?2 \
+                 WHERE id = ?3 AND held >= ?1",
+            )
+            .bind(moved.captured + moved.released)
+            .bind(moved.released)
+            .bind(bucket_id)
+            .execute(&mut *self)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "bucket {bucket_id} holds less than its settlement"
+                )));
             }
         }
-        let status = item_status_str(s.status);
-        sqlx::query(
-            "UPDATE task_items SET status = ?1, value = ?2, error_code = ?3, charged = ?4, updated_at = ?5 \
-             WHERE id = ?6 AND status IN ('pending', 'processing')",
-        )
-        .bind(status)
-        .bind(&value)
-        .bind(s.error_code)
-        .bind(charged)
-        .bind(now)
-        .bind(item_id)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "DELETE FROM inflight WHERE account_id = ?1 AND kind = ?2 AND personnel_id = ?3 AND task_id = ?4",
-        )
-        .bind(&account_id)
-        .bind(kind.as_str())
-        .bind(person)
-        .bind(task_id)
-        .execute(&mut *conn)
-        .await?;
-        settled += 1;
-    }
-    for (bucket_id, (captured, released)) in bucket_moves {
-        let done = sqlx::query(
-            "UPDATE credit_buckets SET held = held - ?1, balance = balance + ?2 \
-             WHERE id = ?3 AND held >= ?1",
-        )
-        .bind(captured + released)
-        .bind(released)
-        .bind(&bucket_id)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "bucket {bucket_id} holds less than its settlement"
-            )));
-        }
+        Ok(())
     }
 
-    let (left,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM task_items WHERE task_id = ?1 AND status IN ('pending', 'processing')",
-    )
-    .bind(task_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let finished = if left == 0 {
-        let status = match finish_as {
-            TaskStatus::Failed => "failed",
-            _ => "completed",
-        };
-        sqlx::query(
-            "UPDATE tasks SET status = ?1, completed_at = ?2, updated_at = ?2, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = ?3",
+    async fn open_items(&mut self, task_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM task_items WHERE task_id = ?1 AND status IN ('pending', 'processing')",
         )
-        .bind(status)
-        .bind(now)
         .bind(task_id)
-        .execute(&mut *conn)
-        .await?;
-        Some(finish_as)
-    } else {
-        sqlx::query("UPDATE tasks SET updated_at = ?1 WHERE id = ?2")
-            .bind(now)
-            .bind(task_id)
-            .execute(&mut *conn)
-            .await?;
-        None
-    };
-    Ok(SettleReport { settled, finished })
+        .fetch_one(&mut *self)
+        .await?)
+    }
+
+    async fn mark_task(
+        &mut self,
+        task_id: &str,
+        now: i64,
+        finished: Option<TaskStatus>,
+    ) -> StoreResult<()> {
+        match finished {
+            Some(status) => {
+                sqlx::query(
+                    "UPDATE tasks SET status = ?1, completed_at = ?2, updated_at = ?2, lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE id = ?3",
+                )
+                .bind(task_status_str(status))
+                .bind(now)
+                .bind(task_id)
+                .execute(&mut *self)
+                .await?;
+            }
+            None => {
+                sqlx::query("UPDATE tasks SET updated_at = ?1 WHERE id = ?2")
+                    .bind(now)
+                    .bind(task_id)
+                    .execute(&mut *self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }

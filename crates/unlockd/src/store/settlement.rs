@@ -1,0 +1,76 @@
+//! Settling items, written once for both backends: read the facts, let the domain plan
+//! what moves (`domain::settle::plan_settlement`), write the plan, finish the task when
+//! nothing is left. A backend supplies only the statements, in its own dialect.
+
+use async_trait::async_trait;
+use unlockd_api::TaskStatus;
+
+use crate::domain::settle::{plan_settlement, LookupOutcome, SettlementFacts, SettlementPlan};
+use crate::domain::ContactKind;
+use crate::store::{SettleReport, StoreResult};
+
+/// The task whose items are settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SettlingTask {
+    pub id: String,
+    pub account_id: String,
+    pub kind: ContactKind,
+    pub call_source: String,
+}
+
+/// The statements a settlement needs, run inside the caller's transaction (which holds the
+/// task's fencing check).
+#[async_trait]
+pub(crate) trait SettlementStatements: Send {
+    async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask>;
+    /// The reported items still open, their hold shares, and which of their people this
+    /// account already has unlocked.
+    async fn settlement_facts(
+        &mut self,
+        task: &SettlingTask,
+        item_ids: &[i64],
+    ) -> StoreResult<SettlementFacts>;
+    /// Writes the plan: unlock records, ledger entries, item states, guard removal, bucket
+    /// moves. Fails (and the caller rolls back) when a write does not match the plan.
+    async fn write_settlement(
+        &mut self,
+        task: &SettlingTask,
+        now: i64,
+        plan: &SettlementPlan,
+    ) -> StoreResult<()>;
+    /// Unsettled items left in the task.
+    async fn open_items(&mut self, task_id: &str) -> StoreResult<i64>;
+    /// Ends the task (`Some`) or only records that it moved (`None`).
+    async fn mark_task(
+        &mut self,
+        task_id: &str,
+        now: i64,
+        finished: Option<TaskStatus>,
+    ) -> StoreResult<()>;
+}
+
+/// Settles the reported items; the task ends as `finish_as` when nothing is left.
+pub(crate) async fn settle<C>(
+    conn: &mut C,
+    task_id: &str,
+    now: i64,
+    outcomes: Vec<(i64, LookupOutcome)>,
+    finish_as: TaskStatus,
+) -> StoreResult<SettleReport>
+where
+    C: SettlementStatements + ?Sized,
+{
+    let task = conn.settling_task(task_id).await?;
+    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+    let facts = conn.settlement_facts(&task, &ids).await?;
+    let plan = plan_settlement(task.kind, &facts, outcomes);
+    if !plan.items.is_empty() {
+        conn.write_settlement(&task, now, &plan).await?;
+    }
+    let finished = (conn.open_items(task_id).await? == 0).then_some(finish_as);
+    conn.mark_task(task_id, now, finished).await?;
+    Ok(SettleReport {
+        settled: plan.items.len(),
+        finished,
+    })
+}
