@@ -608,7 +608,12 @@ fn events_from(
     for upsert in &events {
         let event = &upsert.record;
         let alias = &event.event_id;
-        for (field, name) in [("event_id", alias), ("id", &event.id)] {
+        let names = if *alias == event.id {
+            vec![("id", &event.id)]
+        } else {
+            vec![("event_id", alias), ("id", &event.id)]
+        };
+        for (field, name) in names {
             let mut others: Vec<&str> = owners
                 .get(name.as_str())
                 .into_iter()
@@ -623,7 +628,7 @@ fn events_from(
             let how = match (lines.get(*other), catalog.get(*other) == Some(name)) {
                 (Some(line), _) => format!("is also given to event {other} on line {line}"),
                 (None, true) => format!("is already the public id (event_id) of event {other}"),
-                (None, false) => "is already the id of another event".to_string(),
+                (None, false) => format!("is already the id of event {other}"),
             };
             let line = lines.get(&event.id).copied();
             clashes.push((line, format!("{field}: {name:?} {how}")));

@@ -279,3 +279,21 @@ pub fn demo_data(args: &DemoDataArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_counts_and_durations_read_easily() {
+        assert_eq!(rate(12_345.678), "12,346 rows/s");
+        assert_eq!(rate(2.71), "2.7 rows/s");
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1_000), "1,000");
+        assert_eq!(group(1_234_567), "1,234,567");
+        assert_eq!(duration(4.24), "4.2s");
+        assert_eq!(duration(185.0), "3m 05s");
+        assert_eq!(duration(3_720.0), "1h 02m");
+    }
+}
