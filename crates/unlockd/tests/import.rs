@@ -309,6 +309,14 @@ fn unknown_columns_missing_columns_and_empty_files_are_errors() {
         ),
         "{err}"
     );
+    let headless = env.write("headless.csv", "E1,ev1,Expo\n");
+    let err = env.fails(&[("--events", &headless)]);
+    assert!(
+        err.contains(
+            "headless.csv:1: no header: the first line must name the columns (id, event_id,"
+        ),
+        "{err}"
+    );
     let far_off = env.write("far.csv", "id,zzzzzzzz\n7,x\n");
     let err = env.fails(&[("--personnel", &far_off)]);
     assert!(
@@ -488,4 +496,75 @@ fn progress_is_reported_in_plain_lines_off_a_terminal() {
         "a line per tenth of the rows: {stderr}"
     );
     assert!(stderr.contains("import: wrote 5,001 rows in "), "{stderr}");
+}
+
+/// The examples of docs/import-format.md import as documented: the CSV set, then the JSON
+/// Lines set over it (whose second person line changes only a department).
+#[test]
+fn the_documented_examples_import() {
+    let env = Env::new();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/import-format.md"
+    ))
+    .unwrap();
+    let mut blocks = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(kind) = line
+            .strip_prefix("```")
+            .filter(|k| *k == "csv" || *k == "json")
+        {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push((kind, body.join("\n") + "\n"));
+        }
+    }
+    let kinds: Vec<&str> = blocks.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, ["csv", "json", "csv", "json", "csv", "json"]);
+    let file = |i: usize, name: &str| {
+        let (kind, body) = &blocks[i];
+        let ext = if *kind == "csv" { "csv" } else { "jsonl" };
+        env.write(&format!("{name}.{ext}"), body)
+    };
+    let csv = [
+        file(0, "events"),
+        file(2, "exhibitors"),
+        file(4, "personnel"),
+    ];
+    let (out, _) = env.ok(&[
+        ("--events", &csv[0]),
+        ("--exhibitors", &csv[1]),
+        ("--personnel", &csv[2]),
+    ]);
+    assert!(
+        out.contains("catalog now holds 2 events, 2 exhibitors, 2 personnel"),
+        "{out}"
+    );
+    let jsonl = [
+        file(1, "events"),
+        file(3, "exhibitors"),
+        file(5, "personnel"),
+    ];
+    env.ok(&[
+        ("--events", &jsonl[0]),
+        ("--exhibitors", &jsonl[1]),
+        ("--personnel", &jsonl[2]),
+    ]);
+    assert_eq!(env.public_id("1002").as_deref(), Some("1002"));
+    assert_eq!(
+        env.scalar("SELECT department FROM personnel WHERE id = '790'")
+            .as_deref(),
+        Some("Purchasing")
+    );
+    assert_eq!(
+        env.scalar("SELECT full_name FROM personnel WHERE id = '790'")
+            .as_deref(),
+        Some("John Roe"),
+        "not in that line, so kept"
+    );
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM personnel_events WHERE personnel_id = '790'")
+            .as_deref(),
+        Some("2")
+    );
 }

@@ -395,6 +395,16 @@ fn read_csv(file: File, kind: Kind, report: &mut Report) -> Option<Vec<Row>> {
         );
         return None;
     }
+    if !headers.iter().any(|h| kind.columns().contains(&h.as_str())) {
+        report.add(
+            Some(1),
+            format!(
+                "no header: the first line must name the columns ({}), but it names none of them",
+                kind.columns().join(", ")
+            ),
+        );
+        return None;
+    }
     let mut seen = HashSet::new();
     for (i, name) in headers.iter().enumerate() {
         if name.is_empty() {
