@@ -209,7 +209,11 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let named: Vec<String> = [&files.events, &files.exhibitors, &files.personnel]
         .into_iter()
         .flatten()
-        .map(|p| p.display().to_string())
+        // The names alone: full paths would overflow a terminal line.
+        .map(|p| {
+            p.file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+        })
         .collect();
     if named.is_empty() {
         anyhow::bail!("nothing to import: give --events, --exhibitors and/or --personnel");
