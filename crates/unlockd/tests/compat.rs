@@ -9,20 +9,21 @@ use std::sync::OnceLock;
 use common::{spawn_app, TestApp};
 use serde_json::{json, Value};
 
-/// The upstream contract, from `shared/reference/` beside the checkout (or
-/// `UNLOCKD_UPSTREAM_OPENAPI`).
+/// The upstream contract: the component schemas of Lensmor 0.24.3, kept in the repository
+/// as a fixture (see `tests/fixtures/README.md`), or the OpenAPI file named by
+/// `UNLOCKD_UPSTREAM_OPENAPI`.
 fn upstream() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let path = std::env::var("UNLOCKD_UPSTREAM_OPENAPI").unwrap_or_else(|_| {
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/reference/lensmor-openapi-0.24.3.json"
+                "/tests/fixtures/lensmor-openapi-0.24.3.components.json"
             )
             .into()
         });
         let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("the upstream OpenAPI file is needed at {path}: {e}"));
+            .unwrap_or_else(|e| panic!("the upstream OpenAPI schemas are needed at {path}: {e}"));
         serde_json::from_str(&text).expect("upstream OpenAPI is JSON")
     })
 }

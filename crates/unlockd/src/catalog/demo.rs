@@ -494,7 +494,7 @@ pub fn write_dir(catalog: &DemoCatalog, dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::import::{read_events, read_exhibitors, read_personnel, EventIndex};
+    use crate::catalog::import::{read_catalog, ImportFiles};
 
     #[test]
     fn deterministic_and_realistic() {
@@ -532,16 +532,22 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         write_dir(&catalog, dir.path()).unwrap();
-        let events = read_events(&dir.path().join("events.csv")).unwrap();
-        assert_eq!(events, catalog.events);
-        let index = EventIndex::new(events.iter().map(|e| (e.id.clone(), e.event_id.clone())));
-        assert_eq!(
-            read_exhibitors(&dir.path().join("exhibitors.csv"), &index).unwrap(),
-            catalog.exhibitors
+        let files = ImportFiles {
+            events: Some(dir.path().join("events.csv")),
+            exhibitors: Some(dir.path().join("exhibitors.csv")),
+            personnel: Some(dir.path().join("personnel.csv")),
+        };
+        let read = read_catalog(&files, &[]).unwrap();
+        assert_eq!(records(&read.events), catalog.events);
+        assert_eq!(records(&read.exhibitors), catalog.exhibitors);
+        assert_eq!(records(&read.personnel), catalog.personnel);
+        assert!(
+            read.personnel.iter().all(|r| r.supplied.is_all()),
+            "the demo files have every column"
         );
-        assert_eq!(
-            read_personnel(&dir.path().join("personnel.csv"), &index).unwrap(),
-            catalog.personnel
-        );
+    }
+
+    fn records<T: Clone>(rows: &[crate::catalog::Upsert<T>]) -> Vec<T> {
+        rows.iter().map(|r| r.record.clone()).collect()
     }
 }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use unlockd_api::{CallSource, ItemStatus, TaskStatus};
 
-use crate::catalog::{CatalogCounts, EventRecord, ExhibitorRecord, PersonRecord};
+use crate::catalog::{
+    CatalogCounts, CatalogImport, EventRecord, ExhibitorRecord, PersonRecord, Upsert,
+};
 use crate::domain::keys::{GeneratedKey, KeyPrefix};
 use crate::domain::ledger::BucketKind;
 use crate::domain::settle::LookupOutcome;
@@ -343,22 +345,49 @@ pub trait Store: Send + Sync + 'static {
     /// Migrated, and a write can be committed: what `/readyz` reports.
     async fn ready(&self) -> StoreResult<()>;
 
-    // Catalog. Each call is one transaction: a file is applied whole or not at all.
+    // Catalog. Each call is one transaction: applied whole or not at all.
+    /// Upserts the rows of one `import` command (events, then exhibitors, then personnel)
+    /// in one transaction. A row's unsupplied columns keep their stored values. Fails with
+    /// `Invalid`, applying nothing, if the result would give two events one public id.
+    async fn import_catalog(
+        &self,
+        rows: &CatalogImport,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<()>;
+    /// Whole rows (every column), replacing any stored row of the same id.
     async fn import_events(
         &self,
         rows: &[EventRecord],
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        let import = CatalogImport {
+            events: rows.iter().cloned().map(Upsert::whole).collect(),
+            ..Default::default()
+        };
+        self.import_catalog(&import, progress).await
+    }
     async fn import_exhibitors(
         &self,
         rows: &[ExhibitorRecord],
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        let import = CatalogImport {
+            exhibitors: rows.iter().cloned().map(Upsert::whole).collect(),
+            ..Default::default()
+        };
+        self.import_catalog(&import, progress).await
+    }
     async fn import_personnel(
         &self,
         rows: &[PersonRecord],
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        let import = CatalogImport {
+            personnel: rows.iter().cloned().map(Upsert::whole).collect(),
+            ..Default::default()
+        };
+        self.import_catalog(&import, progress).await
+    }
     async fn catalog_counts(&self) -> StoreResult<CatalogCounts>;
     /// Live tasks, their unsettled items and the credits held, for `/metrics`.
     async fn queue_gauges(&self) -> StoreResult<QueueGauges>;

@@ -1,18 +1,262 @@
-//! Catalog import: each file is one transaction, written in batches of rows passed as one
-//! JSON array per statement (`jsonb_to_recordset`), as the SQLite backend uses `json_each`.
+//! Catalog import: one transaction per `import` command, written in batches of rows passed
+//! as one JSON array per statement (`jsonb_to_recordset`), as the SQLite backend uses
+//! `json_each`. A batch with partial rows (columns missing from their file) first reads the
+//! stored rows of those ids, inside the same transaction, and writes the merged rows whole.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
+use sqlx::PgConnection;
 use unicode_normalization::UnicodeNormalization;
 
 use super::PgStore;
-use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
+use crate::catalog::{
+    merge_batch, partial_ids, CatalogImport, EventRecord, ExhibitorRecord, PersonRecord,
+};
 use crate::domain::search::{event_token, filter_key};
 use crate::store::rows::json;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 const BATCH: usize = 1_000;
+
+type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+pub(super) async fn import_catalog(
+    store: &PgStore,
+    import: &CatalogImport,
+    progress: Progress<'_>,
+) -> StoreResult<()> {
+    let mut tx = store.pool.begin().await?;
+    // Imports are serialised (the lock conflicts with itself, not with readers), so the
+    // public-id check below sees the catalog as this transaction leaves it.
+    sqlx::query("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    for chunk in import.events.chunks(BATCH) {
+        let stored = stored_events(&mut tx, &partial_ids(chunk)).await?;
+        write_events(&mut tx, &merge_batch(chunk, &stored)).await?;
+        progress(chunk.len() as u64);
+    }
+    if !import.events.is_empty() {
+        check_public_ids(&mut tx).await?;
+    }
+    for chunk in import.exhibitors.chunks(BATCH) {
+        let stored = stored_exhibitors(&mut tx, &partial_ids(chunk)).await?;
+        write_exhibitors(&mut tx, &merge_batch(chunk, &stored)).await?;
+        progress(chunk.len() as u64);
+    }
+    if !import.exhibitors.is_empty() {
+        sqlx::query(
+            "UPDATE events SET exhibitor_count = (SELECT COUNT(*) FROM exhibitors x WHERE x.event_id = events.id)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in import.personnel.chunks(BATCH) {
+        let stored = stored_personnel(&mut tx, &partial_ids(chunk)).await?;
+        write_personnel(&mut tx, &merge_batch(chunk, &stored)).await?;
+        progress(chunk.len() as u64);
+    }
+    if !import.personnel.is_empty() {
+        // SQLite's `LIKE '%"visitors"%'` on the JSON text, ASCII case-insensitive.
+        sqlx::query(
+            "UPDATE events SET personnel_count = \
+                (SELECT COUNT(*) FROM personnel_events pe WHERE pe.event_id = events.id), \
+             has_visitors = EXISTS (SELECT 1 FROM personnel_events pe JOIN personnel p ON p.id = pe.personnel_id \
+                WHERE pe.event_id = events.id AND ascii_lower(p.source_type::text) LIKE '%\"visitors\"%')",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let mut tables = Vec::new();
+    if !import.events.is_empty() || !import.exhibitors.is_empty() || !import.personnel.is_empty() {
+        tables.push("events");
+    }
+    if !import.exhibitors.is_empty() {
+        tables.push("exhibitors");
+    }
+    if !import.personnel.is_empty() {
+        tables.extend(["personnel", "personnel_events"]);
+    }
+    if !tables.is_empty() {
+        analyze(store, &tables.join(", ")).await;
+    }
+    Ok(())
+}
+
+/// The importer checks public ids against the database before it writes; this re-check
+/// inside the transaction is what guarantees it (there is no unique index on the alias).
+async fn check_public_ids(tx: &mut PgConnection) -> StoreResult<()> {
+    let clash: Option<(String, String, String)> = sqlx::query_as(
+        "(SELECT event_id, MIN(id), MAX(id) FROM events GROUP BY event_id HAVING COUNT(*) > 1 LIMIT 1) \
+         UNION ALL \
+         (SELECT a.event_id, a.id, b.id FROM events a JOIN events b ON b.id = a.event_id AND b.id <> a.id LIMIT 1) \
+         LIMIT 1",
+    )
+    .persistent(false)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match clash {
+        Some((alias, first, second)) => Err(StoreError::Invalid(format!(
+            "event_id {alias:?} would name two events ({first} and {second}); nothing was imported"
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn stored_events(
+    tx: &mut PgConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, EventRecord>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, event_id, name, date_start, date_end, venue, city, region, country, url, description \
+         FROM events WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .persistent(false)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let record = EventRecord {
+                id: r.0,
+                event_id: r.1,
+                name: r.2,
+                date_start: r.3,
+                date_end: r.4,
+                venue: r.5,
+                city: r.6,
+                region: r.7,
+                country: r.8,
+                url: r.9,
+                description: r.10,
+            };
+            (record.id.clone(), record)
+        })
+        .collect())
+}
+
+async fn stored_exhibitors(
+    tx: &mut PgConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, ExhibitorRecord>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, event_id, company_name, website, country FROM exhibitors WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .persistent(false)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event_id, company_name, website, country)| {
+            let record = ExhibitorRecord {
+                id: id.clone(),
+                event_id,
+                company_name,
+                website,
+                country,
+            };
+            (id, record)
+        })
+        .collect())
+}
+
+async fn stored_personnel(
+    tx: &mut PgConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, PersonRecord>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, full_name, title, department, seniority_level, linkedin_url, company_name, \
+                exhibitor_id, source_type::text, email, phone \
+         FROM personnel WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .persistent(false)
+    .fetch_all(&mut *tx)
+    .await?;
+    let links: Vec<(String, String)> = sqlx::query_as(
+        "SELECT personnel_id, event_id FROM personnel_events \
+         WHERE personnel_id = ANY($1) ORDER BY personnel_id, event_id",
+    )
+    .bind(ids)
+    .persistent(false)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut people: HashMap<String, PersonRecord> = HashMap::new();
+    for r in rows {
+        let source_type: Vec<String> = serde_json::from_str(&r.8).map_err(|e| {
+            StoreError::Integrity(format!("personnel {}: stored source_type: {e}", r.0))
+        })?;
+        people.insert(
+            r.0.clone(),
+            PersonRecord {
+                id: r.0,
+                full_name: r.1,
+                title: r.2,
+                department: r.3,
+                seniority_level: r.4,
+                linkedin_url: r.5,
+                company_name: r.6,
+                exhibitor_id: r.7,
+                event_ids: Vec::new(),
+                source_type,
+                email: r.9,
+                phone: r.10,
+            },
+        );
+    }
+    for (person, event) in links {
+        if let Some(p) = people.get_mut(&person) {
+            p.event_ids.push(event);
+        }
+    }
+    Ok(people)
+}
 
 // Every statement of an import is planned afresh (`persistent(false)`): the tables grow
 // inside the import's own transaction, unseen by the statistics, and a plan cached while
@@ -84,65 +328,40 @@ fn last_wins<T>(rows: &[T], id: impl Fn(&T) -> &str) -> Vec<&T> {
     out
 }
 
-pub(super) async fn import_events(
-    store: &PgStore,
-    rows: &[EventRecord],
-    progress: &(dyn Fn(u64) + Send + Sync),
-) -> StoreResult<()> {
-    let mut tx = store.pool.begin().await?;
-    for chunk in rows.chunks(BATCH) {
-        let batch = last_wins(chunk, |r| r.id.as_str());
-        sqlx::query(
-            "INSERT INTO events (id, event_id, name, date_start, date_end, venue, city, region, country, url, description) \
-             SELECT r.id, r.event_id, r.name, r.date_start, r.date_end, r.venue, r.city, r.region, \
-                    r.country, r.url, r.description \
-             FROM jsonb_to_recordset($1::jsonb) AS r(id text, event_id text, name text, date_start text, \
-                  date_end text, venue text, city text, region text, country text, url text, description text) \
-             ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, name = excluded.name, \
-                date_start = excluded.date_start, date_end = excluded.date_end, venue = excluded.venue, \
-                city = excluded.city, region = excluded.region, country = excluded.country, \
-                url = excluded.url, description = excluded.description",
-        )
-        .bind(json(&batch)?)
-        .persistent(false)
-        .execute(&mut *tx)
-        .await?;
-        progress(chunk.len() as u64);
-    }
-    tx.commit().await?;
-    analyze(store, "events").await;
+async fn write_events(tx: &mut PgConnection, rows: &[EventRecord]) -> StoreResult<()> {
+    let batch = last_wins(rows, |r| r.id.as_str());
+    sqlx::query(
+        "INSERT INTO events (id, event_id, name, date_start, date_end, venue, city, region, country, url, description) \
+         SELECT r.id, r.event_id, r.name, r.date_start, r.date_end, r.venue, r.city, r.region, \
+                r.country, r.url, r.description \
+         FROM jsonb_to_recordset($1::jsonb) AS r(id text, event_id text, name text, date_start text, \
+              date_end text, venue text, city text, region text, country text, url text, description text) \
+         ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, name = excluded.name, \
+            date_start = excluded.date_start, date_end = excluded.date_end, venue = excluded.venue, \
+            city = excluded.city, region = excluded.region, country = excluded.country, \
+            url = excluded.url, description = excluded.description",
+    )
+    .bind(json(&batch)?)
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
-pub(super) async fn import_exhibitors(
-    store: &PgStore,
-    rows: &[ExhibitorRecord],
-    progress: &(dyn Fn(u64) + Send + Sync),
-) -> StoreResult<()> {
-    let mut tx = store.pool.begin().await?;
-    for chunk in rows.chunks(BATCH) {
-        let batch = last_wins(chunk, |r| r.id.as_str());
-        sqlx::query(
-            "INSERT INTO exhibitors (id, event_id, company_name, website, country) \
-             SELECT r.id, r.event_id, r.company_name, r.website, r.country \
-             FROM jsonb_to_recordset($1::jsonb) AS r(id text, event_id text, company_name text, \
-                  website text, country text) \
-             ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, \
-                company_name = excluded.company_name, website = excluded.website, country = excluded.country",
-        )
-        .bind(json(&batch)?)
-        .persistent(false)
-        .execute(&mut *tx)
-        .await?;
-        progress(chunk.len() as u64);
-    }
+async fn write_exhibitors(tx: &mut PgConnection, rows: &[ExhibitorRecord]) -> StoreResult<()> {
+    let batch = last_wins(rows, |r| r.id.as_str());
     sqlx::query(
-        "UPDATE events SET exhibitor_count = (SELECT COUNT(*) FROM exhibitors x WHERE x.event_id = events.id)",
+        "INSERT INTO exhibitors (id, event_id, company_name, website, country) \
+         SELECT r.id, r.event_id, r.company_name, r.website, r.country \
+         FROM jsonb_to_recordset($1::jsonb) AS r(id text, event_id text, company_name text, \
+              website text, country text) \
+         ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, \
+            company_name = excluded.company_name, website = excluded.website, country = excluded.country",
     )
+    .bind(json(&batch)?)
+    .persistent(false)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    analyze(store, "exhibitors, events").await;
     Ok(())
 }
 
@@ -165,93 +384,74 @@ struct PersonRow<'a> {
     search: String,
 }
 
-pub(super) async fn import_personnel(
-    store: &PgStore,
-    rows: &[PersonRecord],
-    progress: &(dyn Fn(u64) + Send + Sync),
-) -> StoreResult<()> {
-    let mut tx = store.pool.begin().await?;
-    for chunk in rows.chunks(BATCH) {
-        let batch: Vec<PersonRow> = last_wins(chunk, |r| r.id.as_str())
-            .into_iter()
-            .map(|person| PersonRow {
-                person,
-                search: search_vector(person),
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
-                company_name, exhibitor_id, source_type, email, phone, search) \
-             SELECT r.id, r.full_name, r.title, r.department, r.seniority_level, r.linkedin_url, \
-                    r.company_name, r.exhibitor_id, COALESCE(r.source_type, '[]'), r.email, r.phone, \
-                    r.search::tsvector \
-             FROM jsonb_to_recordset($1::jsonb) AS r(id text, full_name text, title text, \
-                  department text, seniority_level text, linkedin_url text, company_name text, \
-                  exhibitor_id text, source_type jsonb, email text, phone text, search text) \
-             ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
-                department = excluded.department, seniority_level = excluded.seniority_level, \
-                linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
-                exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
-                email = excluded.email, phone = excluded.phone, search = excluded.search",
-        )
-        .bind(json(&batch)?)
-        .persistent(false)
-        .execute(&mut *tx)
-        .await?;
-        // A re-import replaces a person's event links with the batch's (every row of it,
-        // the first row winning a link, as SQLite's `INSERT OR IGNORE` over the batch).
-        // Each link carries the person's filter keys.
-        let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
-        sqlx::query("DELETE FROM personnel_events WHERE personnel_id = ANY($1)")
-            .bind(&ids)
-            .persistent(false)
-            .execute(&mut *tx)
-            .await?;
-        let mut links = Links::default();
-        for row in chunk {
-            let department = row.department.as_deref().map(filter_key);
-            let level = row.seniority_level.as_deref().map(filter_key);
-            let source_type = json(&row.source_type)?;
-            for event in &row.event_ids {
-                links.events.push(event.as_str());
-                links.people.push(row.id.as_str());
-                links.exhibitors.push(row.exhibitor_id.as_deref());
-                links.departments.push(department.clone());
-                links.levels.push(level.clone());
-                links.source_types.push(source_type.clone());
-            }
-        }
-        sqlx::query(
-            "INSERT INTO personnel_events \
-                (event_id, personnel_id, exhibitor_id, department_key, level_key, source_type) \
-             SELECT l.event, l.person, l.exhibitor, l.department, l.level, l.source_type::jsonb \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-                 WITH ORDINALITY AS l(event, person, exhibitor, department, level, source_type, ord) \
-             ORDER BY l.ord \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&links.events)
-        .bind(&links.people)
-        .bind(&links.exhibitors)
-        .bind(&links.departments)
-        .bind(&links.levels)
-        .bind(&links.source_types)
-        .persistent(false)
-        .execute(&mut *tx)
-        .await?;
-        progress(chunk.len() as u64);
-    }
-    // SQLite's `LIKE '%"visitors"%'` on the JSON text, ASCII case-insensitive.
+async fn write_personnel(tx: &mut PgConnection, chunk: &[PersonRecord]) -> StoreResult<()> {
+    let batch: Vec<PersonRow> = last_wins(chunk, |r| r.id.as_str())
+        .into_iter()
+        .map(|person| PersonRow {
+            person,
+            search: search_vector(person),
+        })
+        .collect();
     sqlx::query(
-        "UPDATE events SET personnel_count = \
-            (SELECT COUNT(*) FROM personnel_events pe WHERE pe.event_id = events.id), \
-         has_visitors = EXISTS (SELECT 1 FROM personnel_events pe JOIN personnel p ON p.id = pe.personnel_id \
-            WHERE pe.event_id = events.id AND ascii_lower(p.source_type::text) LIKE '%\"visitors\"%')",
+        "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
+            company_name, exhibitor_id, source_type, email, phone, search) \
+         SELECT r.id, r.full_name, r.title, r.department, r.seniority_level, r.linkedin_url, \
+                r.company_name, r.exhibitor_id, COALESCE(r.source_type, '[]'), r.email, r.phone, \
+                r.search::tsvector \
+         FROM jsonb_to_recordset($1::jsonb) AS r(id text, full_name text, title text, \
+              department text, seniority_level text, linkedin_url text, company_name text, \
+              exhibitor_id text, source_type jsonb, email text, phone text, search text) \
+         ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
+            department = excluded.department, seniority_level = excluded.seniority_level, \
+            linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
+            exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
+            email = excluded.email, phone = excluded.phone, search = excluded.search",
     )
+    .bind(json(&batch)?)
+    .persistent(false)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    analyze(store, "personnel, personnel_events, events").await;
+    // A re-import replaces a person's event links with the batch's (every row of it,
+    // the first row winning a link, as SQLite's `INSERT OR IGNORE` over the batch).
+    // Each link carries the person's filter keys.
+    let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
+    sqlx::query("DELETE FROM personnel_events WHERE personnel_id = ANY($1)")
+        .bind(&ids)
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+    let mut links = Links::default();
+    for row in chunk {
+        let department = row.department.as_deref().map(filter_key);
+        let level = row.seniority_level.as_deref().map(filter_key);
+        let source_type = json(&row.source_type)?;
+        for event in &row.event_ids {
+            links.events.push(event.as_str());
+            links.people.push(row.id.as_str());
+            links.exhibitors.push(row.exhibitor_id.as_deref());
+            links.departments.push(department.clone());
+            links.levels.push(level.clone());
+            links.source_types.push(source_type.clone());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO personnel_events \
+            (event_id, personnel_id, exhibitor_id, department_key, level_key, source_type) \
+         SELECT l.event, l.person, l.exhibitor, l.department, l.level, l.source_type::jsonb \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             WITH ORDINALITY AS l(event, person, exhibitor, department, level, source_type, ord) \
+         ORDER BY l.ord \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&links.events)
+    .bind(&links.people)
+    .bind(&links.exhibitors)
+    .bind(&links.departments)
+    .bind(&links.levels)
+    .bind(&links.source_types)
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

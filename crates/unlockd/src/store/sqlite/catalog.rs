@@ -1,67 +1,275 @@
-//! Catalog import: each file is one transaction, written in batches of rows passed as one
-//! JSON array per statement (`json_each`), so a 20,000-person file is ~40 statements.
+//! Catalog import: one transaction per `import` command, written in batches of rows passed
+//! as one JSON array per statement (`json_each`), so a 20,000-person file is ~40 statements.
+//! A batch with partial rows (columns missing from their file) first reads the stored rows
+//! of those ids, inside the same transaction, and writes the merged rows whole.
+
+use std::collections::HashMap;
+
+use sqlx::SqliteConnection;
 
 use super::SqliteStore;
-use crate::catalog::{EventRecord, ExhibitorRecord, PersonRecord};
+use crate::catalog::{
+    merge_batch, partial_ids, CatalogImport, EventRecord, ExhibitorRecord, PersonRecord,
+};
 use crate::domain::search::event_token;
 use crate::store::rows::json;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 const BATCH: usize = 500;
 
-pub(super) async fn import_events(
+type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+pub(super) async fn import_catalog(
     store: &SqliteStore,
-    rows: &[EventRecord],
-    progress: &(dyn Fn(u64) + Send + Sync),
+    import: &CatalogImport,
+    progress: Progress<'_>,
 ) -> StoreResult<()> {
+    // BEGIN IMMEDIATE: imports (and every other write) are serialised, so the public-id
+    // check below sees the catalog as this transaction leaves it.
     let mut tx = store.write_tx().await?;
-    for chunk in rows.chunks(BATCH) {
+    for chunk in import.events.chunks(BATCH) {
+        let stored = stored_events(&mut tx, &partial_ids(chunk)).await?;
+        write_events(&mut tx, &merge_batch(chunk, &stored)).await?;
+        progress(chunk.len() as u64);
+    }
+    if !import.events.is_empty() {
+        check_public_ids(&mut tx).await?;
+    }
+    for chunk in import.exhibitors.chunks(BATCH) {
+        let stored = stored_exhibitors(&mut tx, &partial_ids(chunk)).await?;
+        write_exhibitors(&mut tx, &merge_batch(chunk, &stored)).await?;
+        progress(chunk.len() as u64);
+    }
+    if !import.exhibitors.is_empty() {
         sqlx::query(
-            "INSERT INTO events (id, event_id, name, date_start, date_end, venue, city, region, country, url, description) \
-             SELECT value ->> '$.id', value ->> '$.event_id', value ->> '$.name', value ->> '$.date_start', \
-                    value ->> '$.date_end', value ->> '$.venue', value ->> '$.city', value ->> '$.region', \
-                    value ->> '$.country', value ->> '$.url', value ->> '$.description' \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, name = excluded.name, \
-                date_start = excluded.date_start, date_end = excluded.date_end, venue = excluded.venue, \
-                city = excluded.city, region = excluded.region, country = excluded.country, \
-                url = excluded.url, description = excluded.description",
+            "UPDATE events SET exhibitor_count = (SELECT COUNT(*) FROM exhibitors x WHERE x.event_id = events.id)",
         )
-        .bind(json(&chunk)?)
         .execute(&mut *tx)
         .await?;
+    }
+    for chunk in import.personnel.chunks(BATCH) {
+        let stored = stored_personnel(&mut tx, &partial_ids(chunk)).await?;
+        write_personnel(&mut tx, &merge_batch(chunk, &stored)).await?;
         progress(chunk.len() as u64);
+    }
+    if !import.personnel.is_empty() {
+        sqlx::query(
+            "UPDATE events SET personnel_count = \
+                (SELECT COUNT(*) FROM personnel_events pe WHERE pe.event_id = events.id), \
+             has_visitors = EXISTS (SELECT 1 FROM personnel_events pe JOIN personnel p ON p.id = pe.personnel_id \
+                WHERE pe.event_id = events.id AND p.source_type LIKE '%\"visitors\"%')",
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn import_exhibitors(
-    store: &SqliteStore,
-    rows: &[ExhibitorRecord],
-    progress: &(dyn Fn(u64) + Send + Sync),
-) -> StoreResult<()> {
-    let mut tx = store.write_tx().await?;
-    for chunk in rows.chunks(BATCH) {
-        sqlx::query(
-            "INSERT INTO exhibitors (id, event_id, company_name, website, country) \
-             SELECT value ->> '$.id', value ->> '$.event_id', value ->> '$.company_name', \
-                    value ->> '$.website', value ->> '$.country' \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, \
-                company_name = excluded.company_name, website = excluded.website, country = excluded.country",
-        )
-        .bind(json(&chunk)?)
-        .execute(&mut *tx)
-        .await?;
-        progress(chunk.len() as u64);
-    }
-    sqlx::query(
-        "UPDATE events SET exhibitor_count = (SELECT COUNT(*) FROM exhibitors x WHERE x.event_id = events.id)",
+/// The importer checks public ids against the database before it writes; this re-check
+/// inside the transaction is what guarantees it (there is no unique index on the alias).
+async fn check_public_ids(tx: &mut SqliteConnection) -> StoreResult<()> {
+    let clash: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT event_id, MIN(id), MAX(id) FROM events GROUP BY event_id HAVING COUNT(*) > 1 \
+         UNION ALL \
+         SELECT a.event_id, a.id, b.id FROM events a JOIN events b ON b.id = a.event_id AND b.id <> a.id \
+         LIMIT 1",
     )
+    .fetch_optional(&mut *tx)
+    .await?;
+    match clash {
+        Some((alias, first, second)) => Err(StoreError::Invalid(format!(
+            "event_id {alias:?} would name two events ({first} and {second}); nothing was imported"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn ids_json(ids: &[&str]) -> StoreResult<String> {
+    json(&ids)
+}
+
+async fn stored_events(
+    tx: &mut SqliteConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, EventRecord>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, event_id, name, date_start, date_end, venue, city, region, country, url, description \
+         FROM events WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(ids_json(ids)?)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let record = EventRecord {
+                id: r.0,
+                event_id: r.1,
+                name: r.2,
+                date_start: r.3,
+                date_end: r.4,
+                venue: r.5,
+                city: r.6,
+                region: r.7,
+                country: r.8,
+                url: r.9,
+                description: r.10,
+            };
+            (record.id.clone(), record)
+        })
+        .collect())
+}
+
+async fn stored_exhibitors(
+    tx: &mut SqliteConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, ExhibitorRecord>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, event_id, company_name, website, country \
+             FROM exhibitors WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(ids_json(ids)?)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event_id, company_name, website, country)| {
+            let record = ExhibitorRecord {
+                id: id.clone(),
+                event_id,
+                company_name,
+                website,
+                country,
+            };
+            (id, record)
+        })
+        .collect())
+}
+
+async fn stored_personnel(
+    tx: &mut SqliteConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, PersonRecord>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = ids_json(ids)?;
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, full_name, title, department, seniority_level, linkedin_url, company_name, \
+                exhibitor_id, source_type, email, phone \
+         FROM personnel WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let links: Vec<(String, String)> = sqlx::query_as(
+        "SELECT personnel_id, event_id FROM personnel_events \
+         WHERE personnel_id IN (SELECT value FROM json_each(?1)) ORDER BY personnel_id, event_id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut people: HashMap<String, PersonRecord> = HashMap::new();
+    for r in rows {
+        let source_type: Vec<String> = serde_json::from_str(&r.8).map_err(|e| {
+            StoreError::Integrity(format!("personnel {}: stored source_type: {e}", r.0))
+        })?;
+        people.insert(
+            r.0.clone(),
+            PersonRecord {
+                id: r.0,
+                full_name: r.1,
+                title: r.2,
+                department: r.3,
+                seniority_level: r.4,
+                linkedin_url: r.5,
+                company_name: r.6,
+                exhibitor_id: r.7,
+                event_ids: Vec::new(),
+                source_type,
+                email: r.9,
+                phone: r.10,
+            },
+        );
+    }
+    for (person, event) in links {
+        if let Some(p) = people.get_mut(&person) {
+            p.event_ids.push(event);
+        }
+    }
+    Ok(people)
+}
+
+async fn write_events(tx: &mut SqliteConnection, rows: &[EventRecord]) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (id, event_id, name, date_start, date_end, venue, city, region, country, url, description) \
+         SELECT value ->> '$.id', value ->> '$.event_id', value ->> '$.name', value ->> '$.date_start', \
+                value ->> '$.date_end', value ->> '$.venue', value ->> '$.city', value ->> '$.region', \
+                value ->> '$.country', value ->> '$.url', value ->> '$.description' \
+         FROM json_each(?1) WHERE true \
+         ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, name = excluded.name, \
+            date_start = excluded.date_start, date_end = excluded.date_end, venue = excluded.venue, \
+            city = excluded.city, region = excluded.region, country = excluded.country, \
+            url = excluded.url, description = excluded.description",
+    )
+    .bind(json(&rows)?)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    Ok(())
+}
+
+async fn write_exhibitors(tx: &mut SqliteConnection, rows: &[ExhibitorRecord]) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO exhibitors (id, event_id, company_name, website, country) \
+         SELECT value ->> '$.id', value ->> '$.event_id', value ->> '$.company_name', \
+                value ->> '$.website', value ->> '$.country' \
+         FROM json_each(?1) WHERE true \
+         ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, \
+            company_name = excluded.company_name, website = excluded.website, country = excluded.country",
+    )
+    .bind(json(&rows)?)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -86,62 +294,45 @@ fn filter_keys(p: &PersonRecord) -> serde_json::Value {
     })
 }
 
-pub(super) async fn import_personnel(
-    store: &SqliteStore,
-    rows: &[PersonRecord],
-    progress: &(dyn Fn(u64) + Send + Sync),
-) -> StoreResult<()> {
-    let mut tx = store.write_tx().await?;
-    for chunk in rows.chunks(BATCH) {
-        let batch = json(&chunk)?;
-        let rows_json = json(&chunk.iter().map(with_event_tokens).collect::<Vec<_>>())?;
-        let keyed = json(&chunk.iter().map(filter_keys).collect::<Vec<_>>())?;
-        sqlx::query(
-            "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
-                company_name, exhibitor_id, source_type, email, phone, event_tokens) \
-             SELECT value ->> '$.id', value ->> '$.full_name', value ->> '$.title', value ->> '$.department', \
-                    value ->> '$.seniority_level', value ->> '$.linkedin_url', value ->> '$.company_name', \
-                    value ->> '$.exhibitor_id', value -> '$.source_type', value ->> '$.email', value ->> '$.phone', \
-                    value ->> '$.event_tokens' \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
-                department = excluded.department, seniority_level = excluded.seniority_level, \
-                linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
-                exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
-                email = excluded.email, phone = excluded.phone, event_tokens = excluded.event_tokens",
-        )
-        .bind(&rows_json)
-        .execute(&mut *tx)
-        .await?;
-        // A re-import replaces a person's event links with the file's.
-        sqlx::query(
-            "DELETE FROM personnel_events WHERE personnel_id IN \
-             (SELECT value ->> '$.id' FROM json_each(?1))",
-        )
-        .bind(&batch)
-        .execute(&mut *tx)
-        .await?;
-        // Each link carries the person's filter keys (see migration 0003).
-        sqlx::query(
-            "INSERT OR IGNORE INTO personnel_events \
-                (event_id, personnel_id, exhibitor_id, department_key, level_key, source_type) \
-             SELECT e.value, p.value ->> '$.id', p.value ->> '$.exhibitor_id', \
-                    p.value ->> '$.department_key', p.value ->> '$.level_key', p.value -> '$.source_type' \
-             FROM json_each(?1) p, json_each(p.value -> '$.event_ids') e",
-        )
-        .bind(&keyed)
-        .execute(&mut *tx)
-        .await?;
-        progress(chunk.len() as u64);
-    }
+async fn write_personnel(tx: &mut SqliteConnection, chunk: &[PersonRecord]) -> StoreResult<()> {
+    let batch = json(&chunk)?;
+    let rows_json = json(&chunk.iter().map(with_event_tokens).collect::<Vec<_>>())?;
+    let keyed = json(&chunk.iter().map(filter_keys).collect::<Vec<_>>())?;
     sqlx::query(
-        "UPDATE events SET personnel_count = \
-            (SELECT COUNT(*) FROM personnel_events pe WHERE pe.event_id = events.id), \
-         has_visitors = EXISTS (SELECT 1 FROM personnel_events pe JOIN personnel p ON p.id = pe.personnel_id \
-            WHERE pe.event_id = events.id AND p.source_type LIKE '%\"visitors\"%')",
+        "INSERT INTO personnel (id, full_name, title, department, seniority_level, linkedin_url, \
+            company_name, exhibitor_id, source_type, email, phone, event_tokens) \
+         SELECT value ->> '$.id', value ->> '$.full_name', value ->> '$.title', value ->> '$.department', \
+                value ->> '$.seniority_level', value ->> '$.linkedin_url', value ->> '$.company_name', \
+                value ->> '$.exhibitor_id', value -> '$.source_type', value ->> '$.email', value ->> '$.phone', \
+                value ->> '$.event_tokens' \
+         FROM json_each(?1) WHERE true \
+         ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, title = excluded.title, \
+            department = excluded.department, seniority_level = excluded.seniority_level, \
+            linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
+            exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
+            email = excluded.email, phone = excluded.phone, event_tokens = excluded.event_tokens",
     )
+    .bind(&rows_json)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    // A re-import replaces a person's event links with the file's.
+    sqlx::query(
+        "DELETE FROM personnel_events WHERE personnel_id IN \
+         (SELECT value ->> '$.id' FROM json_each(?1))",
+    )
+    .bind(&batch)
+    .execute(&mut *tx)
+    .await?;
+    // Each link carries the person's filter keys (see migration 0003).
+    sqlx::query(
+        "INSERT OR IGNORE INTO personnel_events \
+            (event_id, personnel_id, exhibitor_id, department_key, level_key, source_type) \
+         SELECT e.value, p.value ->> '$.id', p.value ->> '$.exhibitor_id', \
+                p.value ->> '$.department_key', p.value ->> '$.level_key', p.value -> '$.source_type' \
+         FROM json_each(?1) p, json_each(p.value -> '$.event_ids') e",
+    )
+    .bind(&keyed)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

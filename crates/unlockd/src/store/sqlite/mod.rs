@@ -155,28 +155,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn import_events(
+    async fn import_catalog(
         &self,
-        rows: &[EventRecord],
+        rows: &CatalogImport,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> StoreResult<()> {
-        catalog::import_events(self, rows, progress).await
-    }
-
-    async fn import_exhibitors(
-        &self,
-        rows: &[ExhibitorRecord],
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> StoreResult<()> {
-        catalog::import_exhibitors(self, rows, progress).await
-    }
-
-    async fn import_personnel(
-        &self,
-        rows: &[PersonRecord],
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> StoreResult<()> {
-        catalog::import_personnel(self, rows, progress).await
+        catalog::import_catalog(self, rows, progress).await
     }
 
     async fn catalog_counts(&self) -> StoreResult<CatalogCounts> {
