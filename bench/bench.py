@@ -39,6 +39,8 @@ CREATE_PATH = "/external/contacts/unlock"
 TASK_PATH = "/external/contacts/unlock-tasks/"
 CREDITS_PER_ACCOUNT = 1_000_000_000
 SMALL_CATALOG = 10_000
+# Interleaved comparisons (access log, catalog size) alternate their sides this many times.
+ROUNDS = 3
 LARGE_CATALOG = 1_000_000
 
 
@@ -154,19 +156,23 @@ class Database:
         self.catalog = catalog_dir(people)
         self.people = people
         started = time.time()
-        subprocess.run([BIN, "import", "--events", f"{self.catalog}/events.csv",
-                        "--exhibitors", f"{self.catalog}/exhibitors.csv",
-                        "--personnel", f"{self.catalog}/personnel.csv"],
-                       env=self.env, check=True, stdout=subprocess.DEVNULL)
+        r = subprocess.run([BIN, "import", "--events", f"{self.catalog}/events.csv",
+                            "--exhibitors", f"{self.catalog}/exhibitors.csv",
+                            "--personnel", f"{self.catalog}/personnel.csv"],
+                           env=self.env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"import into {self.url} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
         log(f"{backend.name} {tag}: imported {people:,} people in {time.time() - started:.1f} s")
 
     def accounts(self, n, prefix):
         keys = []
         for i in range(n):
-            out = subprocess.run([BIN, "admin", "accounts", "create", "--name", f"{prefix}{i}",
-                                  "--credits", str(CREDITS_PER_ACCOUNT), "--json"],
-                                 env=self.env, check=True, capture_output=True, text=True).stdout
-            keys.append(json.loads(out)["api_key"])
+            r = subprocess.run([BIN, "admin", "accounts", "create", "--name", f"{prefix}{i}",
+                                "--credits", str(CREDITS_PER_ACCOUNT), "--json"],
+                               env=self.env, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"accounts create failed ({r.returncode}): {r.stdout}{r.stderr}")
+            keys.append(json.loads(r.stdout)["api_key"])
         return keys
 
     def verify(self):
@@ -287,18 +293,42 @@ class Bench:
             + (f"  p50 {p50:.2f} ms" if p50 is not None else "") + (f"  verify {verify}" if verify else ""))
         return rate
 
-    def create_run(self, port, keys, blocks, path=CREATE_PATH):
-        env = dict(BENCH_KEYS=self.plan("keys.txt", keys), BENCH_BLOCKS=blocks, BENCH_PATH=path)
-        r = self.wrk(port, "create.lua", env)
+    def create_run(self, port, keys, blocks, path=CREATE_PATH, slot_offset=0, seconds=None):
+        env = dict(BENCH_KEYS=self.plan("keys.txt", keys), BENCH_BLOCKS=blocks, BENCH_PATH=path,
+                   BENCH_SLOT_OFFSET=str(slot_offset))
+        r = self.wrk(port, "create.lua", env, seconds=seconds)
         # The baseline stores any body: only unlockd's creates need fresh people.
         if r.get("wraps") and path == CREATE_PATH:
             self.notes.append(f"a create run used up its fresh (account, person) pairs {r['wraps']} time(s) "
                               f"and repeated ids after that: raise --people")
         return r
 
-    def poll_run(self, port, keys, paths):
+    def poll_run(self, port, keys, paths, seconds=None):
         env = dict(BENCH_KEYS=self.plan("keys.txt", keys), BENCH_PATHS=self.plan("paths.txt", paths))
-        return self.wrk(port, "poll.lua", env)
+        return self.wrk(port, "poll.lua", env, seconds=seconds)
+
+    def interleaved(self, runs):
+        """Runs each of `runs` (name -> function(seconds) -> wrk result) in turn, ROUNDS times,
+        each for half a phase, so that the machine's drift (other work starting or stopping)
+        falls on every side alike. Returns name -> combined result: requests and time summed,
+        p50/p99/max the median, median and worst over the rounds."""
+        half = max(1, self.args.seconds // 2)
+        per_name = defaultdict(list)
+        for _ in range(ROUNDS):
+            for name, run in runs.items():
+                per_name[name].append(run(half))
+        combined = {}
+        for name, results in per_name.items():
+            def median(key):
+                return sorted(r[key] for r in results)[len(results) // 2]
+            requests = sum(r["requests"] for r in results)
+            duration = sum(r["duration_us"] for r in results)
+            combined[name] = dict(requests=requests, duration_us=duration, rate=requests / (duration / 1e6),
+                                  p50_us=median("p50_us"), p99_us=median("p99_us"),
+                                  max_us=max(r["max_us"] for r in results),
+                                  errors_status=sum(r["errors_status"] for r in results),
+                                  errors_socket=sum(r["errors_socket"] for r in results))
+        return combined
 
     # ------------------------------------------------------------ baselines
 
@@ -331,13 +361,14 @@ class Bench:
     def creates(self, backend, insert_rate):
         db = Database(backend, "main", self.args.people)
         blocks = {k: blocks_file(db.catalog, k) for k in (10, 100)}
+        # Accounts of their own per size: the 100-blocks hold the same people as the 10-blocks.
+        accounts = {k: (db.accounts(self.args.accounts, f"several{k}-"), db.accounts(1, f"single{k}-"))
+                    for k in (10, 100)}
         server = unlockd(db, self.work, worker=False)
         peaks = {}
         try:
             for k in (10, 100):
-                # Accounts of their own per size: the 100-blocks hold the same people as the 10-blocks.
-                several = db.accounts(self.args.accounts, f"several{k}-")
-                single = db.accounts(1, f"single{k}-")
+                several, single = accounts[k]
                 for keys, who in ((several, f"{len(several)} accounts"), (single, "1 account")):
                     r = self.create_run(server.port, keys, blocks[k])
                     peaks[(k, len(keys))] = r["rate"]
@@ -415,7 +446,7 @@ class Bench:
             paths10 = [f"{len(keys) - 1} {TASK_PATH}{t}" for t in ten]
             paths100 = [f"{k} {TASK_PATH}{t}" for k, t in backlog[:20]]
             r10 = self.poll_run(server.port, keys, paths10)
-            poll10_rate = self.row("poll a finished 10-item task", backend.name, r10,
+            self.row("poll a finished 10-item task", backend.name, r10,
                                    baseline=("fixed JSON", fixed_rate), verify=db.verify(), rss=server.peak_rss_mb())
             r = self.poll_run(server.port, keys, paths100)
             self.row("poll a finished 100-item task", backend.name, r, baseline=("fixed JSON", fixed_rate),
@@ -438,53 +469,79 @@ class Bench:
             server.stop()
         self.peak_rss[f"{backend.name} flow"] = server.peak_rss_mb()
 
-        # The access log: the same poll with the server's default log level (info).
-        server = unlockd(db, self.work, worker=False, log_level=None)
+        # The access log: the same poll against two servers on this database at once, one at
+        # UNLOCKD_LOG=warn and one at the default level (info: an access-log line per request).
+        quiet = unlockd(db, self.work, worker=False)
         try:
-            r = self.poll_run(server.port, keys, paths10)
-            self.row("access log cost: poll 10, default log", backend.name, r,
-                     baseline=("same, UNLOCKD_LOG=warn", poll10_rate), verify=db.verify(), rss=server.peak_rss_mb())
+            logging = unlockd(db, self.work, worker=False, log_level=None)
+            try:
+                runs = {
+                    "warn": lambda sec: self.poll_run(quiet.port, keys, paths10, seconds=sec),
+                    "info": lambda sec: self.poll_run(logging.port, keys, paths10, seconds=sec),
+                }
+                both = self.interleaved(runs)
+            finally:
+                logging.stop()
         finally:
-            server.stop()
+            quiet.stop()
+        verify = db.verify()
+        self.row("poll 10, UNLOCKD_LOG=warn (interleaved)", backend.name, both["warn"], verify=verify,
+                 rss=quiet.peak_rss_mb())
+        self.row("access log cost: poll 10, default log (interleaved)", backend.name, both["info"],
+                 baseline=("same at warn", both["warn"]["rate"]), verify=verify, rss=logging.peak_rss_mb())
 
-    def probe(self, backend, people):
-        """Create and poll p50 on a fresh database of `people` people, under the same load."""
+    def probe_db(self, backend, people):
+        """A fresh database of `people` people with 20 finished 10-item tasks to poll."""
         db = Database(backend, f"probe{people}", people)
         keys = db.accounts(self.args.accounts, "probe")
         blocks10_path = blocks_file(db.catalog, 10)
-        blocks10 = read_blocks(blocks10_path)
         server = unlockd(db, self.work, worker=True)
         try:
-            # The last blocks make the finished tasks; the create run takes them from the front.
-            ten = self.finished_tasks(server.port, keys[0], blocks10[-20:], 20)
+            # The last blocks make the finished tasks; the create runs take slots from the front.
+            ten = self.finished_tasks(server.port, keys[0], read_blocks(blocks10_path)[-20:], 20)
         finally:
             server.stop()
-        server = unlockd(db, self.work, worker=False)
-        try:
-            poll = self.poll_run(server.port, keys, [f"0 {TASK_PATH}{t}" for t in ten])
-            verify_poll = db.verify()
-            create = self.create_run(server.port, keys, blocks10_path)
-            verify_create = db.verify()
-        finally:
-            server.stop()
-        rss = server.peak_rss_mb()
-        self.peak_rss[f"{backend.name} {people:,} people"] = rss
-        return poll, verify_poll, create, verify_create, rss
+        return db, keys, blocks10_path, [f"0 {TASK_PATH}{t}" for t in ten]
 
     def catalog_rows(self, backend):
-        small = self.probe(backend, SMALL_CATALOG)
-        sizes = [(SMALL_CATALOG, small)]
-        if self.args.large:
-            sizes.append((LARGE_CATALOG, self.probe(backend, LARGE_CATALOG)))
-        for people, (poll, vp, create, vc, rss) in sizes:
-            base_poll, base_create = small[0], small[2]
-            versus = f"p50 at {SMALL_CATALOG // 1000}k"
-            self.row(f"catalog {people:,}: create 10, p50", backend.name, create, verify=vc, rss=rss,
-                     note="" if people == SMALL_CATALOG else
-                     f"create p50 {create['p50_us'] / base_create['p50_us']:.2f} x the {versus}")
-            self.row(f"catalog {people:,}: poll 10, p50", backend.name, poll, verify=vp, rss=rss,
-                     note="" if people == SMALL_CATALOG else
-                     f"poll p50 {poll['p50_us'] / base_poll['p50_us']:.2f} x the {versus}")
+        sizes = [SMALL_CATALOG] + ([LARGE_CATALOG] if self.args.large else [])
+        probes = {people: self.probe_db(backend, people) for people in sizes}
+        servers = {}
+        try:
+            for people, (db, _, _, _) in probes.items():
+                servers[people] = unlockd(db, self.work, worker=False)
+            runs = {}
+            next_slot = {people: 0 for people in sizes}
+
+            def create(people):
+                def run(sec):
+                    _, keys, blocks, _ = probes[people]
+                    r = self.create_run(servers[people].port, keys, blocks, slot_offset=next_slot[people], seconds=sec)
+                    next_slot[people] = r["next_slot"]
+                    return r
+                return run
+
+            def poll(people):
+                return lambda sec: self.poll_run(servers[people].port, probes[people][1], probes[people][3], seconds=sec)
+
+            for people in sizes:
+                runs[("poll", people)] = poll(people)
+                runs[("create", people)] = create(people)
+            results = self.interleaved(runs)
+        finally:
+            for server in servers.values():
+                server.stop()
+        for people in sizes:
+            db = probes[people][0]
+            verify = db.verify()
+            rss = servers[people].peak_rss_mb()
+            self.peak_rss[f"{backend.name} {people:,} people"] = rss
+            for what in ("create", "poll"):
+                r = results[(what, people)]
+                base = results[(what, SMALL_CATALOG)]
+                self.row(f"catalog {people:,}: {what} 10 (interleaved)", backend.name, r, verify=verify, rss=rss,
+                         note="" if people == SMALL_CATALOG else
+                         f"p50 {r['p50_us'] / base['p50_us']:.2f} x the p50 at {SMALL_CATALOG:,}")
         if not self.args.large:
             self.notes.append("the 1,000,000-person catalog was skipped (run with --large)")
 
