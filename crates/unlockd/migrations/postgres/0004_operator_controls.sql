@@ -10,7 +10,7 @@ CREATE TABLE audit_log (
     action     TEXT NOT NULL CHECK (action IN ('account.create', 'account.disable',
                    'account.enable', 'key.create', 'key.revoke', 'credits.grant')),
     account_id TEXT COLLATE "C",
-    details    JSONB NOT NULL
+    details    TEXT NOT NULL           -- a JSON object
 );
 CREATE INDEX audit_log_by_account ON audit_log (account_id, id);
 

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod invariants;
+mod operator;
 pub mod postgres;
 mod rows;
 mod settlement;

@@ -145,6 +145,12 @@ impl PgStore {
             .then(|| self.clock.now_ms())
     }
 
+    /// A read-write transaction (the name matches SQLite's, whose write transactions take
+    /// the database lock; here row locks do that work).
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
     /// A read-only transaction on one snapshot.
     async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self
