@@ -6,7 +6,7 @@ pub mod import;
 use serde::{Deserialize, Serialize};
 
 /// An event row in the import format (SPEC §5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EventRecord {
     pub id: String,
     /// Public alias; may equal `id`.
@@ -22,7 +22,7 @@ pub struct EventRecord {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ExhibitorRecord {
     pub id: String,
     pub event_id: String,

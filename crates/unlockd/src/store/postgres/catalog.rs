@@ -112,20 +112,7 @@ async fn stored_events(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<EventRecord> = sqlx::query_as(
         "SELECT id, event_id, name, date_start, date_end, venue, city, region, country, url, description \
          FROM events WHERE id = ANY($1)",
     )
@@ -135,22 +122,7 @@ async fn stored_events(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let record = EventRecord {
-                id: r.0,
-                event_id: r.1,
-                name: r.2,
-                date_start: r.3,
-                date_end: r.4,
-                venue: r.5,
-                city: r.6,
-                region: r.7,
-                country: r.8,
-                url: r.9,
-                description: r.10,
-            };
-            (record.id.clone(), record)
-        })
+        .map(|record| (record.id.clone(), record))
         .collect())
 }
 
@@ -161,14 +133,7 @@ async fn stored_exhibitors(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<ExhibitorRecord> = sqlx::query_as(
         "SELECT id, event_id, company_name, website, country FROM exhibitors WHERE id = ANY($1)",
     )
     .bind(ids)
@@ -177,16 +142,7 @@ async fn stored_exhibitors(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, event_id, company_name, website, country)| {
-            let record = ExhibitorRecord {
-                id: id.clone(),
-                event_id,
-                company_name,
-                website,
-                country,
-            };
-            (id, record)
-        })
+        .map(|record| (record.id.clone(), record))
         .collect())
 }
 
