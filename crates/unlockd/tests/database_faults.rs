@@ -458,3 +458,35 @@ async fn a_postgres_restart_answers_503_and_recovers_without_a_restart() {
     app.assert_settled(&created, 100_000).await;
     app.server.stop().await.unwrap();
 }
+
+// ---- SQLite: another process holds the write lock --------------------------------------
+
+#[tokio::test]
+async fn a_write_waits_a_bounded_time_for_another_processs_lock() {
+    use sqlx::{Connection, Executor};
+    let db = TestDb::create().await;
+    if db.is_postgres() {
+        return; // PostgreSQL has row locks and its own connection wait (5 s), tested above
+    }
+    let app = start(&db.url, false).await;
+    // Another process takes the write lock and sits on it.
+    let mut holder = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    holder.execute("BEGIN IMMEDIATE").await.unwrap();
+    let started = Instant::now();
+    let (status, body, retry_after) = app.unlock(&people(100..102)).await;
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorKey"], "SERVICE_UNAVAILABLE");
+    assert!(retry_after.is_some());
+    assert!(
+        waited >= unlockd::store::sqlite::LOCK_WAIT && waited < Duration::from_secs(15),
+        "waited {waited:?}"
+    );
+    // Nothing was written; once the lock is free the same request goes through.
+    holder.execute("ROLLBACK").await.unwrap();
+    let (status, body, _) = app.unlock(&people(100..102)).await;
+    assert_eq!(status, 201, "{body}");
+    let problems = app.store.verify_ledger().await.unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+    app.server.stop().await.unwrap();
+}

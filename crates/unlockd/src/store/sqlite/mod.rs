@@ -37,6 +37,9 @@ pub struct SqliteStore {
     clock: DynClock,
 }
 
+/// How long a write waits for another process's write lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
@@ -59,7 +62,9 @@ impl SqliteStore {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
             })
-            .busy_timeout(Duration::from_secs(30))
+            // Another process holding the write lock (an import, a second server) makes a
+            // write wait this long at most; then it is answered 503 and may be retried.
+            .busy_timeout(LOCK_WAIT)
             .foreign_keys(true);
         // Switching the journal mode writes the header; a read-only connection uses the
         // database's own mode (WAL, set by the first read-write open).
