@@ -78,8 +78,8 @@ impl TaskSignals {
         self.work.notified().await;
     }
 
-    #[cfg(test)]
-    fn watched(&self) -> usize {
+    /// Tasks with at least one long poll waiting on them.
+    pub fn watched(&self) -> usize {
         self.watchers.lock().map(|m| m.len()).unwrap_or(0)
     }
 }

@@ -3,44 +3,90 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::AppState;
 use crate::store::PageRequest;
 
-/// A JSON object body. Oversized bodies get 413, anything that is not a JSON object 400.
+/// 413 `PAYLOAD_TOO_LARGE`, for a body over the limit (declared or found while reading).
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!(
+            "request body is larger than {} bytes",
+            super::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// Whether a `Content-Type` value is JSON: `application/json`, parameters (such as
+/// `charset`) allowed, case-insensitive.
+pub fn is_json_content_type(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// A JSON object body, sent as `application/json`. Another content type gets 415, an
+/// oversized body 413, one that does not arrive within the body timeout 408, anything that
+/// is not a JSON object 400.
 pub struct JsonObject(pub Map<String, Value>);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection: BytesRejection| {
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "PAYLOAD_TOO_LARGE",
-                            format!(
-                                "request body is larger than {} bytes",
-                                super::MAX_BODY_BYTES
-                            ),
-                        )
-                    } else {
-                        ApiError::validation(format!("body: {}", rejection.body_text()))
-                    }
-                })?;
-        if bytes.is_empty() {
-            return Err(ApiError::validation("body: a JSON object is required"));
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| is_json_content_type(v.as_bytes()));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Content-Type must be application/json",
+            ));
         }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::validation("body: must be a JSON object")),
-            Err(e) => Err(ApiError::validation(format!("body: invalid JSON ({e})"))),
-        }
+        let read = Bytes::from_request(request, state);
+        let bytes = match tokio::time::timeout(state.limits.body_read_timeout, read).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "REQUEST_TIMEOUT",
+                    format!(
+                        "body: not received within {} ms",
+                        state.limits.body_read_timeout.as_millis()
+                    ),
+                ))
+            }
+            Ok(Err(rejection)) => {
+                let rejection: BytesRejection = rejection;
+                return Err(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::validation(format!("body: {}", rejection.body_text()))
+                });
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+        decode_object(&bytes).map(JsonObject)
+    }
+}
+
+/// Decodes a request body that must be one JSON object.
+pub fn decode_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::validation("body: a JSON object is required"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::validation("body: must be a JSON object")),
+        Err(e) => Err(ApiError::validation(format!("body: invalid JSON ({e})"))),
     }
 }
 

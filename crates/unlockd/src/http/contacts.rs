@@ -133,6 +133,9 @@ pub(super) async fn get_phone_task(
     get_task(state, principal, path, query, ContactKind::Phone).await
 }
 
+/// Longest task id; longer ones are 404 without a look-up.
+pub const MAX_TASK_ID_CHARS: usize = 64;
+
 /// Longest `?wait=` a long poll may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
@@ -373,6 +376,17 @@ async fn get_task(
     let Path(task_id) =
         path.map_err(|e| ApiError::validation(format!("taskId: {}", e.body_text())))?;
     let wait = parse_wait(query.as_deref())?;
+    // Task ids are 1-64 characters like other ids; a longer one names no task, is not
+    // echoed whole and never reaches the store or the watcher map.
+    if task_id.is_empty() || task_id.chars().count() > MAX_TASK_ID_CHARS {
+        return Err(ApiError::not_found(
+            "TASK_NOT_FOUND",
+            format!(
+                "task {:?} not found",
+                super::truncate(&task_id, MAX_TASK_ID_CHARS)
+            ),
+        ));
+    }
     let not_found = || ApiError::not_found("TASK_NOT_FOUND", format!("task {task_id:?} not found"));
     let read = || state.store.task_view(&principal.account_id, kind, &task_id);
     let Some(wait) = wait.filter(|w| !w.is_zero()) else {
@@ -380,6 +394,21 @@ async fn get_task(
     };
     // Long poll: register for the task's signal before each read so no change is missed
     // between the read and the wait.
+    let Some(_slot) = state
+        .long_polls
+        .try_open(&principal.key_id, state.limits.long_polls_per_key)
+    else {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            format!(
+                "at most {} long polls may be open at once per API key",
+                state.limits.long_polls_per_key
+            ),
+        );
+        error.retry_after = Some(1);
+        return Err(error);
+    };
     let deadline = tokio::time::Instant::now() + wait;
     let watch = state.signals.watch(&task_id);
     loop {
