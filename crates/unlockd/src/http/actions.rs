@@ -22,7 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// Upstream's action types; only the two unlock actions are evaluated here.
-const ACTION_TYPES: [&str; 8] = [
+pub(super) const ACTION_TYPES: [&str; 8] = [
     "query_event_personnel",
     "unlock_event_contacts",
     "unlock_event_visitors",

@@ -127,14 +127,14 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Trimmed text of at most `max` characters; blank is absent.
+    /// Text of at most `max` characters (counted as sent), trimmed; blank is absent.
     pub fn text(&self, name: &str, max: usize) -> Result<Option<String>, ApiError> {
-        match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+        match self.get(name) {
             None => Ok(None),
             Some(v) if v.chars().count() > max => Err(ApiError::validation(format!(
                 "{name} must be at most {max} characters"
             ))),
-            Some(v) => Ok(Some(v.to_string())),
+            Some(v) => Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty())),
         }
     }
 
@@ -143,21 +143,31 @@ impl QueryParams {
             .ok_or_else(|| ApiError::validation(format!("{name} is required")))
     }
 
-    /// A `YYYY-MM-DD` date.
+    /// A `YYYY-MM-DD` date (exactly that shape, and a real day).
     pub fn date(&self, name: &str) -> Result<Option<String>, ApiError> {
-        let Some(value) = self.text(name, 10)? else {
+        let Some(value) = self.get(name).filter(|v| !v.trim().is_empty()) else {
             return Ok(None);
         };
-        chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
-            .map(|_| Some(value))
-            .map_err(|_| ApiError::validation(format!("{name} must be a date as YYYY-MM-DD")))
+        let shaped = value.len() == 10
+            && value.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
+            });
+        match chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+            Ok(_) if shaped => Ok(Some(value.to_string())),
+            _ => Err(ApiError::validation(format!(
+                "{name} must be a date as YYYY-MM-DD"
+            ))),
+        }
     }
 
+    /// A whole number in `min..=max`, `default` when the parameter is absent. An empty
+    /// value (`pageSize=`) is not a number and is refused, as the document says.
     fn whole_number(&self, name: &str, min: u32, max: u32, default: u32) -> Result<u32, ApiError> {
-        match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+        match self.get(name) {
             None => Ok(default),
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(n),
+            Some(v) => match parse_whole(v) {
+                Some(n) if (min..=max).contains(&n) => Ok(n),
                 _ => Err(ApiError::validation(format!(
                     "{name} must be a whole number from {min} to {max}"
                 ))),
@@ -172,6 +182,14 @@ impl QueryParams {
             page_size: self.whole_number("pageSize", 1, max_size, default_size)?,
         })
     }
+}
+
+/// Decimal digits only (no sign, no spaces), as a JSON-Schema integer reads in a query.
+pub fn parse_whole(value: &str) -> Option<u32> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 /// `totalPages` and `hasMore` of the pagination envelope.

@@ -310,8 +310,8 @@ fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
     let Some((_, value)) = query_pairs(raw).into_iter().find(|(k, _)| k == "wait") else {
         return Ok(None);
     };
-    match value.trim().parse::<u64>() {
-        Ok(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Some(Duration::from_secs(seconds))),
+    match super::body::parse_whole(&value).map(u64::from) {
+        Some(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Some(Duration::from_secs(seconds))),
         _ => Err(ApiError::validation(format!(
             "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"
         ))),
