@@ -418,3 +418,39 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
     // Some systems cap the soft limit below an unlimited hard one (macOS: OPEN_MAX).
     assert!(soft == hard || hard == rlimit::INFINITY, "{soft} < {hard}");
 }
+
+/// What the document says about parameters is what the server does: an empty or padded
+/// number is not a number, a date is `YYYY-MM-DD` or empty, text is measured as sent.
+#[tokio::test]
+async fn parameters_are_read_as_documented() {
+    let app = app_with(short_limits()).await;
+    let (_, key) = app.account(100).await;
+    for (path, expected) in [
+        ("/external/events/list?pageSize=", 400),
+        ("/external/events/list?page=", 400),
+        ("/external/events/list?pageSize=%205", 400),
+        ("/external/events/list?pageSize=+5", 400),
+        ("/external/events/list?pageSize=0", 400),
+        ("/external/events/list?pageSize=100", 200),
+        ("/external/events/list?pageSize=101", 400),
+        ("/external/events/list?date_start_to=", 200),
+        ("/external/events/list?date_start_to=%20", 400),
+        ("/external/events/list?date_start_to=2027-1-1", 400),
+        ("/external/events/list?date_start_to=2027-02-30", 400),
+        ("/external/events/list?date_start_to=2027-02-28", 200),
+        ("/external/personnel/list?event_id=139574&sourceType=", 200),
+        (
+            "/external/personnel/list?event_id=139574&sourceType=%20social",
+            400,
+        ),
+        ("/external/personnel/list?event_id=139574&pageSize=51", 400),
+        ("/external/personnel/profile?personnel_id=%20789", 400),
+        ("/external/contacts/unlock-tasks/t1?wait=", 400),
+        ("/external/contacts/unlock-tasks/t1?wait=31", 400),
+    ] {
+        let (status, body) = app.get(&key, path).await;
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+    let text = format!("/external/events/list?keyword=%20{}", "k".repeat(200));
+    assert_eq!(app.get(&key, &text).await.0, 400, "201 characters as sent");
+}

@@ -125,6 +125,7 @@ fn describe(decision: &UnlockDecision) -> (bool, bool, i64, ReasonCode, Map<Stri
         (status = 200, description = "The decision a create would make now; nothing is changed", body = PrecheckResponse),
         (status = 400, description = "Invalid body or params", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))

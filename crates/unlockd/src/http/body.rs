@@ -120,6 +120,11 @@ impl QueryParams {
         QueryParams(query_pairs(raw))
     }
 
+    /// The value as sent (decoded, untrimmed).
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -145,7 +150,7 @@ impl QueryParams {
 
     /// A `YYYY-MM-DD` date (exactly that shape, and a real day).
     pub fn date(&self, name: &str) -> Result<Option<String>, ApiError> {
-        let Some(value) = self.get(name).filter(|v| !v.trim().is_empty()) else {
+        let Some(value) = self.get(name).filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
         let shaped = value.len() == 10

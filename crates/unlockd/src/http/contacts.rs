@@ -47,6 +47,7 @@ pub(super) fn routes() -> Router<AppState> {
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
         (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))
@@ -72,6 +73,7 @@ pub(super) async fn create_email(
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
         (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))

@@ -79,8 +79,12 @@ enum Limit {
     Text(u64),
     /// Required text: 1 to this many characters, not blank.
     RequiredText(u64),
-    /// `YYYY-MM-DD`.
+    /// `YYYY-MM-DD` (a real day), or empty for absent.
     Date,
+    /// A personnel id: 1-64 characters, no white space or control characters.
+    PersonnelId,
+    /// One of these values, or empty for absent.
+    OneOf(&'static [&'static str]),
 }
 
 const PAGE_MAX: u64 = 1_000_000;
@@ -135,7 +139,11 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
     ("/external/personnel/list", "department", Limit::Text(100)),
     ("/external/personnel/list", "level", Limit::Text(50)),
     ("/external/personnel/list", "search_query", Limit::Text(200)),
-    ("/external/personnel/list", "sourceType", Limit::Text(50)),
+    (
+        "/external/personnel/list",
+        "sourceType",
+        Limit::OneOf(&crate::catalog::import::SOURCE_TYPES),
+    ),
     (
         "/external/personnel/profile",
         "personnel_id",
@@ -152,8 +160,20 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
         Limit::RequiredText(max) => {
             json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
         }
-        Limit::Date => {
-            json!({"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"})
+        Limit::Date => json!({"anyOf": [
+            {"type": "string", "maxLength": 0},
+            {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        ]}),
+        Limit::PersonnelId => json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": crate::domain::unlock::MAX_PERSONNEL_ID_CHARS,
+            "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
+        }),
+        Limit::OneOf(values) => {
+            let mut values: Vec<&str> = values.to_vec();
+            values.push("");
+            json!({"type": "string", "enum": values})
         }
     }
 }
