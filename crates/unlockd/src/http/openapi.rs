@@ -147,7 +147,7 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
     (
         "/external/personnel/profile",
         "personnel_id",
-        Limit::RequiredText(64),
+        Limit::PersonnelId,
     ),
 ];
 
