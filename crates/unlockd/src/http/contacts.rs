@@ -308,7 +308,7 @@ async fn create(
     }
 }
 
-fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
+pub(super) fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
     let Some((_, value)) = query_pairs(raw).into_iter().find(|(k, _)| k == "wait") else {
         return Ok(None);
     };

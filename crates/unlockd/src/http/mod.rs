@@ -199,7 +199,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(
+            state.limits.request_timeout,
+            time_limit,
+        ))
         .layer(middleware::from_fn(strict_request))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
@@ -257,13 +260,7 @@ pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// decode to UTF-8 (400), and a declared body over the limit (413, without reading it).
 async fn strict_request(request: Request, next: Next) -> Response {
     let uri = request.uri();
-    let bad_utf8 = |part: &str| {
-        part.split(['&', '=', '/']).any(|piece| {
-            percent_encoding::percent_decode_str(piece)
-                .decode_utf8()
-                .is_err()
-        })
-    };
+    let bad_utf8 = |part: &str| !parsing::decodes_to_utf8(part);
     if bad_utf8(uri.path()) {
         return ApiError::validation("path: not valid UTF-8 once percent-decoded").into_response();
     }
@@ -286,6 +283,67 @@ async fn strict_request(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// The edge's pure parsing (bodies, query strings), for the fuzz targets and tests.
+pub mod parsing {
+    use serde_json::{Map, Value};
+
+    pub use super::body::{decode_object, is_json_content_type, parse_whole, QueryParams};
+    use super::error::ApiError;
+
+    /// Whether every percent-decoded piece of a path or query is UTF-8.
+    pub fn decodes_to_utf8(part: &str) -> bool {
+        part.split(['&', '=', '/']).all(|piece| {
+            percent_encoding::percent_decode_str(piece)
+                .decode_utf8()
+                .is_ok()
+        })
+    }
+
+    /// An unlock create body, as the handler reads it: `(event_id, deduplicated ids)`.
+    pub fn unlock_body(bytes: &[u8]) -> Result<(String, Vec<String>), ApiError> {
+        let body = decode_object(bytes)?;
+        super::contacts::parse_unlock(&body).map_err(ApiError::from)
+    }
+
+    /// What a precheck body parses to: the action type, its params and, for the unlock
+    /// actions with at most 100 ids, the parsed params.
+    pub type Precheck = (String, Map<String, Value>, Option<(String, Vec<String>)>);
+
+    /// A precheck body, as the handler reads it.
+    pub fn precheck_body(bytes: &[u8]) -> Result<Precheck, ApiError> {
+        let body = decode_object(bytes)?;
+        let (action_type, params) = super::actions::parse_precheck(&body)?;
+        let unlock = match action_type.as_str() {
+            "unlock_contact_emails" | "unlock_contact_phones" => {
+                match super::contacts::parse_unlock(&params) {
+                    Ok(parsed) => Some(parsed),
+                    Err(super::contacts::UnlockParseError::TooMany(_)) => None,
+                    Err(super::contacts::UnlockParseError::Invalid(e)) => return Err(e),
+                }
+            }
+            _ => None,
+        };
+        Ok((action_type, params, unlock))
+    }
+
+    /// Every kind of query parameter the handlers read, read the way they read it.
+    pub fn read_query(raw: &str) -> Vec<Result<String, ApiError>> {
+        let q = QueryParams::parse(Some(raw));
+        let mut out: Vec<Result<String, ApiError>> = Vec::new();
+        for (name, max) in [("keyword", 200), ("event_id", 100), ("sourceType", 50)] {
+            out.push(q.text(name, max).map(Option::unwrap_or_default));
+        }
+        out.push(q.required_text("company_name", 200));
+        out.push(q.date("date_start_from").map(Option::unwrap_or_default));
+        out.push(
+            q.page(20, 100)
+                .map(|p| format!("{}/{}", p.page, p.page_size)),
+        );
+        out.push(super::contacts::parse_wait(Some(raw)).map(|w| format!("{w:?}")));
+        out
+    }
+}
+
 /// Whether a request is a long poll (bounded by its own `wait`, not the request timeout).
 fn is_long_poll(request: &Request) -> bool {
     request.uri().query().is_some_and(|q| {
@@ -295,15 +353,16 @@ fn is_long_poll(request: &Request) -> bool {
     })
 }
 
+/// Answers 503 when a request (other than a long poll) is not answered within `limit`.
 async fn time_limit(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(limit): axum::extract::State<Duration>,
     request: Request,
     next: Next,
 ) -> Response {
     if is_long_poll(&request) {
         return next.run(request).await;
     }
-    match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             let mut error = ApiError::new(
@@ -311,7 +370,7 @@ async fn time_limit(
                 "REQUEST_TIMEOUT",
                 format!(
                     "the request was not answered within {} ms",
-                    state.limits.request_timeout.as_millis()
+                    limit.as_millis()
                 ),
             );
             error.retry_after = Some(1);
@@ -382,4 +441,56 @@ async fn request_id(
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn status_of(router: Router, uri: &str) -> (u16, Duration) {
+        let started = Instant::now();
+        let response = router
+            .oneshot(Request::get(uri).body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        (response.status().as_u16(), started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn slow_requests_are_cut_off_but_long_polls_are_not() {
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "done"
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                Duration::from_millis(200),
+                time_limit,
+            ));
+        let (status, elapsed) = status_of(router.clone(), "/slow").await;
+        assert_eq!(status, 503);
+        assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+        let (status, _) = status_of(router.clone(), "/slow?wait=5").await;
+        assert_eq!(status, 200, "a long poll is bounded by its wait");
+        let (status, _) = status_of(router, "/slow?wait=0").await;
+        assert_eq!(status, 503, "wait=0 is no long poll");
+    }
+
+    #[test]
+    fn truncation_keeps_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééééé", 2), "éé…");
+    }
+
+    #[test]
+    fn the_log_sampler_lets_a_few_through_and_counts_the_rest() {
+        let sampler = LogSampler::new(3);
+        let admitted: Vec<Option<u64>> = (0..5).map(|_| sampler.admit()).collect();
+        assert_eq!(admitted, [Some(0), Some(0), Some(0), None, None]);
+    }
 }
