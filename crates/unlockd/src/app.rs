@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub long_poll_recheck: Duration,
     /// Behind a load balancer: the per-IP limit reads `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Timeouts and caps on connections and requests.
+    pub http: crate::http::HttpLimits,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             maintenance: MaintenanceConfig::default(),
             long_poll_recheck: Duration::from_millis(500),
             trust_forwarded_for: false,
+            http: crate::http::HttpLimits::default(),
         }
     }
 }
@@ -121,6 +124,10 @@ pub async fn start(
         long_poll_recheck: config.long_poll_recheck,
         trust_forwarded_for: config.trust_forwarded_for,
         metrics: metrics.clone(),
+        limits: config.http.clone(),
+        long_polls: Default::default(),
+        // Refusals of unauthenticated requests: at most this many log lines a second.
+        unauthenticated_log: Arc::new(crate::http::LogSampler::new(10)),
     };
     {
         let store = store.clone();
@@ -128,6 +135,7 @@ pub async fn start(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { store.relay_changes(signals, shutdown).await });
     }
+    http::server::raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let local_addr = listener.local_addr()?;
     let engine = engine(
@@ -147,9 +155,12 @@ pub async fn start(
         tokio::spawn(engine.clone().run(shutdown.clone()))
     });
     let stop = shutdown.clone();
-    let http = tokio::spawn(http::serve(listener, http::router(state), async move {
-        stop.cancelled().await
-    }));
+    let http = tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        config.http.clone(),
+        async move { stop.cancelled().await },
+    ));
     Ok(Server {
         local_addr,
         store,

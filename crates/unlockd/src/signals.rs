@@ -33,8 +33,15 @@ impl Drop for TaskWatch<'_> {
             .watchers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // Two owners left (the map and this watch): nobody else waits on the task.
-        if Arc::strong_count(&self.notify) <= 2 {
+        // Release this watch's reference while holding the lock, then look at the map's
+        // entry: when the map holds the only reference left, nobody else waits on the task.
+        // (Reading the count before our own reference was gone let two watchers dropping
+        // together each count the other and both leave the entry behind.)
+        drop(std::mem::replace(&mut self.notify, Arc::new(Notify::new())));
+        if map
+            .get(&self.task_id)
+            .is_some_and(|entry| Arc::strong_count(entry) == 1)
+        {
             map.remove(&self.task_id);
         }
     }
@@ -71,8 +78,8 @@ impl TaskSignals {
         self.work.notified().await;
     }
 
-    #[cfg(test)]
-    fn watched(&self) -> usize {
+    /// Tasks with at least one long poll waiting on them.
+    pub fn watched(&self) -> usize {
         self.watchers.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
@@ -106,5 +113,25 @@ mod tests {
             assert_eq!(signals.watched(), 1);
         }
         assert_eq!(signals.watched(), 0);
+    }
+
+    /// Many watchers of one task dropping at the same moment must leave no entry behind.
+    #[test]
+    fn watchers_dropping_together_leave_no_entry() {
+        let signals = TaskSignals::new();
+        let threads = 4;
+        for round in 0..20_000 {
+            let barrier = std::sync::Barrier::new(threads);
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| {
+                        let watch = signals.watch("same-task");
+                        barrier.wait();
+                        drop(watch);
+                    });
+                }
+            });
+            assert_eq!(signals.watched(), 0, "entry left behind in round {round}");
+        }
     }
 }

@@ -64,4 +64,53 @@ async fn metrics_follow_tasks_through_the_queue() {
         ),
         1
     );
+    // Latency by matched route template (never the raw path) and status.
+    assert_eq!(
+        value(
+            &after,
+            "unlockd_http_request_duration_seconds_count{method=\"GET\",route=\"/external/contacts/unlock-tasks/{task_id}\",status=\"404\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        value(
+            &after,
+            "unlockd_http_request_duration_seconds_count{method=\"POST\",route=\"/external/contacts/unlock\",status=\"201\"}"
+        ),
+        1
+    );
+    assert!(
+        !after.contains("nope"),
+        "a raw path made a series of its own"
+    );
+    // The finished task's time from create to finish.
+    assert_eq!(
+        value(
+            &after,
+            "unlockd_task_duration_seconds_count{kind=\"email\",status=\"completed\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unmatched_paths_share_one_series() {
+    let app = spawn_app().await;
+    for path in ["/nothing/here", "/another/one", "/x"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404);
+    }
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(
+            &text,
+            "unlockd_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"}"
+        ),
+        3
+    );
 }

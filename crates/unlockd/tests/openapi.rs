@@ -34,7 +34,7 @@ fn every_endpoint_is_described_with_its_errors() {
         (
             "/external/contacts/unlock",
             "post",
-            &[201, 400, 401, 402, 404, 409, 413, 429][..],
+            &[201, 400, 401, 402, 404, 409, 413, 415, 429][..],
         ),
         (
             "/external/contacts/unlock-tasks/{taskId}",
@@ -44,7 +44,7 @@ fn every_endpoint_is_described_with_its_errors() {
         (
             "/external/contacts/unlock-phone",
             "post",
-            &[201, 400, 401, 402, 404, 409, 413, 429][..],
+            &[201, 400, 401, 402, 404, 409, 413, 415, 429][..],
         ),
         (
             "/external/contacts/unlock-phone-tasks/{taskId}",
@@ -67,12 +67,16 @@ fn every_endpoint_is_described_with_its_errors() {
             &[200, 400, 401, 404, 429][..],
         ),
         ("/external/events/list", "get", &[200, 400, 401, 429][..]),
-        ("/external/events/{id}", "get", &[200, 401, 404, 429][..]),
+        (
+            "/external/events/{id}",
+            "get",
+            &[200, 400, 401, 404, 429][..],
+        ),
         ("/external/credits/balance", "get", &[200, 401, 429][..]),
         (
             "/external/actions/precheck",
             "post",
-            &[200, 400, 401, 429][..],
+            &[200, 400, 401, 415, 429][..],
         ),
         ("/healthz", "get", &[200][..]),
         ("/readyz", "get", &[200, 503][..]),
@@ -126,4 +130,67 @@ async fn the_server_serves_the_same_document_without_auth() {
         .await
         .unwrap();
     assert_eq!(served, generated());
+}
+
+/// Every limit the handlers enforce is in the document, so generated clients and
+/// property-based testers (scripts/schemathesis) know them.
+#[test]
+fn the_document_declares_the_enforced_limits() {
+    let doc = generated();
+    let parameter = |path: &str, name: &str| {
+        let op = &doc["paths"][path]["get"];
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} {name}"))["schema"]
+            .clone()
+    };
+    for path in [
+        "/external/events/list",
+        "/external/personnel/list",
+        "/external/contacts/search",
+    ] {
+        assert_eq!(parameter(path, "page")["minimum"], 1, "{path}");
+        assert_eq!(parameter(path, "pageSize")["minimum"], 1, "{path}");
+        assert!(parameter(path, "pageSize")["maximum"].is_u64(), "{path}");
+    }
+    assert_eq!(
+        parameter("/external/personnel/list", "pageSize")["maximum"],
+        50
+    );
+    let wait = parameter("/external/contacts/unlock-tasks/{taskId}", "wait");
+    assert_eq!(
+        (wait["minimum"].as_u64(), wait["maximum"].as_u64()),
+        (Some(0), Some(30))
+    );
+    let task_id = parameter("/external/contacts/unlock-phone-tasks/{taskId}", "taskId");
+    assert_eq!(
+        (task_id["minLength"].as_u64(), task_id["maxLength"].as_u64()),
+        (Some(1), Some(64))
+    );
+    assert_eq!(
+        parameter("/external/personnel/list", "event_id")["minLength"],
+        1
+    );
+    let unlock = &doc["components"]["schemas"]["UnlockRequest"]["properties"];
+    assert_eq!(unlock["event_id"]["minLength"], 1);
+    assert_eq!(unlock["event_id"]["maxLength"], 100);
+    assert_eq!(unlock["personnel_ids"]["minItems"], 1);
+    assert_eq!(unlock["personnel_ids"]["maxItems"], 100);
+    let precheck = doc["components"]["schemas"]["PrecheckRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let actions: Vec<Value> = precheck
+        .iter()
+        .flat_map(|v| {
+            v["properties"]["action_type"]["enum"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(actions.len(), 8, "{actions:?}");
 }

@@ -90,8 +90,39 @@ pub struct ServeArgs {
     /// instead of the balancer's.
     #[arg(long, env = "UNLOCKD_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: bool,
+    /// Seconds a connection has to send a whole request head.
+    #[arg(long, env = "UNLOCKD_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_seconds: u64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "UNLOCKD_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout_seconds: u64,
+    /// Seconds a request body has to arrive whole (408 after).
+    #[arg(long, env = "UNLOCKD_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_read_timeout_seconds: u64,
+    /// Seconds a request may take (503 after); long polls are bounded by their `wait`.
+    #[arg(long, env = "UNLOCKD_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_seconds: u64,
+    /// Connections served at once; more are refused (only /healthz still answers).
+    #[arg(long, env = "UNLOCKD_MAX_CONNECTIONS", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Long polls (`?wait=`) one API key may hold open at once (429 over it).
+    #[arg(long, env = "UNLOCKD_LONG_POLLS_PER_KEY", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    long_polls_per_key: u64,
     #[command(flatten)]
     worker: WorkerArgs,
+}
+
+impl ServeArgs {
+    fn http_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            max_connections: self.max_connections as usize,
+            long_polls_per_key: self.long_polls_per_key as usize,
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -145,6 +176,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         maintenance: args.worker.maintenance_config(),
         long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
         trust_forwarded_for: args.trust_forwarded_for,
+        http: args.http_limits(),
     };
     let server = app::start(config, store, cli.clock(), shutdown_on_signals())
         .await

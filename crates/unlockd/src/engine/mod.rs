@@ -221,8 +221,11 @@ impl Engine {
     ) -> StoreResult<bool> {
         let lease = &task.lease;
         if task.items.is_empty() {
-            self.store.settle_items(lease, Vec::new()).await?;
+            let report = self.store.settle_items(lease, Vec::new()).await?;
             self.signals.task_changed(&lease.task_id);
+            if report.finished.is_some() {
+                self.record_task_latency(task).await;
+            }
             return Ok(true);
         }
         for batch in task.items.chunks(self.config.batch_size.max(1)) {
@@ -258,6 +261,7 @@ impl Engine {
             self.signals.task_changed(&lease.task_id);
             if let Some(status) = report.finished {
                 tracing::info!(task_id = %lease.task_id, ?status, "task finished");
+                self.record_task_latency(task).await;
             }
         }
         Ok(true)
@@ -290,6 +294,26 @@ impl Engine {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// The create-to-finish time of a task this worker just finished, for the histogram.
+    /// A failed read only costs the sample.
+    async fn record_task_latency(&self, task: &ClaimedTask) {
+        match self
+            .store
+            .task_view(&task.account_id, task.kind, &task.lease.task_id)
+            .await
+        {
+            Ok(Some(view)) => {
+                let finished_at = view.completed_at.unwrap_or(view.updated_at);
+                let elapsed_ms = u64::try_from(finished_at - view.created_at).unwrap_or(0);
+                let status = format!("{:?}", view.status).to_ascii_lowercase();
+                self.metrics
+                    .task_finished(task.kind, &status, Duration::from_millis(elapsed_ms));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "task latency not recorded"),
         }
     }
 

@@ -22,7 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// Upstream's action types; only the two unlock actions are evaluated here.
-const ACTION_TYPES: [&str; 8] = [
+pub(super) const ACTION_TYPES: [&str; 8] = [
     "query_event_personnel",
     "unlock_event_contacts",
     "unlock_event_visitors",
@@ -118,23 +118,9 @@ fn describe(decision: &UnlockDecision) -> (bool, bool, i64, ReasonCode, Map<Stri
     }
 }
 
-#[utoipa::path(
-    post, path = "/external/actions/precheck", tag = "Actions",
-    request_body = unlockd_api::PrecheckRequest,
-    responses(
-        (status = 200, description = "The decision a create would make now; nothing is changed", body = PrecheckResponse),
-        (status = 400, description = "Invalid body or params", body = unlockd_api::ApiError),
-        (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
-        (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),
-    ),
-    security(("bearerAuth" = []))
-)]
-pub(super) async fn precheck(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Json<PrecheckResponse>> {
+/// The precheck body's fields, checked: the action type (one of upstream's) and the params
+/// object; the optional fields must be strings.
+pub(super) fn parse_precheck(body: &Map<String, Value>) -> ApiResult<(String, Map<String, Value>)> {
     if let Some(unknown) = body.keys().find(|k| !ALLOWED_FIELDS.contains(&k.as_str())) {
         return Err(ApiError::validation(format!(
             "{unknown} is not a precheck field"
@@ -167,6 +153,28 @@ pub(super) async fn precheck(
             Some(_) => return Err(ApiError::validation(format!("{field} must be a string"))),
         }
     }
+    Ok((action_type, params))
+}
+
+#[utoipa::path(
+    post, path = "/external/actions/precheck", tag = "Actions",
+    request_body = unlockd_api::PrecheckRequest,
+    responses(
+        (status = 200, description = "The decision a create would make now; nothing is changed", body = PrecheckResponse),
+        (status = 400, description = "Invalid body or params", body = unlockd_api::ApiError),
+        (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
+        (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(super) async fn precheck(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<PrecheckResponse>> {
+    let (action_type, params) = parse_precheck(&body)?;
     let call_source = CallSource::from_header(
         body.get("call_source")
             .and_then(Value::as_str)

@@ -9,11 +9,17 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::rate_limit::Decision;
-use super::AppState;
+use super::{AppState, KeyId, Unauthenticated};
 use crate::domain::keys;
 
+/// The bearer token of the one `Authorization` header; none when the header is missing,
+/// repeated (which one would count is ambiguous) or not a bearer token.
 fn bearer_token(request: &Request) -> Option<&str> {
-    let value = request.headers().get("authorization")?.to_str().ok()?;
+    let mut headers = request.headers().get_all("authorization").iter();
+    let value = headers.next()?.to_str().ok()?;
+    if headers.next().is_some() {
+        return None;
+    }
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -49,6 +55,12 @@ fn too_many(decision: &Decision) -> Response {
     response
 }
 
+/// Marks a refusal made before any key was accepted, for the sampled log.
+fn unauthenticated(mut response: Response) -> Response {
+    response.extensions_mut().insert(Unauthenticated);
+    response
+}
+
 /// Per-IP limit first (it also covers floods of bad keys), then the key, then the per-key
 /// limit. The principal goes into the request's extensions for the handlers.
 pub(super) async fn authenticate(
@@ -60,15 +72,15 @@ pub(super) async fn authenticate(
         let ip = client_ip(&request, state.trust_forwarded_for);
         let decision = state.ip_limiter.check(&ip).await;
         if !decision.allowed {
-            return too_many(&decision);
+            return unauthenticated(too_many(&decision));
         }
     }
     let Some(token) = bearer_token(&request).filter(|t| keys::is_well_formed(t)) else {
-        return ApiError::unauthorized().into_response();
+        return unauthenticated(ApiError::unauthorized().into_response());
     };
     let principal = match state.store.authenticate(&keys::digest(token)).await {
         Ok(Some(principal)) => principal,
-        Ok(None) => return ApiError::unauthorized().into_response(),
+        Ok(None) => return unauthenticated(ApiError::unauthorized().into_response()),
         Err(e) => return ApiError::from(e).into_response(),
     };
     if principal.account_disabled {
@@ -84,12 +96,16 @@ pub(super) async fn authenticate(
     } else {
         None
     };
+    let key_id = KeyId(principal.key_id.clone());
     if let Some(decision) = decision.filter(|d| !d.allowed) {
-        return too_many(&decision);
+        let mut response = too_many(&decision);
+        response.extensions_mut().insert(key_id);
+        return response;
     }
     tracing::Span::current().record("account_id", principal.account_id.as_str());
     request.extensions_mut().insert(principal);
     let mut response = next.run(request).await;
+    response.extensions_mut().insert(key_id);
     if let Some(decision) = decision {
         decision.write_headers(response.headers_mut());
     }

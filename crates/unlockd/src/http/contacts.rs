@@ -47,6 +47,7 @@ pub(super) fn routes() -> Router<AppState> {
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
         (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))
@@ -72,6 +73,7 @@ pub(super) async fn create_email(
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
         (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))
@@ -132,6 +134,9 @@ pub(super) async fn get_phone_task(
 ) -> ApiResult<Json<UnlockTask>> {
     get_task(state, principal, path, query, ContactKind::Phone).await
 }
+
+/// Longest task id; longer ones are 404 without a look-up.
+pub const MAX_TASK_ID_CHARS: usize = 64;
 
 /// Longest `?wait=` a long poll may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30;
@@ -303,12 +308,12 @@ async fn create(
     }
 }
 
-fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
+pub(super) fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
     let Some((_, value)) = query_pairs(raw).into_iter().find(|(k, _)| k == "wait") else {
         return Ok(None);
     };
-    match value.trim().parse::<u64>() {
-        Ok(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Some(Duration::from_secs(seconds))),
+    match super::body::parse_whole(&value).map(u64::from) {
+        Some(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Some(Duration::from_secs(seconds))),
         _ => Err(ApiError::validation(format!(
             "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"
         ))),
@@ -373,6 +378,17 @@ async fn get_task(
     let Path(task_id) =
         path.map_err(|e| ApiError::validation(format!("taskId: {}", e.body_text())))?;
     let wait = parse_wait(query.as_deref())?;
+    // Task ids are 1-64 characters like other ids; a longer one names no task, is not
+    // echoed whole and never reaches the store or the watcher map.
+    if task_id.is_empty() || task_id.chars().count() > MAX_TASK_ID_CHARS {
+        return Err(ApiError::not_found(
+            "TASK_NOT_FOUND",
+            format!(
+                "task {:?} not found",
+                super::truncate(&task_id, MAX_TASK_ID_CHARS)
+            ),
+        ));
+    }
     let not_found = || ApiError::not_found("TASK_NOT_FOUND", format!("task {task_id:?} not found"));
     let read = || state.store.task_view(&principal.account_id, kind, &task_id);
     let Some(wait) = wait.filter(|w| !w.is_zero()) else {
@@ -380,6 +396,21 @@ async fn get_task(
     };
     // Long poll: register for the task's signal before each read so no change is missed
     // between the read and the wait.
+    let Some(_slot) = state
+        .long_polls
+        .try_open(&principal.key_id, state.limits.long_polls_per_key)
+    else {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            format!(
+                "at most {} long polls may be open at once per API key",
+                state.limits.long_polls_per_key
+            ),
+        );
+        error.retry_after = Some(1);
+        return Err(error);
+    };
     let deadline = tokio::time::Instant::now() + wait;
     let watch = state.signals.watch(&task_id);
     loop {

@@ -88,6 +88,7 @@ pub(super) async fn list(
     params(("id" = String, Path, description = "The event's id or eventId (1-100 characters)")),
     responses(
         (status = 200, description = "The event", body = EventDetailResponse),
+        (status = 400, description = "id longer than 100 characters", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
         (status = 404, description = "EVENT_NOT_FOUND", body = unlockd_api::ApiError),
         (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),

@@ -61,8 +61,193 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The document as served: generated from the annotations, with the handlers' limits
+/// written in (JSON, since some of them have no place in utoipa's typed model).
+pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    doc
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    declare_limits(&mut value);
+    value
+}
+
+/// Limits on one query or path parameter, as the handlers enforce them.
+enum Limit {
+    /// An integer in `min..=max`; an empty value is refused like any non-number.
+    Int(u64, u64),
+    /// Optional text of at most this many characters (blank counts as absent).
+    Text(u64),
+    /// Required text: 1 to this many characters, not blank.
+    RequiredText(u64),
+    /// `YYYY-MM-DD` (a real day), or empty for absent.
+    Date,
+    /// A personnel id: 1-64 characters, no white space or control characters.
+    PersonnelId,
+    /// One of these values, or empty for absent.
+    OneOf(&'static [&'static str]),
+}
+
+const PAGE_MAX: u64 = 1_000_000;
+
+/// Every limit the server enforces on a parameter, by path and parameter name.
+const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
+    (
+        "/external/contacts/search",
+        "company_name",
+        Limit::RequiredText(200),
+    ),
+    ("/external/contacts/search", "role", Limit::Text(200)),
+    ("/external/contacts/search", "person_name", Limit::Text(200)),
+    ("/external/contacts/search", "page", Limit::Int(1, PAGE_MAX)),
+    ("/external/contacts/search", "pageSize", Limit::Int(1, 100)),
+    (
+        "/external/contacts/unlock-tasks/{taskId}",
+        "taskId",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/contacts/unlock-tasks/{taskId}",
+        "wait",
+        Limit::Int(0, 30),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}",
+        "taskId",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}",
+        "wait",
+        Limit::Int(0, 30),
+    ),
+    ("/external/events/list", "keyword", Limit::Text(200)),
+    ("/external/events/list", "country", Limit::Text(100)),
+    ("/external/events/list", "city", Limit::Text(100)),
+    ("/external/events/list", "date_start_from", Limit::Date),
+    ("/external/events/list", "date_start_to", Limit::Date),
+    ("/external/events/list", "page", Limit::Int(1, PAGE_MAX)),
+    ("/external/events/list", "pageSize", Limit::Int(1, 100)),
+    ("/external/events/{id}", "id", Limit::RequiredText(100)),
+    (
+        "/external/personnel/list",
+        "event_id",
+        Limit::RequiredText(100),
+    ),
+    ("/external/personnel/list", "page", Limit::Int(1, PAGE_MAX)),
+    ("/external/personnel/list", "pageSize", Limit::Int(1, 50)),
+    ("/external/personnel/list", "exhibitor_id", Limit::Text(64)),
+    ("/external/personnel/list", "department", Limit::Text(100)),
+    ("/external/personnel/list", "level", Limit::Text(50)),
+    ("/external/personnel/list", "search_query", Limit::Text(200)),
+    (
+        "/external/personnel/list",
+        "sourceType",
+        Limit::OneOf(&crate::catalog::import::SOURCE_TYPES),
+    ),
+    (
+        "/external/personnel/profile",
+        "personnel_id",
+        Limit::PersonnelId,
+    ),
+];
+
+fn limit_schema(limit: &Limit) -> serde_json::Value {
+    use serde_json::json;
+    match limit {
+        Limit::Int(min, max) => json!({"type": "integer", "minimum": min, "maximum": max}),
+        Limit::Text(max) => json!({"type": "string", "maxLength": max}),
+        // Not blank: at least one character that is not white space.
+        Limit::RequiredText(max) => {
+            json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
+        }
+        Limit::Date => json!({"anyOf": [
+            {"type": "string", "maxLength": 0},
+            {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        ]}),
+        Limit::PersonnelId => json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": crate::domain::unlock::MAX_PERSONNEL_ID_CHARS,
+            "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
+        }),
+        Limit::OneOf(values) => {
+            let mut values: Vec<&str> = values.to_vec();
+            values.push("");
+            json!({"type": "string", "enum": values})
+        }
+    }
+}
+
+/// Writes the handlers' limits into the generated document, which only knows the types.
+fn declare_limits(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    for (path, name, limit) in PARAMETER_LIMITS {
+        let Some(parameters) = doc["paths"][*path]["get"]["parameters"].as_array_mut() else {
+            continue;
+        };
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
+            parameter["schema"] = limit_schema(limit);
+        }
+    }
+    let schemas = &mut doc["components"]["schemas"];
+    let event_id = json!({"type": "string", "minLength": 1, "maxLength": crate::domain::unlock::MAX_EVENT_ID_CHARS});
+    let personnel_ids = |max: Option<usize>| {
+        let mut ids = json!({"type": "array", "items": {"type": "string"}, "minItems": 1});
+        if let Some(max) = max {
+            ids["maxItems"] = json!(max);
+        }
+        ids
+    };
+    if let Some(unlock) = schemas.get_mut("UnlockRequest") {
+        unlock["properties"]["event_id"] = event_id.clone();
+        unlock["properties"]["personnel_ids"] =
+            personnel_ids(Some(crate::domain::unlock::MAX_PERSONNEL_IDS));
+    }
+    if let Some(precheck) = schemas.get_mut("PrecheckRequest") {
+        // The unlock actions need unlock params (over 100 ids is an answer, not an
+        // error); the other upstream actions take any object.
+        let unlock_actions = ["unlock_contact_emails", "unlock_contact_phones"];
+        let other_actions: Vec<&str> = super::actions::ACTION_TYPES
+            .iter()
+            .copied()
+            .filter(|a| !unlock_actions.contains(a))
+            .collect();
+        let mut unlock_variant = precheck.clone();
+        unlock_variant["properties"]["action_type"] =
+            json!({"type": "string", "enum": unlock_actions});
+        unlock_variant["properties"]["params"] = json!({
+            "type": "object",
+            "required": ["event_id", "personnel_ids"],
+            "properties": {"event_id": event_id, "personnel_ids": personnel_ids(None)},
+        });
+        unlock_variant["additionalProperties"] = json!(false);
+        let mut other_variant = precheck.clone();
+        other_variant["properties"]["action_type"] =
+            json!({"type": "string", "enum": other_actions});
+        other_variant["additionalProperties"] = json!(false);
+        let description = precheck["description"].clone();
+        *precheck = json!({
+            "description": description,
+            "oneOf": [unlock_variant, other_variant],
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limits_survive_into_the_document() {
+        let served = document();
+        let page_size = served["paths"]["/external/personnel/list"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "pageSize")
+            .unwrap()["schema"]
+            .clone();
+        assert_eq!(page_size["minimum"], 1);
+        assert_eq!(page_size["maximum"], 50);
+    }
 }

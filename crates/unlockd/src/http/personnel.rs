@@ -99,7 +99,11 @@ pub(super) async fn list(
     let q = QueryParams::parse(query.as_deref());
     let event_ref = q.required_text("event_id", MAX_EVENT_ID_CHARS)?;
     let request = q.page(50, 50)?;
-    let source_type = q.text("sourceType", 50)?;
+    // Compared as sent (only an empty value is absent), as the document's enum reads.
+    let source_type = q
+        .raw("sourceType")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     if let Some(s) = &source_type {
         if !SOURCE_TYPES.contains(&s.as_str()) {
             return Err(ApiError::validation(format!(
@@ -157,6 +161,8 @@ pub(super) async fn profile(
 ) -> ApiResult<Json<ContactItem>> {
     let q = QueryParams::parse(query.as_deref());
     let id = q.required_text("personnel_id", MAX_PERSONNEL_ID_CHARS)?;
+    // Judged as sent: padding is not trimmed away.
+    let id = q.raw("personnel_id").map(str::to_string).unwrap_or(id);
     if !is_valid_personnel_id(&id) {
         return Err(ApiError::validation(
             "personnel_id must not contain spaces or control characters",

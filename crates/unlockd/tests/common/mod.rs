@@ -41,6 +41,8 @@ pub struct Options {
     pub ip_rate_limit: u32,
     pub manual_clock: bool,
     pub engine: EngineConfig,
+    /// Connection and request limits (timeouts, caps).
+    pub http: unlockd::http::HttpLimits,
 }
 
 /// The PostgreSQL server the tests run on, if any.
@@ -371,6 +373,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ip_rate_limit: options.ip_rate_limit,
         engine: options.engine,
         long_poll_recheck: Duration::from_millis(200),
+        http: options.http,
         ..ServerConfig::default()
     };
     let server = app::start(
