@@ -163,6 +163,8 @@ pub(super) fn parse_precheck(body: &Map<String, Value>) -> ApiResult<(String, Ma
         (status = 200, description = "The decision a create would make now; nothing is changed", body = PrecheckResponse),
         (status = 400, description = "Invalid body or params", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
+        (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
+        (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),
     ),

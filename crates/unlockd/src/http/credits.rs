@@ -19,6 +19,8 @@ pub(super) fn routes() -> Router<AppState> {
     responses(
         (status = 200, description = "Spendable credits by bucket kind (holds already deducted), plus heldCredits and availableCredits", body = CreditBalance),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
+        (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
+        (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))

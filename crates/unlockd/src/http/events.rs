@@ -54,6 +54,8 @@ fn event_item(view: EventView) -> EventItem {
         (status = 200, description = "A page of events, by start date", body = EventPage),
         (status = 400, description = "Invalid parameter", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
+        (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
+        (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),
     ),
     security(("bearerAuth" = []))
@@ -90,6 +92,8 @@ pub(super) async fn list(
         (status = 200, description = "The event", body = EventDetailResponse),
         (status = 400, description = "id longer than 100 characters", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
+        (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
+        (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 404, description = "EVENT_NOT_FOUND", body = unlockd_api::ApiError),
         (status = 429, description = "Rate limit exceeded", body = unlockd_api::ApiError),
     ),
