@@ -15,9 +15,11 @@
 //! batch, and every request of the failed batch gets the error: none of them was applied.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::FutureExt;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -181,7 +183,17 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> Res
             broken = Some(error.into());
             break;
         }
-        let (succeeded, finish) = job.run(conn).await;
+        // A request that panics must not take the writer down with it: its transaction
+        // state is unknown, so the batch is abandoned and the connection replaced.
+        let (succeeded, finish) = match AssertUnwindSafe(job.run(conn)).catch_unwind().await {
+            Ok(ran) => ran,
+            Err(_) => {
+                broken = Some(StoreError::Integrity(
+                    "a write request panicked; its batch was rolled back".into(),
+                ));
+                break;
+            }
+        };
         finishes.push(finish);
         let end = if succeeded {
             conn.execute("RELEASE request").await
