@@ -62,20 +62,6 @@ pub(crate) fn like_pattern(text: &str) -> String {
 
 /// Item id, personnel id, status, value, error code, charged.
 pub(crate) type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
-/// Id, account, kind, event ref, status, call source, price, created, updated, completed.
-pub(crate) type TaskRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-);
-
 pub(crate) const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
 
 /// The columns of [`EVENT_COLUMNS`], in order.
@@ -212,4 +198,68 @@ pub(crate) fn contact_views(
             },
         )
         .collect()
+}
+
+/// A task, its items and its ledger totals as one statement reads them: the items and the
+/// totals come as JSON text (`[[id, person, status, value, error, charged], ...]` and
+/// `[held, captured, released]`), so a poll is one round trip on either backend.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TaskViewRow {
+    pub id: String,
+    pub account_id: String,
+    pub kind: String,
+    pub event_ref: String,
+    pub status: String,
+    pub call_source: String,
+    pub price: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+    pub items: String,
+    pub totals: String,
+}
+
+impl TaskViewRow {
+    pub(crate) fn into_view(self) -> StoreResult<super::TaskView> {
+        let items: Vec<ItemRow> = serde_json::from_str(&self.items)
+            .map_err(|e| StoreError::Integrity(format!("task {} items: {e}", self.id)))?;
+        let (hold, charged, released): (Option<i64>, Option<i64>, Option<i64>) =
+            serde_json::from_str(&self.totals)
+                .map_err(|e| StoreError::Integrity(format!("task {} totals: {e}", self.id)))?;
+        let (hold, charged, released) = (
+            hold.unwrap_or(0),
+            charged.unwrap_or(0),
+            released.unwrap_or(0),
+        );
+        Ok(super::TaskView {
+            kind: parse_kind(&self.kind)?,
+            status: parse_task_status(&self.status)?,
+            call_source: unlockd_api::CallSource::from_header(Some(&self.call_source)),
+            items: items
+                .into_iter()
+                .map(
+                    |(item_id, personnel_id, status, value, error_code, charged)| {
+                        Ok(super::ItemView {
+                            item_id,
+                            personnel_id,
+                            status: parse_item_status(&status)?,
+                            value,
+                            error_code,
+                            charged,
+                        })
+                    },
+                )
+                .collect::<StoreResult<_>>()?,
+            id: self.id,
+            account_id: self.account_id,
+            event_ref: self.event_ref,
+            price: self.price,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+            held: hold - charged - released,
+            charged,
+            released,
+        })
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::SqliteConnection;
-use unlockd_api::{CallSource, TaskStatus};
+use unlockd_api::TaskStatus;
 
 use super::SqliteStore;
 use crate::domain::ledger::Bucket;
@@ -13,13 +13,12 @@ use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, Settlemen
 use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
 use crate::domain::ContactKind;
 use crate::store::rows::{
-    item_status_str, json, parse_bucket_kind, parse_item_status, parse_kind, parse_task_status,
-    task_status_str, ItemRow, TaskRow,
+    item_status_str, json, parse_bucket_kind, parse_kind, task_status_str, TaskViewRow,
 };
 use crate::store::settlement::{self, SettlementStatements, SettlingTask};
 use crate::store::{
-    Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, ItemView, Lease, NewUnlock,
-    SettleReport, StoreError, StoreResult, TaskView,
+    Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, Lease, NewUnlock, SettleReport,
+    StoreError, StoreResult, TaskView,
 };
 
 /// Reads everything `decide` needs in two statements: one row per requested id with its
@@ -253,78 +252,24 @@ pub(super) async fn view(
     kind: ContactKind,
     task_id: &str,
 ) -> StoreResult<Option<TaskView>> {
-    // One read transaction: the task, its items and its ledger totals form one snapshot.
-    let mut tx = store.reader.begin().await?;
-    let task: Option<TaskRow> = sqlx::query_as(
-        "SELECT id, account_id, kind, event_ref, status, call_source, price, created_at, updated_at, completed_at \
-         FROM tasks WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
+    // One statement, so one snapshot: the task, its items and its ledger totals agree.
+    let row: Option<TaskViewRow> = sqlx::query_as(
+        "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+                t.created_at, t.updated_at, t.completed_at, \
+                (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
+                 FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
+                (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
+                                   SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
+                                   SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
+                 FROM ledger WHERE task_id = t.id) AS totals \
+         FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3",
     )
     .bind(task_id)
     .bind(account_id)
     .bind(kind.as_str())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&store.reader)
     .await?;
-    let Some((
-        id,
-        account_id,
-        kind,
-        event_ref,
-        status,
-        call_source,
-        price,
-        created_at,
-        updated_at,
-        completed_at,
-    )) = task
-    else {
-        return Ok(None);
-    };
-    let items: Vec<ItemRow> = sqlx::query_as(
-        "SELECT id, personnel_id, status, value, error_code, charged FROM task_items \
-         WHERE task_id = ?1 ORDER BY position",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let totals: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT entry_type, SUM(amount) FROM ledger WHERE task_id = ?1 GROUP BY entry_type",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let total = |t: &str| totals.iter().find(|(e, _)| e == t).map_or(0, |(_, a)| *a);
-    let (hold, charged, released) = (total("hold"), total("capture"), total("release"));
-    Ok(Some(TaskView {
-        id,
-        account_id,
-        kind: parse_kind(&kind)?,
-        event_ref,
-        status: parse_task_status(&status)?,
-        call_source: CallSource::from_header(Some(&call_source)),
-        price,
-        created_at,
-        updated_at,
-        completed_at,
-        items: items
-            .into_iter()
-            .map(
-                |(item_id, personnel_id, status, value, error_code, charged)| {
-                    Ok(ItemView {
-                        item_id,
-                        personnel_id,
-                        status: parse_item_status(&status)?,
-                        value,
-                        error_code,
-                        charged,
-                    })
-                },
-            )
-            .collect::<StoreResult<_>>()?,
-        held: hold - charged - released,
-        charged,
-        released,
-    }))
+    row.map(TaskViewRow::into_view).transpose()
 }
 
 pub(super) async fn claim(
