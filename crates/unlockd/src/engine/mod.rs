@@ -238,13 +238,7 @@ impl Engine {
             let ids: Vec<i64> = batch.iter().map(|i| i.item_id).collect();
             self.store.start_items(lease, &ids).await?;
             self.signals.task_changed(&lease.task_id);
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for item in batch {
-                outcomes.push((
-                    item.item_id,
-                    self.look_up(&item.personnel_id, task.kind).await,
-                ));
-            }
+            let outcomes = self.look_up_batch(batch, task.kind).await;
             let unlocked = outcomes
                 .iter()
                 .filter(|(_, o)| matches!(o, LookupOutcome::Found(_)))
@@ -315,6 +309,40 @@ impl Engine {
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "task latency not recorded"),
         }
+    }
+
+    /// Looks a batch up with one request to the source where it can (the catalog: one
+    /// query); answers that failed transiently are retried one by one with backoff.
+    async fn look_up_batch(
+        &self,
+        batch: &[crate::store::ClaimedItem],
+        kind: crate::domain::ContactKind,
+    ) -> Vec<(i64, LookupOutcome)> {
+        let people: Vec<String> = batch.iter().map(|i| i.personnel_id.clone()).collect();
+        for _ in 0..people.len() {
+            self.pace().await;
+        }
+        let answers = self.source.lookup_many(&people, kind).await;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (item, answer) in batch.iter().zip(answers) {
+            let outcome = match answer {
+                SourceAnswer::Found(value) => LookupOutcome::Found(value),
+                SourceAnswer::NotFound => LookupOutcome::NotFound,
+                SourceAnswer::Removed => LookupOutcome::Removed,
+                SourceAnswer::Permanent(reason) => {
+                    self.metrics.lookup_error();
+                    tracing::warn!(source = self.source.name(), %reason, "lookup failed permanently");
+                    LookupOutcome::ProviderError
+                }
+                SourceAnswer::Transient(reason) => {
+                    self.metrics.lookup_error();
+                    tracing::warn!(source = self.source.name(), %reason, "batch lookup failed; retrying one by one");
+                    self.look_up(&item.personnel_id, kind).await
+                }
+            };
+            outcomes.push((item.item_id, outcome));
+        }
+        outcomes
     }
 
     async fn look_up(&self, personnel_id: &str, kind: crate::domain::ContactKind) -> LookupOutcome {

@@ -22,6 +22,26 @@ pub enum SourceAnswer {
 pub trait ContactSource: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn lookup(&self, personnel_id: &str, kind: ContactKind) -> SourceAnswer;
+
+    /// Answers for several people, in their order. A source that can ask for many at once
+    /// (the catalog: one query) overrides this; the default asks one by one.
+    async fn lookup_many(&self, personnel_ids: &[String], kind: ContactKind) -> Vec<SourceAnswer> {
+        let mut answers = Vec::with_capacity(personnel_ids.len());
+        for id in personnel_ids {
+            answers.push(self.lookup(id, kind).await);
+        }
+        answers
+    }
+}
+
+fn catalog_answer(stored: Option<Option<String>>) -> SourceAnswer {
+    match stored {
+        None => SourceAnswer::Removed,
+        Some(Some(value)) if !value.trim().is_empty() => {
+            SourceAnswer::Found(ContactValue::new(value))
+        }
+        Some(_) => SourceAnswer::NotFound,
+    }
 }
 
 /// The default source: the contact stored with the person in the catalog.
@@ -43,12 +63,21 @@ impl ContactSource for CatalogSource {
 
     async fn lookup(&self, personnel_id: &str, kind: ContactKind) -> SourceAnswer {
         match self.store.contact_of(personnel_id, kind).await {
-            Ok(None) => SourceAnswer::Removed,
-            Ok(Some(Some(value))) if !value.trim().is_empty() => {
-                SourceAnswer::Found(ContactValue::new(value))
-            }
-            Ok(Some(_)) => SourceAnswer::NotFound,
+            Ok(stored) => catalog_answer(stored),
             Err(e) => SourceAnswer::Transient(e.to_string()),
+        }
+    }
+
+    async fn lookup_many(&self, personnel_ids: &[String], kind: ContactKind) -> Vec<SourceAnswer> {
+        match self.store.contacts_of(personnel_ids, kind).await {
+            Ok(mut stored) => personnel_ids
+                .iter()
+                .map(|id| catalog_answer(stored.remove(id)))
+                .collect(),
+            Err(e) => personnel_ids
+                .iter()
+                .map(|_| SourceAnswer::Transient(e.to_string()))
+                .collect(),
         }
     }
 }

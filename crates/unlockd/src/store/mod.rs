@@ -401,6 +401,13 @@ pub trait Store: Send + Sync + 'static {
         personnel_id: &str,
         kind: ContactKind,
     ) -> StoreResult<Option<Option<String>>>;
+    /// The stored contacts of several people in one read: a person missing from the map
+    /// is gone from the catalog; `None` means the catalog has no contact of this kind.
+    async fn contacts_of(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Option<String>>>;
 
     // Accounts, keys, credits.
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;

@@ -285,6 +285,22 @@ impl Store for PgStore {
         Ok(row.map(|(v,)| v))
     }
 
+    async fn contacts_of(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Option<String>>> {
+        let sql = match kind {
+            ContactKind::Email => "SELECT id, email FROM personnel WHERE id = ANY($1)",
+            ContactKind::Phone => "SELECT id, phone FROM personnel WHERE id = ANY($1)",
+        };
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sql)
+            .bind(personnel_ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
         let account = AccountInfo {
             id: uuid::Uuid::now_v7().to_string(),
