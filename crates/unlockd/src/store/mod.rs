@@ -291,14 +291,14 @@ pub struct PersonnelFilter {
     pub department: Option<String>,
     /// Seniority level, case-insensitive equality.
     pub level: Option<String>,
-    /// Word prefixes matched against full name and title.
+    /// Words matched against name and title, then company, ranked (`domain::search`).
     pub search_query: Option<String>,
     pub source_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactSearch {
-    /// Word prefixes matched against the company name (required).
+    /// The company, ranked: exact name, whole words, word beginnings, misspellings.
     pub company_name: String,
     /// Word prefixes matched against the title.
     pub role: Option<String>,
@@ -480,6 +480,11 @@ pub trait Store: Send + Sync + 'static {
         search: &ContactSearch,
         page: PageRequest,
     ) -> StoreResult<Page<ContactView>>;
+
+    /// Derives the search tables (company keys and words, the word vocabulary and its
+    /// trigrams) for names and texts added since the last run; returns the rows derived.
+    /// Searches are correct without it, and fast with it.
+    async fn refresh_search_index(&self) -> StoreResult<i64>;
 
     // Maintenance.
     /// Expires the unheld remainder of every bucket past its expiry, with a ledger entry

@@ -12,6 +12,7 @@
 mod admin;
 mod catalog;
 mod reads;
+mod search;
 mod shared;
 mod tasks;
 
@@ -634,7 +635,11 @@ impl Store for PgStore {
         search: &ContactSearch,
         page: PageRequest,
     ) -> StoreResult<Page<ContactView>> {
-        reads::search_contacts(self, account_id, search, page).await
+        search::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn refresh_search_index(&self) -> StoreResult<i64> {
+        retrying(|| search::refresh_search_index(self)).await
     }
 
     async fn expire_buckets(&self) -> StoreResult<i64> {

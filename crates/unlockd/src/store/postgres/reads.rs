@@ -9,28 +9,17 @@
 
 use sqlx::PgConnection;
 
-use super::{catalog::fold_word, PgStore};
-use crate::domain::search::{event_token, filter_key, search_words};
+use super::{search, PgStore};
+use crate::domain::search::{
+    event_token, filter_key, folded_words, misspelled_tier, page_slices, personnel_tiers,
+    MAX_SEARCH_WORDS,
+};
 use crate::store::rows::{
     contact_views, event_view, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
 };
 use crate::store::{
-    ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
-    StoreResult,
+    ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
 };
-
-/// A tsquery: every word of `text` as a prefix, within the columns `weights` names.
-/// `None` when the text has no searchable word (it then matches nobody, as on SQLite).
-fn search_query(weights: &str, text: &str) -> Option<String> {
-    let terms: Vec<String> = search_words(text)
-        .iter()
-        .map(|w| fold_word(w))
-        .filter(|w| !w.is_empty())
-        // Words are letters and digits only; quoting makes each one literal lexeme.
-        .map(|w| format!("'{}':*{weights}", w.replace('\'', "''")))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" & "))
-}
 
 pub(super) async fn find_event(store: &PgStore, reference: &str) -> StoreResult<Option<EventView>> {
     let row: Option<EventRow> = sqlx::query_as(&format!(
@@ -134,13 +123,13 @@ pub(super) async fn list_events(
     })
 }
 
-const PERSON_COLUMNS: &str =
+pub(super) const PERSON_COLUMNS: &str =
     "p.id, p.full_name, p.title, p.department, p.seniority_level, p.linkedin_url, \
      p.company_name, p.source_type::text, \
      (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
 
 /// Adds this account's unlock states and unlocked contacts to a page of people.
-async fn as_seen_by(
+pub(super) async fn as_seen_by(
     conn: &mut PgConnection,
     account_id: &str,
     rows: Vec<PersonRow>,
@@ -199,55 +188,115 @@ pub(super) async fn list_personnel(
             format!("%\"{source}\"%"),
         );
     }
-    if let Some(text) = filter.search_query.as_deref() {
-        let Some(words) = search_query("AB", text) else {
-            return empty();
-        };
-        // Scoped to the event inside the index (its token has weight D).
-        let query = format!("'{}':D & {words}", event_token(event_id));
-        c.push(
-            "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ $::tsquery)",
-            query,
-        );
-    }
     let filtered = c.values.len() > 1;
-    let conditions = c.where_clause();
+    let base = c.where_clause();
+    let n = c.next_param();
+    // A text search is answered rank by rank (`domain::search::personnel_tiers`), each rank
+    // one tsquery scoped to the event by its token (weight D).
+    let text_condition = format!(
+        " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ ${n}::tsquery)"
+    );
+    let words: Vec<String> = filter
+        .search_query
+        .as_deref()
+        .map(|text| {
+            folded_words(text)
+                .into_iter()
+                .take(MAX_SEARCH_WORDS)
+                .collect()
+        })
+        .unwrap_or_default();
+    if filter.search_query.is_some() && words.is_empty() {
+        // No letter or digit: nobody matches.
+        return empty();
+    }
+    let token = event_token(event_id);
+    let mut groups: Vec<Option<String>> = if filter.search_query.is_some() {
+        personnel_tiers(&words)
+            .iter()
+            .map(|tier| Some(search::ts_tier(&token, tier)))
+            .collect()
+    } else {
+        vec![None]
+    };
     let mut tx = store.snapshot().await?;
-    let total: i64 = if filtered {
-        let count_sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
-        let mut count = sqlx::query_scalar(&count_sql);
-        for v in &c.values {
-            count = count.bind(v);
+    let mut counts = Vec::new();
+    if filtered || filter.search_query.is_some() {
+        for group in &groups {
+            counts.push(count_people(&mut tx, &base, &c.values, &text_condition, group).await?);
         }
-        count.fetch_one(&mut *tx).await?
     } else {
         // The import keeps this count for every event.
-        sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(0)
-    };
-    let n = c.next_param();
-    let rows_sql = format!(
-        "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
-           (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
-            ORDER BY pe.personnel_id LIMIT ${n} OFFSET ${}) pg ON pg.personnel_id = p.id \
-         ORDER BY p.id",
-        n + 1
-    );
-    let mut rows = sqlx::query_as(&rows_sql);
-    for v in &c.values {
-        rows = rows.bind(v);
+        counts.push(
+            sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = $1")
+                .bind(event_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0),
+        );
     }
-    let rows: Vec<PersonRow> = rows
-        .bind(i64::from(page.page_size))
-        .bind(page.offset())
-        .fetch_all(&mut *tx)
-        .await?;
+    if filter.search_query.is_some() && counts.iter().all(|&n| n == 0) {
+        // Nothing matched as typed: try the known words within each word's typing mistakes.
+        let fixes = search::corrections(&mut tx, &words).await?;
+        let group = Some(search::ts_tier(&token, &misspelled_tier(&words, &fixes)));
+        counts = vec![count_people(&mut tx, &base, &c.values, &text_condition, &group).await?];
+        groups = vec![group];
+    }
+    let total = counts.iter().sum();
+    let mut rows: Vec<PersonRow> = Vec::new();
+    for (group, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
+        let expression = &groups[group];
+        let rows_sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
+               (SELECT pe.personnel_id FROM personnel_events pe WHERE {base}{} \
+                ORDER BY pe.personnel_id LIMIT ${} OFFSET ${}) pg ON pg.personnel_id = p.id \
+             ORDER BY p.id",
+            if expression.is_some() {
+                text_condition.as_str()
+            } else {
+                ""
+            },
+            n + 1,
+            n + 2
+        );
+        let mut query = sqlx::query_as(&rows_sql);
+        for v in &c.values {
+            query = query.bind(v);
+        }
+        // The text slot keeps its number; PostgreSQL needs a type for it even when unused.
+        query = query.bind(expression.clone().unwrap_or_default());
+        let page_rows: Vec<PersonRow> = query.bind(take).bind(offset).fetch_all(&mut *tx).await?;
+        rows.extend(page_rows);
+    }
     let items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(Page { items, total })
+}
+
+/// The people of one group of an event's list: the filters, and the rank's tsquery.
+async fn count_people(
+    conn: &mut PgConnection,
+    base: &str,
+    values: &[String],
+    text_condition: &str,
+    expression: &Option<String>,
+) -> StoreResult<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM personnel_events pe WHERE {base}{}",
+        if expression.is_some() {
+            text_condition
+        } else {
+            ""
+        }
+    );
+    let mut count = sqlx::query_scalar(&sql);
+    for v in values {
+        count = count.bind(v);
+    }
+    if let Some(expression) = expression {
+        count = count.bind(expression);
+    }
+    Ok(count.fetch_one(&mut *conn).await?)
 }
 
 pub(super) async fn personnel_profile(
@@ -265,52 +314,6 @@ pub(super) async fn personnel_profile(
     let mut items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(items.pop())
-}
-
-pub(super) async fn search_contacts(
-    store: &PgStore,
-    account_id: &str,
-    search: &ContactSearch,
-    page: PageRequest,
-) -> StoreResult<Page<ContactView>> {
-    let mut parts = Vec::new();
-    for (weights, text) in [
-        ("C", Some(search.company_name.as_str())),
-        ("B", search.role.as_deref()),
-        ("A", search.person_name.as_deref()),
-    ] {
-        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            continue;
-        };
-        match search_query(weights, text) {
-            Some(query) => parts.push(query),
-            // Text with no searchable word matches nobody.
-            None => return empty(),
-        }
-    }
-    if parts.is_empty() {
-        return empty();
-    }
-    let query = parts.join(" & ");
-    let mut tx = store.snapshot().await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM personnel WHERE search @@ $1::tsquery")
-            .bind(&query)
-            .fetch_one(&mut *tx)
-            .await?;
-    // Insertion order, as SQLite lists FTS5 matches by rowid.
-    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
-        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.search @@ $1::tsquery \
-         ORDER BY p.seq LIMIT $2 OFFSET $3"
-    ))
-    .bind(&query)
-    .bind(i64::from(page.page_size))
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    let items = as_seen_by(&mut tx, account_id, rows).await?;
-    tx.commit().await?;
-    Ok(Page { items, total })
 }
 
 pub(super) async fn expire_buckets(store: &PgStore) -> StoreResult<i64> {

@@ -6,6 +6,7 @@ mod admin;
 pub mod backup;
 mod catalog;
 mod reads;
+mod search;
 mod tasks;
 mod writer;
 
@@ -598,7 +599,11 @@ impl Store for SqliteStore {
         search: &ContactSearch,
         page: PageRequest,
     ) -> StoreResult<Page<ContactView>> {
-        reads::search_contacts(self, account_id, search, page).await
+        search::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn refresh_search_index(&self) -> StoreResult<i64> {
+        search::refresh_search_index(self).await
     }
 
     async fn expire_buckets(&self) -> StoreResult<i64> {

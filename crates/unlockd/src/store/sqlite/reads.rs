@@ -3,25 +3,18 @@
 
 use sqlx::SqliteConnection;
 
+use super::search;
 use super::SqliteStore;
-use crate::domain::search::{event_token, filter_key, search_words};
+use crate::domain::search::{
+    event_token, filter_key, folded_words, misspelled_tier, page_slices, personnel_tiers,
+    MAX_SEARCH_WORDS,
+};
 use crate::store::rows::{
     contact_views, event_view, json, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
 };
 use crate::store::{
-    ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
-    StoreResult,
+    ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
 };
-
-/// An FTS5 expression: every word as a prefix, within `columns`. `None` when the text has
-/// no searchable word.
-fn fts_expression(columns: &str, text: &str) -> Option<String> {
-    let words = search_words(text);
-    (!words.is_empty()).then(|| {
-        let terms: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
-        format!("{{{columns}}} : ({})", terms.join(" AND "))
-    })
-}
 
 pub(super) async fn find_event(
     store: &SqliteStore,
@@ -75,13 +68,13 @@ pub(super) async fn list_events(
     })
 }
 
-const PERSON_COLUMNS: &str =
+pub(super) const PERSON_COLUMNS: &str =
     "p.id, p.full_name, p.title, p.department, p.seniority_level, p.linkedin_url, \
      p.company_name, p.source_type, \
      (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
 
 /// Adds this account's unlock states and unlocked contacts to a page of people.
-async fn as_seen_by(
+pub(super) async fn as_seen_by(
     conn: &mut SqliteConnection,
     account_id: &str,
     rows: Vec<PersonRow>,
@@ -134,34 +127,57 @@ pub(super) async fn list_personnel(
     if let Some(source) = &filter.source_type {
         add("pe.source_type LIKE ?", format!("%\"{source}\"%"));
     }
-    if let Some(text) = &filter.search_query {
-        let Some(words) = fts_expression("full_name title", text) else {
-            return Ok(Page {
-                items: Vec::new(),
-                total: 0,
-            });
-        };
-        // Scoped to the event inside the index (see migration 0004).
-        let expression = format!(
-            "{{event_tokens}} : \"{}\" AND {words}",
-            event_token(event_id)
-        );
-        add(
-            "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
-             (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?))",
-            expression,
-        );
-    }
     let filtered = conditions.len() > 1;
-    let conditions = conditions.join(" AND ");
+    let base = conditions.join(" AND ");
+    let n = binds.len();
+    // A text search is answered rank by rank (see `domain::search::personnel_tiers`): each
+    // rank is one FTS5 query scoped to the event inside the index (migration 0004).
+    let text_condition = format!(
+        " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
+         (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?{}))",
+        n + 1
+    );
     let mut tx = store.reader.begin().await?;
-    let total: i64 = if filtered {
-        let sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
-        let mut count = sqlx::query_scalar(&sql);
-        for b in &binds {
-            count = count.bind(b);
+    let groups: Vec<Option<String>> = match &filter.search_query {
+        None => vec![None],
+        Some(text) => {
+            let words: Vec<String> = folded_words(text)
+                .into_iter()
+                .take(MAX_SEARCH_WORDS)
+                .collect();
+            if words.is_empty() {
+                // No letter or digit: nobody matches.
+                return Ok(Page {
+                    items: Vec::new(),
+                    total: 0,
+                });
+            }
+            let token = event_token(event_id);
+            personnel_tiers(&words)
+                .iter()
+                .map(|tier| Some(search::fts_tier(&token, tier)))
+                .collect()
         }
-        count.fetch_one(&mut *tx).await?
+    };
+    let mut counts = Vec::new();
+    for group in &groups {
+        counts.push(count_people(&mut tx, &base, &binds, &text_condition, group).await?);
+    }
+    let mut groups = groups;
+    if let (Some(text), true) = (&filter.search_query, counts.iter().all(|&c| c == 0)) {
+        // Nothing matched as typed: try the known words within each word's typing mistakes.
+        let words: Vec<String> = folded_words(text)
+            .into_iter()
+            .take(MAX_SEARCH_WORDS)
+            .collect();
+        let fixes = search::corrections(&mut tx, &words).await?;
+        let tier = misspelled_tier(&words, &fixes);
+        let group = Some(search::fts_tier(&event_token(event_id), &tier));
+        counts = vec![count_people(&mut tx, &base, &binds, &text_condition, &group).await?];
+        groups = vec![group];
+    }
+    let total: i64 = if filtered || filter.search_query.is_some() {
+        counts.iter().sum()
     } else {
         // The import keeps this count for every event.
         sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = ?1")
@@ -170,27 +186,63 @@ pub(super) async fn list_personnel(
             .await?
             .unwrap_or(0)
     };
-    let n = binds.len();
-    let sql = format!(
-        "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
-           (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
-            ORDER BY pe.personnel_id LIMIT ?{} OFFSET ?{}) pg ON pg.personnel_id = p.id \
-         ORDER BY p.id",
-        n + 1,
-        n + 2
-    );
-    let mut rows = sqlx::query_as::<_, PersonRow>(&sql);
-    for b in &binds {
-        rows = rows.bind(b);
+    if !filtered && filter.search_query.is_none() {
+        counts = vec![total];
     }
-    let rows = rows
-        .bind(i64::from(page.page_size))
-        .bind(page.offset())
-        .fetch_all(&mut *tx)
-        .await?;
+    let mut rows = Vec::new();
+    for (group, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
+        let expression = &groups[group];
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
+               (SELECT pe.personnel_id FROM personnel_events pe WHERE {base}{} \
+                ORDER BY pe.personnel_id LIMIT ?{} OFFSET ?{}) pg ON pg.personnel_id = p.id \
+             ORDER BY p.id",
+            if expression.is_some() {
+                text_condition.as_str()
+            } else {
+                ""
+            },
+            n + 2,
+            n + 3
+        );
+        let mut query = sqlx::query_as::<_, PersonRow>(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        // The text slot keeps its number even when unused (SQLite counts parameters up to
+        // the highest number in the statement).
+        query = query.bind(expression.clone().unwrap_or_default());
+        rows.extend(query.bind(take).bind(offset).fetch_all(&mut *tx).await?);
+    }
     let items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(Page { items, total })
+}
+
+/// The people of one group of an event's list: the filters, and the rank's FTS5 query.
+async fn count_people(
+    conn: &mut SqliteConnection,
+    base: &str,
+    binds: &[String],
+    text_condition: &str,
+    expression: &Option<String>,
+) -> StoreResult<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM personnel_events pe WHERE {base}{}",
+        if expression.is_some() {
+            text_condition
+        } else {
+            ""
+        }
+    );
+    let mut count = sqlx::query_scalar(&sql);
+    for b in binds {
+        count = count.bind(b);
+    }
+    if let Some(expression) = expression {
+        count = count.bind(expression);
+    }
+    Ok(count.fetch_one(&mut *conn).await?)
 }
 
 pub(super) async fn personnel_profile(
@@ -208,61 +260,6 @@ pub(super) async fn personnel_profile(
     let mut items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(items.pop())
-}
-
-pub(super) async fn search_contacts(
-    store: &SqliteStore,
-    account_id: &str,
-    search: &ContactSearch,
-    page: PageRequest,
-) -> StoreResult<Page<ContactView>> {
-    let mut parts = Vec::new();
-    for (columns, text) in [
-        ("company_name", Some(search.company_name.as_str())),
-        ("title", search.role.as_deref()),
-        ("full_name", search.person_name.as_deref()),
-    ] {
-        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            continue;
-        };
-        match fts_expression(columns, text) {
-            Some(expression) => parts.push(expression),
-            // Text with no searchable word matches nobody.
-            None => {
-                return Ok(Page {
-                    items: Vec::new(),
-                    total: 0,
-                })
-            }
-        }
-    }
-    if parts.is_empty() {
-        return Ok(Page {
-            items: Vec::new(),
-            total: 0,
-        });
-    }
-    let expression = parts.join(" AND ");
-    let mut tx = store.reader.begin().await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM personnel_fts WHERE personnel_fts MATCH ?1")
-            .bind(&expression)
-            .fetch_one(&mut *tx)
-            .await?;
-    // FTS5 yields matches in rowid order, so ordering by rowid costs no sort.
-    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
-        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.rowid IN \
-         (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?1 ORDER BY rowid LIMIT ?2 OFFSET ?3) \
-         ORDER BY p.rowid"
-    ))
-    .bind(&expression)
-    .bind(i64::from(page.page_size))
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    let items = as_seen_by(&mut tx, account_id, rows).await?;
-    tx.commit().await?;
-    Ok(Page { items, total })
 }
 
 pub(super) async fn expire_buckets(store: &SqliteStore) -> StoreResult<i64> {
