@@ -254,10 +254,11 @@ pub fn word_grams(word: &str) -> Vec<String> {
     grams
 }
 
-/// Each mistake changes at most three trigrams.
+/// A wrong, missing or extra character changes at most three trigrams, two swapped ones at
+/// most four.
 pub fn min_shared_grams(word: &str) -> i64 {
     let grams = word_grams(word).len() as i64;
-    (grams - 3 * i64::from(allowed_typos(word))).max(1)
+    (grams - 4 * i64::from(allowed_typos(word))).max(1)
 }
 
 /// A searched word as the index is asked for it.
