@@ -1,0 +1,273 @@
+//! Exhibitor and navigation reads on SQLite: an event's exhibitors with people previews,
+//! an exhibitor's profile and events, a person's events.
+
+use sqlx::SqliteConnection;
+
+use super::reads::{as_seen_by, PERSON_COLUMNS};
+use super::SqliteStore;
+use crate::domain::search::{event_token, filter_key, folded_words, MAX_SEARCH_WORDS};
+use crate::store::rows::{event_view, json, like_pattern, EventRow, PersonRow, EVENT_COLUMNS};
+use crate::store::{EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult};
+
+/// Id, company, website, country, event id, event alias, event name, people count.
+type ExhibitorRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+);
+
+fn exhibitor_view(row: ExhibitorRow) -> ExhibitorView {
+    let (id, company_name, website, country, event_id, event_alias, event_name, personnel_count) =
+        row;
+    ExhibitorView {
+        id,
+        company_name,
+        website,
+        country,
+        event_id,
+        event_alias,
+        event_name,
+        personnel_count,
+        personnel: Vec::new(),
+    }
+}
+
+/// The FTS5 query for people at the event whose title matches any of the job titles (each
+/// title's words as beginnings). `None` when no job title has a searchable word.
+fn job_title_expression(event_id: &str, titles: &[String]) -> Option<String> {
+    let alternatives: Vec<String> = titles
+        .iter()
+        .map(|t| folded_words(t))
+        .filter(|words| !words.is_empty())
+        .map(|words| {
+            let terms: Vec<String> = words
+                .iter()
+                .take(MAX_SEARCH_WORDS)
+                .map(|w| format!("\"{w}\"*"))
+                .collect();
+            format!("({{title}} : ({}))", terms.join(" AND "))
+        })
+        .collect();
+    (!alternatives.is_empty()).then(|| {
+        format!(
+            "{{event_tokens}} : \"{}\" AND ({})",
+            event_token(event_id),
+            alternatives.join(" OR ")
+        )
+    })
+}
+
+/// The condition on `pe` (an event link row) for the people filters: ?1 is the event, ?2 the exhibitor (or `x.id`), ?3 departments, ?4 levels, ?5 the job
+/// title query.
+fn people_condition(filter: &ExhibitorFilter, exhibitor: &str) -> String {
+    let mut sql = format!("pe.event_id = ?1 AND pe.exhibitor_id = {exhibitor}");
+    if !filter.departments.is_empty() {
+        sql.push_str(" AND pe.department_key IN (SELECT value FROM json_each(?3))");
+    }
+    if !filter.levels.is_empty() {
+        sql.push_str(" AND pe.level_key IN (SELECT value FROM json_each(?4))");
+    }
+    if !filter.job_titles.is_empty() {
+        sql.push_str(
+            " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
+             (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?5))",
+        );
+    }
+    sql
+}
+
+fn people_filtered(filter: &ExhibitorFilter) -> bool {
+    !(filter.departments.is_empty() && filter.levels.is_empty() && filter.job_titles.is_empty())
+}
+
+pub(super) async fn list_exhibitors(
+    store: &SqliteStore,
+    account_id: &str,
+    event_id: &str,
+    filter: &ExhibitorFilter,
+    page: PageRequest,
+) -> StoreResult<Page<ExhibitorView>> {
+    let titles = if filter.job_titles.is_empty() {
+        None
+    } else {
+        match job_title_expression(event_id, &filter.job_titles) {
+            Some(expression) => Some(expression),
+            // Only job titles without letters or digits: nobody matches them.
+            None => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    total: 0,
+                })
+            }
+        }
+    };
+    let departments: Vec<String> = filter.departments.iter().map(|d| filter_key(d)).collect();
+    let levels: Vec<String> = filter.levels.iter().map(|l| filter_key(l)).collect();
+    let mut conditions = vec!["x.event_id = ?1".to_string()];
+    if filter.keyword.is_some() {
+        conditions
+            .push("(x.company_name LIKE ?6 ESCAPE '\\' OR x.website LIKE ?6 ESCAPE '\\')".into());
+    }
+    if filter.country.is_some() {
+        conditions.push("x.country = ?7 COLLATE NOCASE".into());
+    }
+    let per_exhibitor = people_condition(filter, "x.id");
+    if people_filtered(filter) {
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM personnel_events pe WHERE {per_exhibitor})"
+        ));
+    }
+    let conditions = conditions.join(" AND ");
+    // Every statement is given every parameter (numbered, so unused ones do no harm).
+    let keyword = filter.keyword.as_deref().map(like_pattern);
+    let mut tx = store.reader.begin().await?;
+    let count_sql = format!("SELECT COUNT(*) FROM exhibitors x WHERE {conditions}");
+    let total: i64 = sqlx::query_scalar(&count_sql)
+        .bind(event_id)
+        .bind("")
+        .bind(json(&departments)?)
+        .bind(json(&levels)?)
+        .bind(titles.clone().unwrap_or_default())
+        .bind(&keyword)
+        .bind(&filter.country)
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows_sql = format!(
+        "SELECT x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, \
+            (SELECT COUNT(*) FROM personnel_events pe WHERE {per_exhibitor}) \
+         FROM exhibitors x JOIN events e ON e.id = x.event_id WHERE {conditions} \
+         ORDER BY x.company_name IS NULL, x.company_name, x.id LIMIT ?8 OFFSET ?9"
+    );
+    let rows: Vec<ExhibitorRow> = sqlx::query_as(&rows_sql)
+        .bind(event_id)
+        .bind("")
+        .bind(json(&departments)?)
+        .bind(json(&levels)?)
+        .bind(titles.clone().unwrap_or_default())
+        .bind(&keyword)
+        .bind(&filter.country)
+        .bind(i64::from(page.page_size))
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut items: Vec<ExhibitorView> = rows.into_iter().map(exhibitor_view).collect();
+    if filter.personnel_limit > 0 {
+        let preview_sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id IN \
+               (SELECT pe.personnel_id FROM personnel_events pe WHERE {} \
+                ORDER BY pe.personnel_id LIMIT ?6) \
+             ORDER BY p.id",
+            people_condition(filter, "?2")
+        );
+        for item in &mut items {
+            let people: Vec<PersonRow> = sqlx::query_as(&preview_sql)
+                .bind(event_id)
+                .bind(&item.id)
+                .bind(json(&departments)?)
+                .bind(json(&levels)?)
+                .bind(titles.clone().unwrap_or_default())
+                .bind(i64::from(filter.personnel_limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            item.personnel = as_seen_by(&mut tx, account_id, people).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Page { items, total })
+}
+
+const EXHIBITOR_COLUMNS: &str =
+    "x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, \
+     (SELECT COUNT(*) FROM personnel p WHERE p.exhibitor_id = x.id)";
+
+pub(super) async fn exhibitor_profile(
+    store: &SqliteStore,
+    exhibitor_id: &str,
+) -> StoreResult<Option<ExhibitorView>> {
+    let row: Option<ExhibitorRow> = sqlx::query_as(&format!(
+        "SELECT {EXHIBITOR_COLUMNS} FROM exhibitors x JOIN events e ON e.id = x.event_id \
+         WHERE x.id = ?1"
+    ))
+    .bind(exhibitor_id)
+    .fetch_optional(&store.reader)
+    .await?;
+    Ok(row.map(exhibitor_view))
+}
+
+async fn event_page(
+    conn: &mut SqliteConnection,
+    from_where: &str,
+    key: &str,
+    page: PageRequest,
+) -> StoreResult<Page<EventView>> {
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events {from_where}"))
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events {from_where} \
+         ORDER BY date_start IS NULL, date_start, id LIMIT ?2 OFFSET ?3"
+    ))
+    .bind(key)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Page {
+        items: rows.into_iter().map(event_view).collect(),
+        total,
+    })
+}
+
+pub(super) async fn exhibitor_events(
+    store: &SqliteStore,
+    exhibitor_id: &str,
+    page: PageRequest,
+) -> StoreResult<Option<Page<EventView>>> {
+    let mut tx = store.reader.begin().await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM exhibitors WHERE id = ?1")
+        .bind(exhibitor_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let page = event_page(
+        &mut tx,
+        "WHERE id IN (SELECT event_id FROM exhibitors WHERE id = ?1)",
+        exhibitor_id,
+        page,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(page))
+}
+
+pub(super) async fn personnel_events(
+    store: &SqliteStore,
+    personnel_id: &str,
+    page: PageRequest,
+) -> StoreResult<Option<Page<EventView>>> {
+    let mut tx = store.reader.begin().await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM personnel WHERE id = ?1")
+        .bind(personnel_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let page = event_page(
+        &mut tx,
+        "WHERE id IN (SELECT event_id FROM personnel_events WHERE personnel_id = ?1)",
+        personnel_id,
+        page,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(page))
+}
