@@ -308,3 +308,82 @@ async fn exhibitor_profile_and_events_and_personnel_events() {
         .unwrap();
     assert_eq!(status, 401, "an API key is needed");
 }
+
+/// Runs `unlockd` in a blocking thread against the test's server.
+async fn cli(url: &str, key: &str, args: &[&str]) -> (bool, String, String) {
+    let (url, key) = (url.to_string(), key.to_string());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"))
+            .env("UNLOCKD_URL", url)
+            .env("UNLOCKD_API_KEY", key)
+            .env("UNLOCKD_LOG", "warn")
+            .args(args)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_an_events_exhibitors() {
+    let app = exhibitors_app().await;
+    let (_, key) = app.account(0).await;
+    let (ok, stdout, stderr) =
+        cli(&app.url, &key, &["exhibitors", "list", "--event", "139574"]).await;
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("COMPANY"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("x1") && lines[1].contains("Acme Robotics"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("acme.example") && lines[1].trim_end().ends_with('4'),
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(stderr.contains("3 exhibitors"), "{stderr}");
+
+    let (ok, stdout, _) = cli(
+        &app.url,
+        &key,
+        &[
+            "exhibitors",
+            "list",
+            "--event",
+            "139574",
+            "--department",
+            "marketing",
+            "--department",
+            "engineering",
+            "--personnel-limit",
+            "1",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(ok);
+    let page: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(ids(&page), ["x1"]);
+    assert_eq!(page["items"][0]["personnelCount"], 2);
+    assert_eq!(page["items"][0]["personnel"].as_array().unwrap().len(), 1);
+
+    let (ok, _, stderr) = cli(&app.url, &key, &["exhibitors", "list", "--event", "nope"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("EVENT_NOT_FOUND"), "{stderr}");
+    let (ok, stdout, _) = cli(&app.url, &key, &["exhibitors", "list", "--help"]).await;
+    assert!(
+        ok && stdout.contains("--event") && stdout.contains("Example"),
+        "{stdout}"
+    );
+}
