@@ -56,3 +56,38 @@ BEGIN
 END $$;
 CREATE TRIGGER search_person_changed AFTER INSERT OR DELETE OR UPDATE OF full_name, title, company_name
     ON personnel FOR EACH ROW EXECUTE FUNCTION search_person_changed();
+
+-- Text search within an event (SQLite's 0008). A queued person carries a sequence number:
+-- the upkeep removes the entry only if no change queued it again meanwhile.
+CREATE TABLE search_event_words (
+    event_id     TEXT COLLATE "C" NOT NULL,
+    word         TEXT COLLATE "C" NOT NULL,
+    field        TEXT COLLATE "C" NOT NULL,
+    personnel_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (event_id, word, field, personnel_id)
+);
+CREATE INDEX search_event_words_by_person ON search_event_words (personnel_id);
+CREATE SEQUENCE search_people_pending_seq;
+CREATE TABLE search_people_pending (
+    personnel_id TEXT COLLATE "C" PRIMARY KEY,
+    seq          BIGINT NOT NULL DEFAULT nextval('search_people_pending_seq')
+);
+INSERT INTO search_people_pending (personnel_id) SELECT id FROM personnel;
+
+CREATE FUNCTION search_person_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    person TEXT;
+BEGIN
+    IF TG_TABLE_NAME = 'personnel' THEN
+        person := CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END;
+    ELSE
+        person := CASE WHEN TG_OP = 'DELETE' THEN OLD.personnel_id ELSE NEW.personnel_id END;
+    END IF;
+    INSERT INTO search_people_pending (personnel_id) VALUES (person)
+        ON CONFLICT (personnel_id) DO UPDATE SET seq = nextval('search_people_pending_seq');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER search_person_queued AFTER INSERT OR DELETE OR UPDATE OF full_name, title, company_name
+    ON personnel FOR EACH ROW EXECUTE FUNCTION search_person_queued();
+CREATE TRIGGER search_link_queued AFTER INSERT OR DELETE
+    ON personnel_events FOR EACH ROW EXECUTE FUNCTION search_person_queued();

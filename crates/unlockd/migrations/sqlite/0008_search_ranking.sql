@@ -64,3 +64,35 @@ CREATE TRIGGER search_person_update AFTER UPDATE OF full_name, title, company_na
         SELECT t FROM (SELECT new.full_name AS t UNION ALL SELECT new.title UNION ALL SELECT new.company_name)
         WHERE t IS NOT NULL ON CONFLICT DO NOTHING;
 END;
+
+-- Text search within an event: who at the event has which word, in name/title ('n') or
+-- company ('c'). Each lookup reads only one event's entries for one word (or a range of
+-- words for a beginning), instead of intersecting catalog-wide posting lists. Triggers
+-- queue every person whose words or events change; `refresh_search_index` rewrites their
+-- entries, and a search reads queued people from their text directly.
+CREATE TABLE search_event_words (
+    event_id     TEXT NOT NULL,
+    word         TEXT NOT NULL,
+    field        TEXT NOT NULL,
+    personnel_id TEXT NOT NULL,
+    PRIMARY KEY (event_id, word, field, personnel_id)
+) WITHOUT ROWID;
+CREATE INDEX search_event_words_by_person ON search_event_words (personnel_id);
+CREATE TABLE search_people_pending (personnel_id TEXT PRIMARY KEY) WITHOUT ROWID;
+INSERT INTO search_people_pending (personnel_id) SELECT id FROM personnel;
+
+CREATE TRIGGER search_words_person_insert AFTER INSERT ON personnel BEGIN
+    INSERT INTO search_people_pending (personnel_id) VALUES (new.id) ON CONFLICT DO NOTHING;
+END;
+CREATE TRIGGER search_words_person_update AFTER UPDATE OF full_name, title, company_name ON personnel BEGIN
+    INSERT INTO search_people_pending (personnel_id) VALUES (new.id) ON CONFLICT DO NOTHING;
+END;
+CREATE TRIGGER search_words_person_delete AFTER DELETE ON personnel BEGIN
+    INSERT INTO search_people_pending (personnel_id) VALUES (old.id) ON CONFLICT DO NOTHING;
+END;
+CREATE TRIGGER search_words_link_insert AFTER INSERT ON personnel_events BEGIN
+    INSERT INTO search_people_pending (personnel_id) VALUES (new.personnel_id) ON CONFLICT DO NOTHING;
+END;
+CREATE TRIGGER search_words_link_delete AFTER DELETE ON personnel_events BEGIN
+    INSERT INTO search_people_pending (personnel_id) VALUES (old.personnel_id) ON CONFLICT DO NOTHING;
+END;

@@ -1,6 +1,8 @@
 //! Turning a user's search text into words for a full-text index, the same way on every
 //! backend: lowercase letters and digits, at most eight words, each matched as a prefix.
 
+use std::collections::BTreeSet;
+
 pub const MAX_SEARCH_WORDS: usize = 8;
 
 pub fn search_words(text: &str) -> Vec<String> {
@@ -261,95 +263,104 @@ pub fn min_shared_grams(word: &str) -> i64 {
     (grams - 4 * i64::from(allowed_typos(word))).max(1)
 }
 
-/// A searched word as the index is asked for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Term {
-    pub word: String,
-    pub prefix: bool,
+/// Which of a person's fields a word came from, as the per-event word index stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WordField {
+    /// Full name or title.
+    NameOrTitle,
+    Company,
 }
 
-/// Which fields of a person a text match looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fields {
-    NameAndTitle,
-    NameTitleAndCompany,
-}
-
-/// Every clause must match; a clause matches when any of its terms does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextMatch {
-    pub fields: Fields,
-    pub clauses: Vec<Vec<Term>>,
-}
-
-/// One rank of a personnel text search: the people `include` matches and `exclude` (the
-/// better ranks) does not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextTier {
-    pub include: TextMatch,
-    pub exclude: Option<TextMatch>,
-}
-
-fn text_match(fields: Fields, words: &[String], prefix: bool) -> TextMatch {
-    TextMatch {
-        fields,
-        clauses: words
-            .iter()
-            .map(|w| {
-                vec![Term {
-                    word: w.clone(),
-                    prefix,
-                }]
-            })
-            .collect(),
+impl WordField {
+    pub fn code(self) -> &'static str {
+        match self {
+            WordField::NameOrTitle => "n",
+            WordField::Company => "c",
+        }
     }
 }
 
-/// The ranks of a personnel text search, best first: every word whole in the name or
-/// title, then as word beginnings there, then anywhere in name, title or company.
-pub fn personnel_tiers(words: &[String]) -> Vec<TextTier> {
-    use Fields::*;
+/// A person's indexed words: `(word, field)`, without repeats.
+pub fn person_words(
+    full_name: Option<&str>,
+    title: Option<&str>,
+    company: Option<&str>,
+) -> Vec<(String, WordField)> {
+    let mut words: Vec<(String, WordField)> = Vec::new();
+    for (text, field) in [
+        (full_name, WordField::NameOrTitle),
+        (title, WordField::NameOrTitle),
+        (company, WordField::Company),
+    ] {
+        for word in folded_words(text.unwrap_or_default()) {
+            words.push((word, field));
+        }
+    }
+    words.sort();
+    words.dedup();
+    words
+}
+
+/// One question to the per-event word index: who has `word` (or a word beginning with it)
+/// in name or title only, or in any field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lookup {
+    pub word: String,
+    pub prefix: bool,
+    pub name_or_title_only: bool,
+}
+
+impl Lookup {
+    pub fn matches(&self, word: &str, field: WordField) -> bool {
+        (!self.name_or_title_only || field == WordField::NameOrTitle)
+            && if self.prefix {
+                word.starts_with(self.word.as_str())
+            } else {
+                word == self.word
+            }
+    }
+}
+
+/// The lookups a personnel text search needs for each word: whole in name or title, a
+/// beginning in name or title, a beginning anywhere.
+pub fn word_lookups(word: &str) -> [Lookup; 3] {
+    let lookup = |prefix, name_or_title_only| Lookup {
+        word: word.to_string(),
+        prefix,
+        name_or_title_only,
+    };
+    [lookup(false, true), lookup(true, true), lookup(true, false)]
+}
+
+fn intersect_all<'a>(sets: impl Iterator<Item = &'a BTreeSet<String>>) -> BTreeSet<String> {
+    let mut result: Option<BTreeSet<String>> = None;
+    for set in sets {
+        result = Some(match result {
+            None => set.clone(),
+            Some(r) => r.intersection(set).cloned().collect(),
+        });
+    }
+    result.unwrap_or_default()
+}
+
+/// The ranks of a personnel text search, best first, each in id order: every word whole in
+/// the name or title; then as word beginnings there; then anywhere in name, title or
+/// company. `found[i]` answers `word_lookups(words[i])`.
+pub fn personnel_ranks(found: &[[BTreeSet<String>; 3]]) -> Vec<Vec<String>> {
+    let whole = intersect_all(found.iter().map(|f| &f[0]));
+    let begins = intersect_all(found.iter().map(|f| &f[1]));
+    let anywhere = intersect_all(found.iter().map(|f| &f[2]));
     vec![
-        TextTier {
-            include: text_match(NameAndTitle, words, false),
-            exclude: None,
-        },
-        TextTier {
-            include: text_match(NameAndTitle, words, true),
-            exclude: Some(text_match(NameAndTitle, words, false)),
-        },
-        TextTier {
-            include: text_match(NameTitleAndCompany, words, true),
-            exclude: Some(text_match(NameAndTitle, words, true)),
-        },
+        whole.iter().cloned().collect(),
+        begins.difference(&whole).cloned().collect(),
+        anywhere.difference(&begins).cloned().collect(),
     ]
 }
 
-/// The last resort when no rank matched: each word as a beginning or as one of the known
-/// words within its typing mistakes (`corrections[i]` for `words[i]`).
-pub fn misspelled_tier(words: &[String], corrections: &[Vec<String>]) -> TextTier {
-    let clauses = words
-        .iter()
-        .zip(corrections)
-        .map(|(word, fixes)| {
-            let mut terms = vec![Term {
-                word: word.clone(),
-                prefix: true,
-            }];
-            terms.extend(fixes.iter().map(|f| Term {
-                word: f.clone(),
-                prefix: false,
-            }));
-            terms
-        })
-        .collect();
-    TextTier {
-        include: TextMatch {
-            fields: Fields::NameTitleAndCompany,
-            clauses,
-        },
-        exclude: None,
-    }
+/// The last resort when no rank matched: people with, for every word, a word beginning
+/// with it or one of its corrections (`found[i]`: the union for `words[i]`), in id order.
+pub fn misspelled_rank(found: &[BTreeSet<String>]) -> Vec<String> {
+    intersect_all(found.iter()).into_iter().collect()
 }
 
 /// Where a page starting at `offset` with `size` rows falls in consecutive groups of
@@ -459,6 +470,36 @@ mod tests {
                 .count() as i64;
             assert!(shared >= min_shared_grams(query), "{query} {word}");
         }
+    }
+
+    #[test]
+    fn personnel_ranks_from_word_sets() {
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        // "sales": whole for b, d; beginning for a, b, d, e; anywhere also c.
+        let found = [[
+            set(&["b", "d"]),
+            set(&["a", "b", "d", "e"]),
+            set(&["a", "b", "c", "d", "e"]),
+        ]];
+        assert_eq!(
+            personnel_ranks(&found),
+            [vec!["b", "d"], vec!["a", "e"], vec!["c"]]
+        );
+        let two = [
+            found[0].clone(),
+            [set(&["d"]), set(&["d", "e"]), set(&["c", "d", "e"])],
+        ];
+        assert_eq!(personnel_ranks(&two), [vec!["d"], vec!["e"], vec!["c"]]);
+        assert_eq!(misspelled_rank(&[set(&["a", "b"]), set(&["b"])]), ["b"]);
+        let words = person_words(Some("Sales Léa"), Some("Head of Sales"), Some("Sales AB"));
+        assert!(words.contains(&("lea".into(), WordField::NameOrTitle)));
+        assert!(words.contains(&("sales".into(), WordField::Company)));
+        assert_eq!(words.iter().filter(|(w, _)| w == "sales").count(), 2);
+        let [whole, begins, anywhere] = word_lookups("sal");
+        assert!(!whole.matches("sales", WordField::NameOrTitle));
+        assert!(begins.matches("sales", WordField::NameOrTitle));
+        assert!(!begins.matches("sales", WordField::Company));
+        assert!(anywhere.matches("sales", WordField::Company));
     }
 
     #[test]

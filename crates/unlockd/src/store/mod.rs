@@ -2,6 +2,7 @@
 //! uniqueness that matters for money is enforced by database constraints.
 
 pub mod audit;
+mod event_search;
 pub mod invariants;
 pub mod postgres;
 mod rows;

@@ -7,15 +7,16 @@
 //! words (see `search`) with the per-column filters of the FTS5 queries expressed as
 //! tsvector weights (A full name, B title, C company).
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 
 use super::{search, PgStore};
-use crate::domain::search::{
-    event_token, filter_key, folded_words, misspelled_tier, page_slices, personnel_tiers,
-    MAX_SEARCH_WORDS,
-};
+use crate::domain::search::{filter_key, folded_words, page_slices, MAX_SEARCH_WORDS};
+use crate::store::event_search::ranked_people;
 use crate::store::rows::{
-    contact_views, event_view, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
+    contact_views, event_view, in_order, like_pattern, EventRow, PersonRow, UnlockRow,
+    EVENT_COLUMNS,
 };
 use crate::store::{
     ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
@@ -189,114 +190,90 @@ pub(super) async fn list_personnel(
         );
     }
     let filtered = c.values.len() > 1;
-    let base = c.where_clause();
+    let conditions = c.where_clause();
     let n = c.next_param();
-    // A text search is answered rank by rank (`domain::search::personnel_tiers`), each rank
-    // one tsquery scoped to the event by its token (weight D).
-    let text_condition = format!(
-        " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ ${n}::tsquery)"
-    );
-    let words: Vec<String> = filter
-        .search_query
-        .as_deref()
-        .map(|text| {
-            folded_words(text)
-                .into_iter()
-                .take(MAX_SEARCH_WORDS)
-                .collect()
-        })
-        .unwrap_or_default();
-    if filter.search_query.is_some() && words.is_empty() {
-        // No letter or digit: nobody matches.
-        return empty();
-    }
-    let token = event_token(event_id);
-    let mut groups: Vec<Option<String>> = if filter.search_query.is_some() {
-        personnel_tiers(&words)
-            .iter()
-            .map(|tier| Some(search::ts_tier(&token, tier)))
-            .collect()
-    } else {
-        vec![None]
-    };
     let mut tx = store.snapshot().await?;
-    let mut counts = Vec::new();
-    if filtered || filter.search_query.is_some() {
-        for group in &groups {
-            counts.push(count_people(&mut tx, &base, &c.values, &text_condition, group).await?);
+    if let Some(text) = &filter.search_query {
+        let words: Vec<String> = folded_words(text)
+            .into_iter()
+            .take(MAX_SEARCH_WORDS)
+            .collect();
+        if words.is_empty() {
+            // No letter or digit: nobody matches.
+            return empty();
         }
+        let mut ranks = ranked_people(&mut search::EventWords(&mut tx), event_id, &words).await?;
+        if filtered {
+            let candidates: Vec<&str> = ranks.iter().flatten().map(String::as_str).collect();
+            let sql = format!(
+                "SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+                 AND pe.personnel_id = ANY(${n})"
+            );
+            let mut query = sqlx::query_as::<_, (String,)>(&sql);
+            for v in &c.values {
+                query = query.bind(v);
+            }
+            let kept: HashSet<String> = query
+                .bind(&candidates)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            for rank in &mut ranks {
+                rank.retain(|id| kept.contains(id));
+            }
+        }
+        let counts: Vec<i64> = ranks.iter().map(|r| r.len() as i64).collect();
+        let total = counts.iter().sum();
+        let mut ids: Vec<&String> = Vec::new();
+        for (rank, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
+            ids.extend(ranks[rank].iter().skip(offset as usize).take(take as usize));
+        }
+        let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items = as_seen_by(&mut tx, account_id, in_order(rows, &ids)).await?;
+        tx.commit().await?;
+        return Ok(Page { items, total });
+    }
+    let total: i64 = if filtered {
+        let count_sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
+        let mut count = sqlx::query_scalar(&count_sql);
+        for v in &c.values {
+            count = count.bind(v);
+        }
+        count.fetch_one(&mut *tx).await?
     } else {
         // The import keeps this count for every event.
-        counts.push(
-            sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = $1")
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0),
-        );
+        sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0)
+    };
+    let rows_sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
+           (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+            ORDER BY pe.personnel_id LIMIT ${n} OFFSET ${}) pg ON pg.personnel_id = p.id \
+         ORDER BY p.id",
+        n + 1
+    );
+    let mut rows = sqlx::query_as(&rows_sql);
+    for v in &c.values {
+        rows = rows.bind(v);
     }
-    if filter.search_query.is_some() && counts.iter().all(|&n| n == 0) {
-        // Nothing matched as typed: try the known words within each word's typing mistakes.
-        let fixes = search::corrections(&mut tx, &words).await?;
-        let group = Some(search::ts_tier(&token, &misspelled_tier(&words, &fixes)));
-        counts = vec![count_people(&mut tx, &base, &c.values, &text_condition, &group).await?];
-        groups = vec![group];
-    }
-    let total = counts.iter().sum();
-    let mut rows: Vec<PersonRow> = Vec::new();
-    for (group, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
-        let expression = &groups[group];
-        let rows_sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
-               (SELECT pe.personnel_id FROM personnel_events pe WHERE {base}{} \
-                ORDER BY pe.personnel_id LIMIT ${} OFFSET ${}) pg ON pg.personnel_id = p.id \
-             ORDER BY p.id",
-            if expression.is_some() {
-                text_condition.as_str()
-            } else {
-                ""
-            },
-            n + 1,
-            n + 2
-        );
-        let mut query = sqlx::query_as(&rows_sql);
-        for v in &c.values {
-            query = query.bind(v);
-        }
-        // The text slot keeps its number; PostgreSQL needs a type for it even when unused.
-        query = query.bind(expression.clone().unwrap_or_default());
-        let page_rows: Vec<PersonRow> = query.bind(take).bind(offset).fetch_all(&mut *tx).await?;
-        rows.extend(page_rows);
-    }
+    let rows: Vec<PersonRow> = rows
+        .bind(i64::from(page.page_size))
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
+        .await?;
     let items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(Page { items, total })
-}
-
-/// The people of one group of an event's list: the filters, and the rank's tsquery.
-async fn count_people(
-    conn: &mut PgConnection,
-    base: &str,
-    values: &[String],
-    text_condition: &str,
-    expression: &Option<String>,
-) -> StoreResult<i64> {
-    let sql = format!(
-        "SELECT COUNT(*) FROM personnel_events pe WHERE {base}{}",
-        if expression.is_some() {
-            text_condition
-        } else {
-            ""
-        }
-    );
-    let mut count = sqlx::query_scalar(&sql);
-    for v in values {
-        count = count.bind(v);
-    }
-    if let Some(expression) = expression {
-        count = count.bind(expression);
-    }
-    Ok(count.fetch_one(&mut *conn).await?)
 }
 
 pub(super) async fn personnel_profile(

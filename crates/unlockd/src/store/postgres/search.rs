@@ -3,16 +3,18 @@
 //! (weights A name, B title, C company, D event tokens), misspellings through the word
 //! vocabulary, and the upkeep that derives those tables (migration 0006).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{
-    allowed_typos, company_key, folded_words, min_shared_grams, page_slices, within_typos,
-    word_grams, CompanyQuery, CompanyRank, Fields, TextMatch, TextTier, MAX_SEARCH_WORDS,
+    allowed_typos, company_key, folded_words, min_shared_grams, page_slices, person_words,
+    within_typos, word_grams, CompanyQuery, CompanyRank, Lookup, WordField, MAX_SEARCH_WORDS,
 };
+use crate::store::event_search::EventWordIndex;
 use crate::store::rows::PersonRow;
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreResult};
 
@@ -27,37 +29,63 @@ fn lexeme(word: &str) -> String {
     format!("'{}'", word.replace('\'', "''"))
 }
 
-fn ts_match(m: &TextMatch) -> String {
-    let weights = match m.fields {
-        Fields::NameAndTitle => "AB",
-        Fields::NameTitleAndCompany => "ABC",
-    };
-    let clauses: Vec<String> = m
-        .clauses
-        .iter()
-        .map(|terms| {
-            let terms: Vec<String> = terms
-                .iter()
-                .map(|t| {
-                    format!(
-                        "{}:{}{weights}",
-                        lexeme(&t.word),
-                        if t.prefix { "*" } else { "" }
-                    )
-                })
-                .collect();
-            format!("({})", terms.join(" | "))
-        })
-        .collect();
-    format!("({})", clauses.join(" & "))
-}
+/// The per-event word index (migration 0006) on one connection.
+pub(super) struct EventWords<'c>(pub(super) &'c mut PgConnection);
 
-/// A tsquery for one rank, within the event whose token is given.
-pub(super) fn ts_tier(event_token: &str, tier: &TextTier) -> String {
-    let include = format!("{}:D & {}", lexeme(event_token), ts_match(&tier.include));
-    match &tier.exclude {
-        Some(exclude) => format!("{include} & !{}", ts_match(exclude)),
-        None => include,
+#[async_trait]
+impl EventWordIndex for EventWords<'_> {
+    async fn lookup(&mut self, event_id: &str, lookup: &Lookup) -> StoreResult<BTreeSet<String>> {
+        let field = if lookup.name_or_title_only {
+            " AND field = 'n'"
+        } else {
+            ""
+        };
+        let rows: Vec<(String,)> = if lookup.prefix {
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT personnel_id FROM search_event_words \
+                 WHERE event_id = $1 AND word >= $2 AND word < $3{field}"
+            ))
+            .bind(event_id)
+            .bind(&lookup.word)
+            .bind(prefix_end(&lookup.word))
+            .fetch_all(&mut *self.0)
+            .await?
+        } else {
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT personnel_id FROM search_event_words \
+                 WHERE event_id = $1 AND word = $2{field}"
+            ))
+            .bind(event_id)
+            .bind(&lookup.word)
+            .fetch_all(&mut *self.0)
+            .await?
+        };
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn queued(
+        &mut self,
+        event_id: &str,
+    ) -> StoreResult<BTreeMap<String, Vec<(String, WordField)>>> {
+        let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT p.id, p.full_name, p.title, p.company_name FROM search_people_pending q \
+             JOIN personnel_events pe ON pe.personnel_id = q.personnel_id AND pe.event_id = $1 \
+             JOIN personnel p ON p.id = q.personnel_id",
+        )
+        .bind(event_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, title, company)| {
+                let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
+                (id, words)
+            })
+            .collect())
+    }
+
+    async fn corrections(&mut self, words: &[String]) -> StoreResult<Vec<Vec<String>>> {
+        corrections(self.0, words).await
     }
 }
 
@@ -338,11 +366,84 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
                 .execute(&mut *tx)
                 .await?;
         }
+        let people = refresh_people(&mut tx).await?;
         tx.commit().await?;
-        let batch = (companies.len() + texts.len()) as i64;
+        let batch = (companies.len() + texts.len()) as i64 + people;
         derived += batch;
         if batch == 0 {
             return Ok(derived);
         }
     }
+}
+
+/// Rewrites the per-event word entries of up to a batch of queued people; returns how many.
+/// A person queued again meanwhile (a newer `seq`) stays queued.
+async fn refresh_people(conn: &mut PgConnection) -> StoreResult<i64> {
+    let queued: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as(
+            "SELECT q.personnel_id, q.seq, p.full_name, p.title, p.company_name \
+             FROM search_people_pending q LEFT JOIN personnel p ON p.id = q.personnel_id \
+             ORDER BY q.personnel_id LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
+        )
+        .bind(REFRESH_BATCH)
+        .fetch_all(&mut *conn)
+        .await?;
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = queued.iter().map(|q| q.0.as_str()).collect();
+    let seqs: Vec<i64> = queued.iter().map(|q| q.1).collect();
+    let links: Vec<(String, String)> = sqlx::query_as(
+        "SELECT personnel_id, event_id FROM personnel_events WHERE personnel_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut events: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (person, event) in &links {
+        events
+            .entry(person.as_str())
+            .or_default()
+            .push(event.as_str());
+    }
+    sqlx::query("DELETE FROM search_event_words WHERE personnel_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    let (mut event_col, mut word_col, mut field_col, mut person_col) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, _, name, title, company) in &queued {
+        let Some(person_events) = events.get(id.as_str()) else {
+            continue;
+        };
+        let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
+        for event in person_events {
+            for (word, field) in &words {
+                event_col.push(*event);
+                word_col.push(word.clone());
+                field_col.push(field.code());
+                person_col.push(id.as_str());
+            }
+        }
+    }
+    sqlx::query(
+        "INSERT INTO search_event_words (event_id, word, field, personnel_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&event_col)
+    .bind(&word_col)
+    .bind(&field_col)
+    .bind(&person_col)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM search_people_pending q USING UNNEST($1::text[], $2::bigint[]) AS d(id, seq) \
+         WHERE q.personnel_id = d.id AND q.seq = d.seq",
+    )
+    .bind(&ids)
+    .bind(&seqs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(queued.len() as i64)
 }

@@ -1,16 +1,17 @@
 //! Catalog reads on SQLite: events, an event's people, profiles and contact search, each
 //! person shown as one account sees them. Filters use indexes; text search uses FTS5.
 
+use std::collections::HashSet;
+
 use sqlx::SqliteConnection;
 
 use super::search;
 use super::SqliteStore;
-use crate::domain::search::{
-    event_token, filter_key, folded_words, misspelled_tier, page_slices, personnel_tiers,
-    MAX_SEARCH_WORDS,
-};
+use crate::domain::search::{filter_key, folded_words, page_slices, MAX_SEARCH_WORDS};
+use crate::store::event_search::ranked_people;
 use crate::store::rows::{
-    contact_views, event_view, json, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
+    contact_views, event_view, in_order, json, like_pattern, EventRow, PersonRow, UnlockRow,
+    EVENT_COLUMNS,
 };
 use crate::store::{
     ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
@@ -128,56 +129,67 @@ pub(super) async fn list_personnel(
         add("pe.source_type LIKE ?", format!("%\"{source}\"%"));
     }
     let filtered = conditions.len() > 1;
-    let base = conditions.join(" AND ");
+    let conditions = conditions.join(" AND ");
     let n = binds.len();
-    // A text search is answered rank by rank (see `domain::search::personnel_tiers`): each
-    // rank is one FTS5 query scoped to the event inside the index (migration 0004).
-    let text_condition = format!(
-        " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
-         (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?{}))",
-        n + 1
-    );
     let mut tx = store.reader.begin().await?;
-    let groups: Vec<Option<String>> = match &filter.search_query {
-        None => vec![None],
-        Some(text) => {
-            let words: Vec<String> = folded_words(text)
-                .into_iter()
-                .take(MAX_SEARCH_WORDS)
-                .collect();
-            if words.is_empty() {
-                // No letter or digit: nobody matches.
-                return Ok(Page {
-                    items: Vec::new(),
-                    total: 0,
-                });
-            }
-            let token = event_token(event_id);
-            personnel_tiers(&words)
-                .iter()
-                .map(|tier| Some(search::fts_tier(&token, tier)))
-                .collect()
-        }
-    };
-    let mut counts = Vec::new();
-    for group in &groups {
-        counts.push(count_people(&mut tx, &base, &binds, &text_condition, group).await?);
-    }
-    let mut groups = groups;
-    if let (Some(text), true) = (&filter.search_query, counts.iter().all(|&c| c == 0)) {
-        // Nothing matched as typed: try the known words within each word's typing mistakes.
+    if let Some(text) = &filter.search_query {
         let words: Vec<String> = folded_words(text)
             .into_iter()
             .take(MAX_SEARCH_WORDS)
             .collect();
-        let fixes = search::corrections(&mut tx, &words).await?;
-        let tier = misspelled_tier(&words, &fixes);
-        let group = Some(search::fts_tier(&event_token(event_id), &tier));
-        counts = vec![count_people(&mut tx, &base, &binds, &text_condition, &group).await?];
-        groups = vec![group];
+        if words.is_empty() {
+            // No letter or digit: nobody matches.
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+            });
+        }
+        let mut ranks = ranked_people(&mut search::EventWords(&mut tx), event_id, &words).await?;
+        if filtered {
+            let candidates: Vec<&String> = ranks.iter().flatten().collect();
+            let sql = format!(
+                "SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+                 AND pe.personnel_id IN (SELECT value FROM json_each(?{}))",
+                n + 1
+            );
+            let mut query = sqlx::query_as::<_, (String,)>(&sql);
+            for b in &binds {
+                query = query.bind(b);
+            }
+            let kept: HashSet<String> = query
+                .bind(json(&candidates)?)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            for rank in &mut ranks {
+                rank.retain(|id| kept.contains(id));
+            }
+        }
+        let counts: Vec<i64> = ranks.iter().map(|r| r.len() as i64).collect();
+        let total = counts.iter().sum();
+        let mut ids: Vec<&String> = Vec::new();
+        for (rank, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
+            ids.extend(ranks[rank].iter().skip(offset as usize).take(take as usize));
+        }
+        let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(json(&ids)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items = as_seen_by(&mut tx, account_id, in_order(rows, &ids)).await?;
+        tx.commit().await?;
+        return Ok(Page { items, total });
     }
-    let total: i64 = if filtered || filter.search_query.is_some() {
-        counts.iter().sum()
+    let total: i64 = if filtered {
+        let sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
+        let mut count = sqlx::query_scalar(&sql);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        count.fetch_one(&mut *tx).await?
     } else {
         // The import keeps this count for every event.
         sqlx::query_scalar("SELECT personnel_count FROM events WHERE id = ?1")
@@ -186,63 +198,26 @@ pub(super) async fn list_personnel(
             .await?
             .unwrap_or(0)
     };
-    if !filtered && filter.search_query.is_none() {
-        counts = vec![total];
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
+           (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+            ORDER BY pe.personnel_id LIMIT ?{} OFFSET ?{}) pg ON pg.personnel_id = p.id \
+         ORDER BY p.id",
+        n + 1,
+        n + 2
+    );
+    let mut rows = sqlx::query_as::<_, PersonRow>(&sql);
+    for b in &binds {
+        rows = rows.bind(b);
     }
-    let mut rows = Vec::new();
-    for (group, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
-        let expression = &groups[group];
-        let sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
-               (SELECT pe.personnel_id FROM personnel_events pe WHERE {base}{} \
-                ORDER BY pe.personnel_id LIMIT ?{} OFFSET ?{}) pg ON pg.personnel_id = p.id \
-             ORDER BY p.id",
-            if expression.is_some() {
-                text_condition.as_str()
-            } else {
-                ""
-            },
-            n + 2,
-            n + 3
-        );
-        let mut query = sqlx::query_as::<_, PersonRow>(&sql);
-        for b in &binds {
-            query = query.bind(b);
-        }
-        // The text slot keeps its number even when unused (SQLite counts parameters up to
-        // the highest number in the statement).
-        query = query.bind(expression.clone().unwrap_or_default());
-        rows.extend(query.bind(take).bind(offset).fetch_all(&mut *tx).await?);
-    }
+    let rows = rows
+        .bind(i64::from(page.page_size))
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
+        .await?;
     let items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(Page { items, total })
-}
-
-/// The people of one group of an event's list: the filters, and the rank's FTS5 query.
-async fn count_people(
-    conn: &mut SqliteConnection,
-    base: &str,
-    binds: &[String],
-    text_condition: &str,
-    expression: &Option<String>,
-) -> StoreResult<i64> {
-    let sql = format!(
-        "SELECT COUNT(*) FROM personnel_events pe WHERE {base}{}",
-        if expression.is_some() {
-            text_condition
-        } else {
-            ""
-        }
-    );
-    let mut count = sqlx::query_scalar(&sql);
-    for b in binds {
-        count = count.bind(b);
-    }
-    if let Some(expression) = expression {
-        count = count.bind(expression);
-    }
-    Ok(count.fetch_one(&mut *conn).await?)
 }
 
 pub(super) async fn personnel_profile(

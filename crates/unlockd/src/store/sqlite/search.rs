@@ -2,16 +2,18 @@
 //! text search as FTS5 queries per rank, misspellings through the word vocabulary, and the
 //! upkeep that derives those tables (see migration 0008 and `domain::search`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::SqliteStore;
 use crate::domain::search::{
-    company_key, folded_words, min_shared_grams, page_slices, within_typos, word_grams,
-    CompanyQuery, CompanyRank, Fields, TextMatch, TextTier,
+    company_key, folded_words, min_shared_grams, page_slices, person_words, within_typos,
+    word_grams, CompanyQuery, CompanyRank, Lookup, WordField,
 };
+use crate::store::event_search::EventWordIndex;
 use crate::store::rows::{json, PersonRow};
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreResult};
 
@@ -23,35 +25,63 @@ pub(crate) fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
-/// An FTS5 expression for one text match.
-fn fts_match(m: &TextMatch) -> String {
-    let columns = match m.fields {
-        Fields::NameAndTitle => "full_name title",
-        Fields::NameTitleAndCompany => "full_name title company_name",
-    };
-    let clauses: Vec<String> = m
-        .clauses
-        .iter()
-        .map(|terms| {
-            let terms: Vec<String> = terms
-                .iter()
-                .map(|t| format!("\"{}\"{}", t.word, if t.prefix { "*" } else { "" }))
-                .collect();
-            format!("({})", terms.join(" OR "))
-        })
-        .collect();
-    format!("{{{columns}}} : ({})", clauses.join(" AND "))
-}
+/// The per-event word index (migration 0008) on one connection.
+pub(super) struct EventWords<'c>(pub(super) &'c mut SqliteConnection);
 
-/// An FTS5 expression for one rank, within the event whose token is given.
-pub(super) fn fts_tier(event_token: &str, tier: &TextTier) -> String {
-    let include = format!(
-        "({{event_tokens}} : \"{event_token}\" AND {})",
-        fts_match(&tier.include)
-    );
-    match &tier.exclude {
-        Some(exclude) => format!("{include} NOT ({})", fts_match(exclude)),
-        None => include,
+#[async_trait]
+impl EventWordIndex for EventWords<'_> {
+    async fn lookup(&mut self, event_id: &str, lookup: &Lookup) -> StoreResult<BTreeSet<String>> {
+        let field = if lookup.name_or_title_only {
+            " AND field = 'n'"
+        } else {
+            ""
+        };
+        let rows: Vec<(String,)> = if lookup.prefix {
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT personnel_id FROM search_event_words \
+                 WHERE event_id = ?1 AND word >= ?2 AND word < ?3{field}"
+            ))
+            .bind(event_id)
+            .bind(&lookup.word)
+            .bind(prefix_end(&lookup.word))
+            .fetch_all(&mut *self.0)
+            .await?
+        } else {
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT personnel_id FROM search_event_words \
+                 WHERE event_id = ?1 AND word = ?2{field}"
+            ))
+            .bind(event_id)
+            .bind(&lookup.word)
+            .fetch_all(&mut *self.0)
+            .await?
+        };
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn queued(
+        &mut self,
+        event_id: &str,
+    ) -> StoreResult<BTreeMap<String, Vec<(String, WordField)>>> {
+        let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT p.id, p.full_name, p.title, p.company_name FROM search_people_pending q \
+             JOIN personnel_events pe ON pe.personnel_id = q.personnel_id AND pe.event_id = ?1 \
+             JOIN personnel p ON p.id = q.personnel_id",
+        )
+        .bind(event_id)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, title, company)| {
+                let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
+                (id, words)
+            })
+            .collect())
+    }
+
+    async fn corrections(&mut self, words: &[String]) -> StoreResult<Vec<Vec<String>>> {
+        corrections(self.0, words).await
     }
 }
 
@@ -320,11 +350,76 @@ pub(super) async fn refresh_search_index(store: &SqliteStore) -> StoreResult<i64
                 .execute(&mut *tx)
                 .await?;
         }
+        let people = refresh_people(&mut tx).await?;
         tx.commit().await?;
-        let batch = (companies.len() + texts.len()) as i64;
+        let batch = (companies.len() + texts.len()) as i64 + people;
         derived += batch;
         if batch == 0 {
             return Ok(derived);
         }
     }
+}
+
+/// Rewrites the per-event word entries of up to a batch of queued people; returns how many.
+async fn refresh_people(conn: &mut SqliteConnection) -> StoreResult<i64> {
+    let queued: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT q.personnel_id, p.full_name, p.title, p.company_name FROM search_people_pending q \
+         LEFT JOIN personnel p ON p.id = q.personnel_id ORDER BY q.personnel_id LIMIT ?1",
+    )
+    .bind(REFRESH_BATCH)
+    .fetch_all(&mut *conn)
+    .await?;
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&String> = queued.iter().map(|q| &q.0).collect();
+    let ids_json = json(&ids)?;
+    let links: Vec<(String, String)> = sqlx::query_as(
+        "SELECT personnel_id, event_id FROM personnel_events \
+         WHERE personnel_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut events: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (person, event) in &links {
+        events
+            .entry(person.as_str())
+            .or_default()
+            .push(event.as_str());
+    }
+    sqlx::query(
+        "DELETE FROM search_event_words WHERE personnel_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids_json)
+    .execute(&mut *conn)
+    .await?;
+    let mut entries = Vec::new();
+    for (id, name, title, company) in &queued {
+        let Some(person_events) = events.get(id.as_str()) else {
+            continue;
+        };
+        let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
+        for event in person_events {
+            for (word, field) in &words {
+                entries.push((*event, word.clone(), field.code(), id.as_str()));
+            }
+        }
+    }
+    for chunk in entries.chunks(5000) {
+        sqlx::query(
+            "INSERT OR IGNORE INTO search_event_words (event_id, word, field, personnel_id) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1)",
+        )
+        .bind(json(&chunk)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "DELETE FROM search_people_pending WHERE personnel_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids_json)
+    .execute(&mut *conn)
+    .await?;
+    Ok(queued.len() as i64)
 }
