@@ -376,18 +376,20 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
     }
 }
 
+/// Id, queue sequence number, full name, title, company.
+type QueuedPerson = (String, i64, Option<String>, Option<String>, Option<String>);
+
 /// Rewrites the per-event word entries of up to a batch of queued people; returns how many.
 /// A person queued again meanwhile (a newer `seq`) stays queued.
 async fn refresh_people(conn: &mut PgConnection) -> StoreResult<i64> {
-    let queued: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> =
-        sqlx::query_as(
-            "SELECT q.personnel_id, q.seq, p.full_name, p.title, p.company_name \
+    let queued: Vec<QueuedPerson> = sqlx::query_as(
+        "SELECT q.personnel_id, q.seq, p.full_name, p.title, p.company_name \
              FROM search_people_pending q LEFT JOIN personnel p ON p.id = q.personnel_id \
              ORDER BY q.personnel_id LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
-        )
-        .bind(REFRESH_BATCH)
-        .fetch_all(&mut *conn)
-        .await?;
+    )
+    .bind(REFRESH_BATCH)
+    .fetch_all(&mut *conn)
+    .await?;
     if queued.is_empty() {
         return Ok(0);
     }

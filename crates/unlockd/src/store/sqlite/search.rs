@@ -360,9 +360,12 @@ pub(super) async fn refresh_search_index(store: &SqliteStore) -> StoreResult<i64
     }
 }
 
+/// Id, full name, title, company.
+type PersonText = (String, Option<String>, Option<String>, Option<String>);
+
 /// Rewrites the per-event word entries of up to a batch of queued people; returns how many.
 async fn refresh_people(conn: &mut SqliteConnection) -> StoreResult<i64> {
-    let queued: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let queued: Vec<PersonText> = sqlx::query_as(
         "SELECT q.personnel_id, p.full_name, p.title, p.company_name FROM search_people_pending q \
          LEFT JOIN personnel p ON p.id = q.personnel_id ORDER BY q.personnel_id LIMIT ?1",
     )
