@@ -278,6 +278,15 @@ impl WordField {
             WordField::Company => "c",
         }
     }
+
+    /// The field a stored code names (anything but "c" is name or title).
+    pub fn from_code(code: &str) -> WordField {
+        if code == "c" {
+            WordField::Company
+        } else {
+            WordField::NameOrTitle
+        }
+    }
 }
 
 /// A person's indexed words: `(word, field)`, without repeats.

@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use super::StoreResult;
 use crate::domain::search::{misspelled_rank, personnel_ranks, word_lookups, Lookup, WordField};
 
+/// One entry of the per-event word index: word, field, person.
+pub(crate) type WordEntry = (String, WordField, String);
+
 #[async_trait]
 pub(crate) trait EventWordIndex: Send {
-    /// The indexed people at `event_id` that `lookup` finds.
-    async fn lookup(&mut self, event_id: &str, lookup: &Lookup) -> StoreResult<BTreeSet<String>>;
+    /// The index's entries at `event_id` whose word begins with `prefix` (one range read).
+    async fn entries(&mut self, event_id: &str, prefix: &str) -> StoreResult<Vec<WordEntry>>;
     /// The people at `event_id` queued for re-indexing, with their current words.
     async fn queued(
         &mut self,
@@ -22,22 +25,34 @@ pub(crate) trait EventWordIndex: Send {
     async fn corrections(&mut self, words: &[String]) -> StoreResult<Vec<Vec<String>>>;
 }
 
-/// The people at the event that `lookup` finds: the index's answer for people not queued,
-/// and the queued people's current words (their index entries may be stale).
-async fn find(
+/// The entries at the event whose word begins with `prefix`: the index's for people not
+/// queued, and the queued people's current words (their index entries may be stale).
+async fn entries(
     index: &mut dyn EventWordIndex,
     event_id: &str,
     queued: &BTreeMap<String, Vec<(String, WordField)>>,
-    lookup: &Lookup,
-) -> StoreResult<BTreeSet<String>> {
-    let mut ids = index.lookup(event_id, lookup).await?;
-    ids.retain(|id| !queued.contains_key(id));
-    for (id, words) in queued {
-        if words.iter().any(|(w, f)| lookup.matches(w, *f)) {
-            ids.insert(id.clone());
+    prefix: &str,
+) -> StoreResult<Vec<WordEntry>> {
+    let mut found = index.entries(event_id, prefix).await?;
+    if !queued.is_empty() {
+        found.retain(|(_, _, id)| !queued.contains_key(id));
+        for (id, words) in queued {
+            for (word, field) in words {
+                if word.starts_with(prefix) {
+                    found.push((word.clone(), *field, id.clone()));
+                }
+            }
         }
     }
-    Ok(ids)
+    Ok(found)
+}
+
+fn select(entries: &[WordEntry], lookup: &Lookup) -> BTreeSet<String> {
+    entries
+        .iter()
+        .filter(|(word, field, _)| lookup.matches(word, *field))
+        .map(|(_, _, id)| id.clone())
+        .collect()
 }
 
 /// The ranks of a text search at the event, best first, each in id order (see
@@ -50,12 +65,8 @@ pub(crate) async fn ranked_people(
     let queued = index.queued(event_id).await?;
     let mut found = Vec::new();
     for word in words {
-        let [a, b, c] = word_lookups(word);
-        found.push([
-            find(index, event_id, &queued, &a).await?,
-            find(index, event_id, &queued, &b).await?,
-            find(index, event_id, &queued, &c).await?,
-        ]);
+        let beginning = entries(index, event_id, &queued, word).await?;
+        found.push(word_lookups(word).map(|lookup| select(&beginning, &lookup)));
     }
     let ranks = personnel_ranks(&found);
     if ranks.iter().any(|r| !r.is_empty()) {
@@ -71,7 +82,10 @@ pub(crate) async fn ranked_people(
                 prefix: false,
                 name_or_title_only: false,
             };
-            ids.extend(find(index, event_id, &queued, &lookup).await?);
+            ids.extend(select(
+                &entries(index, event_id, &queued, fix).await?,
+                &lookup,
+            ));
         }
         per_word.push(ids);
     }

@@ -1,13 +1,17 @@
 //! Exhibitor and navigation reads on PostgreSQL, matching SQLite's (`sqlite::exhibitors`):
 //! ASCII case folding for keyword and country, bytewise company-name order.
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{event_token, filter_key, folded_words, MAX_SEARCH_WORDS};
 use crate::store::rows::{event_view, like_pattern, EventRow, PersonRow, EVENT_COLUMNS};
-use crate::store::{EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult};
+use crate::store::{
+    ContactView, EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult,
+};
 
 type ExhibitorRow = (
     String,
@@ -60,26 +64,58 @@ fn job_title_query(event_id: &str, titles: &[String]) -> Option<String> {
     })
 }
 
-/// The people filters on `pe`: $1 event, $2 exhibitor (or `x.id`), $3 departments, $4
-/// levels, $5 the job-title tsquery.
-fn people_condition(filter: &ExhibitorFilter, exhibitor: &str) -> String {
-    let mut sql = format!("pe.event_id = $1 AND pe.exhibitor_id = {exhibitor}");
+fn people_filtered(filter: &ExhibitorFilter) -> bool {
+    !(filter.departments.is_empty() && filter.levels.is_empty() && filter.job_titles.is_empty())
+}
+
+/// The people at the event by exhibitor, in id order (see SQLite's).
+async fn people_by_exhibitor(
+    conn: &mut PgConnection,
+    event_id: &str,
+    filter: &ExhibitorFilter,
+    exhibitors: Option<&[String]>,
+) -> StoreResult<Option<HashMap<String, Vec<String>>>> {
+    let mut sql = "SELECT pe.exhibitor_id, pe.personnel_id FROM personnel_events pe \
+                   WHERE pe.event_id = $1 AND pe.exhibitor_id IS NOT NULL \
+                   AND ($2::text[] IS NULL OR true) AND ($3::text[] IS NULL OR true) \
+                   AND ($4::text[] IS NULL OR true) AND ($5::text[] IS NULL OR true)"
+        .to_string();
+    if exhibitors.is_some() {
+        sql.push_str(" AND pe.exhibitor_id = ANY($2)");
+    }
     if !filter.departments.is_empty() {
         sql.push_str(" AND pe.department_key = ANY($3)");
     }
     if !filter.levels.is_empty() {
         sql.push_str(" AND pe.level_key = ANY($4)");
     }
+    let mut titled: Vec<String> = Vec::new();
     if !filter.job_titles.is_empty() {
-        sql.push_str(
-            " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ $5::tsquery)",
-        );
+        let Some(query) = job_title_query(event_id, &filter.job_titles) else {
+            return Ok(None);
+        };
+        titled = sqlx::query_scalar("SELECT id FROM personnel WHERE search @@ $1::tsquery")
+            .bind(query)
+            .fetch_all(&mut *conn)
+            .await?;
+        sql.push_str(" AND pe.personnel_id = ANY($5)");
     }
-    sql
-}
-
-fn people_filtered(filter: &ExhibitorFilter) -> bool {
-    !(filter.departments.is_empty() && filter.levels.is_empty() && filter.job_titles.is_empty())
+    sql.push_str(" ORDER BY pe.personnel_id");
+    let departments: Vec<String> = filter.departments.iter().map(|d| filter_key(d)).collect();
+    let levels: Vec<String> = filter.levels.iter().map(|l| filter_key(l)).collect();
+    let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+        .bind(event_id)
+        .bind(exhibitors.unwrap_or_default())
+        .bind(&departments)
+        .bind(&levels)
+        .bind(&titled)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    for (exhibitor, person) in rows {
+        groups.entry(exhibitor).or_default().push(person);
+    }
+    Ok(Some(groups))
 }
 
 pub(super) async fn list_exhibitors(
@@ -89,11 +125,10 @@ pub(super) async fn list_exhibitors(
     filter: &ExhibitorFilter,
     page: PageRequest,
 ) -> StoreResult<Page<ExhibitorView>> {
-    let titles = if filter.job_titles.is_empty() {
-        None
-    } else {
-        match job_title_query(event_id, &filter.job_titles) {
-            Some(query) => Some(query),
+    let mut tx = store.snapshot().await?;
+    let matched = if people_filtered(filter) {
+        match people_by_exhibitor(&mut tx, event_id, filter, None).await? {
+            Some(groups) => Some(groups),
             None => {
                 return Ok(Page {
                     items: Vec::new(),
@@ -101,88 +136,90 @@ pub(super) async fn list_exhibitors(
                 })
             }
         }
+    } else {
+        None
     };
-    let departments: Vec<String> = filter.departments.iter().map(|d| filter_key(d)).collect();
-    let levels: Vec<String> = filter.levels.iter().map(|l| filter_key(l)).collect();
-    let mut conditions = vec!["x.event_id = $1".to_string()];
+    let mut conditions = vec![
+        "x.event_id = $1 AND ($2::text IS NULL OR true) AND ($3::text IS NULL OR true) \
+         AND ($4::text[] IS NULL OR true)"
+            .to_string(),
+    ];
     if filter.keyword.is_some() {
         conditions.push(
-            "(ascii_lower(x.company_name) LIKE ascii_lower($6) ESCAPE '\\' \
-             OR ascii_lower(x.website) LIKE ascii_lower($6) ESCAPE '\\')"
+            "(ascii_lower(x.company_name) LIKE ascii_lower($2) ESCAPE '\\' \
+             OR ascii_lower(x.website) LIKE ascii_lower($2) ESCAPE '\\')"
                 .into(),
         );
     }
     if filter.country.is_some() {
-        conditions.push("ascii_lower(x.country) = ascii_lower($7)".into());
+        conditions.push("ascii_lower(x.country) = ascii_lower($3)".into());
     }
-    let per_exhibitor = people_condition(filter, "x.id");
-    if people_filtered(filter) {
-        conditions.push(format!(
-            "EXISTS (SELECT 1 FROM personnel_events pe WHERE {per_exhibitor})"
-        ));
+    if matched.is_some() {
+        conditions.push("x.id = ANY($4)".into());
     }
-    // Every parameter is referenced (PostgreSQL must infer each one's type), the unused ones
-    // in a clause that is always true.
-    conditions.push(
-        "($2::text IS NULL OR true) AND ($3::text[] IS NULL OR true) AND ($4::text[] IS NULL OR true) \
-         AND ($5::text IS NULL OR true) AND ($6::text IS NULL OR true) AND ($7::text IS NULL OR true)"
-            .into(),
-    );
     let conditions = conditions.join(" AND ");
     let keyword = filter.keyword.as_deref().map(like_pattern);
-    let mut tx = store.snapshot().await?;
+    let listed: Vec<&str> = matched
+        .iter()
+        .flat_map(|m| m.keys())
+        .map(String::as_str)
+        .collect();
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM exhibitors x WHERE {conditions}"
     ))
     .bind(event_id)
-    .bind("")
-    .bind(&departments)
-    .bind(&levels)
-    .bind(titles.clone().unwrap_or_default())
     .bind(&keyword)
     .bind(&filter.country)
+    .bind(&listed)
     .fetch_one(&mut *tx)
     .await?;
     let rows: Vec<ExhibitorRow> = sqlx::query_as(&format!(
-        "SELECT x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, \
-            (SELECT COUNT(*) FROM personnel_events pe WHERE {per_exhibitor}) \
+        "SELECT x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, 0::bigint \
          FROM exhibitors x JOIN events e ON e.id = x.event_id WHERE {conditions} \
-         ORDER BY x.company_name IS NULL, x.company_name COLLATE \"C\", x.id LIMIT $8 OFFSET $9"
+         ORDER BY x.company_name IS NULL, x.company_name COLLATE \"C\", x.id LIMIT $5 OFFSET $6"
     ))
     .bind(event_id)
-    .bind("")
-    .bind(&departments)
-    .bind(&levels)
-    .bind(titles.clone().unwrap_or_default())
     .bind(&keyword)
     .bind(&filter.country)
+    .bind(&listed)
     .bind(i64::from(page.page_size))
     .bind(page.offset())
     .fetch_all(&mut *tx)
     .await?;
     let mut items: Vec<ExhibitorView> = rows.into_iter().map(exhibitor_view).collect();
-    if filter.personnel_limit > 0 {
-        let preview_sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id IN \
-               (SELECT pe.personnel_id FROM personnel_events pe WHERE {} \
-                AND ($3::text[] IS NULL OR true) AND ($4::text[] IS NULL OR true) \
-                AND ($5::text IS NULL OR true) \
-                ORDER BY pe.personnel_id LIMIT $6) \
-             ORDER BY p.id",
-            people_condition(filter, "$2")
-        );
-        for item in &mut items {
-            let people: Vec<PersonRow> = sqlx::query_as(&preview_sql)
-                .bind(event_id)
-                .bind(&item.id)
-                .bind(&departments)
-                .bind(&levels)
-                .bind(titles.clone().unwrap_or_default())
-                .bind(i64::from(filter.personnel_limit))
-                .fetch_all(&mut *tx)
-                .await?;
-            item.personnel = as_seen_by(&mut tx, account_id, people).await?;
+    let people = match matched {
+        Some(groups) => groups,
+        None => {
+            let ids: Vec<String> = items.iter().map(|x| x.id.clone()).collect();
+            people_by_exhibitor(&mut tx, event_id, filter, Some(&ids))
+                .await?
+                .unwrap_or_default()
         }
+    };
+    let limit = filter.personnel_limit as usize;
+    let previewed: Vec<&String> = items
+        .iter()
+        .flat_map(|x| people.get(&x.id).into_iter().flatten().take(limit))
+        .collect();
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id = ANY($1)"
+    ))
+    .bind(&previewed)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut seen: HashMap<String, ContactView> = as_seen_by(&mut tx, account_id, rows)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    for item in &mut items {
+        let ids = people.get(&item.id).map(Vec::as_slice).unwrap_or_default();
+        item.personnel_count = ids.len() as i64;
+        item.personnel = ids
+            .iter()
+            .take(limit)
+            .filter_map(|id| seen.remove(id))
+            .collect();
     }
     tx.commit().await?;
     Ok(Page { items, total })

@@ -12,10 +12,10 @@ use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{
     allowed_typos, company_key, folded_words, min_shared_grams, page_slices, person_words,
-    within_typos, word_grams, CompanyQuery, CompanyRank, Lookup, WordField, MAX_SEARCH_WORDS,
+    within_typos, word_grams, CompanyQuery, CompanyRank, WordField, MAX_SEARCH_WORDS,
 };
-use crate::store::event_search::EventWordIndex;
-use crate::store::rows::PersonRow;
+use crate::store::event_search::{EventWordIndex, WordEntry};
+use crate::store::rows::{in_order, PersonRow};
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreResult};
 
 const REFRESH_BATCH: i64 = 2000;
@@ -34,33 +34,20 @@ pub(super) struct EventWords<'c>(pub(super) &'c mut PgConnection);
 
 #[async_trait]
 impl EventWordIndex for EventWords<'_> {
-    async fn lookup(&mut self, event_id: &str, lookup: &Lookup) -> StoreResult<BTreeSet<String>> {
-        let field = if lookup.name_or_title_only {
-            " AND field = 'n'"
-        } else {
-            ""
-        };
-        let rows: Vec<(String,)> = if lookup.prefix {
-            sqlx::query_as(&format!(
-                "SELECT DISTINCT personnel_id FROM search_event_words \
-                 WHERE event_id = $1 AND word >= $2 AND word < $3{field}"
-            ))
-            .bind(event_id)
-            .bind(&lookup.word)
-            .bind(prefix_end(&lookup.word))
-            .fetch_all(&mut *self.0)
-            .await?
-        } else {
-            sqlx::query_as(&format!(
-                "SELECT DISTINCT personnel_id FROM search_event_words \
-                 WHERE event_id = $1 AND word = $2{field}"
-            ))
-            .bind(event_id)
-            .bind(&lookup.word)
-            .fetch_all(&mut *self.0)
-            .await?
-        };
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+    async fn entries(&mut self, event_id: &str, prefix: &str) -> StoreResult<Vec<WordEntry>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT word, field, personnel_id FROM search_event_words \
+             WHERE event_id = $1 AND word >= $2 AND word < $3",
+        )
+        .bind(event_id)
+        .bind(prefix)
+        .bind(prefix_end(prefix))
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(word, field, id)| (word, WordField::from_code(&field), id))
+            .collect())
     }
 
     async fn queued(
@@ -238,50 +225,85 @@ pub(super) async fn search_contacts(
     };
     let mut tx = store.snapshot().await?;
     let companies = ranked_companies(&mut tx, &query).await?;
-    let counted: Vec<(String, i64)> = match &filter {
-        None => {
-            sqlx::query_as("SELECT name, people FROM search_companies WHERE name = ANY($1)")
-                .bind(&companies)
-                .fetch_all(&mut *tx)
-                .await?
-        }
+    // With a role or name filter, the matching people are found once, grouped by company
+    // in rank order; without, each company's people are paged from the (company, id) index.
+    let matched: Option<HashMap<String, Vec<String>>> = match &filter {
+        None => None,
         Some(filter) => {
-            sqlx::query_as(
-                "SELECT p.company_name, COUNT(*) FROM personnel p \
-                 WHERE p.company_name = ANY($1) AND p.search @@ $2::tsquery GROUP BY p.company_name",
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT p.company_name, p.id FROM personnel p \
+                 WHERE p.company_name = ANY($1) AND p.search @@ $2::tsquery ORDER BY p.id",
             )
             .bind(&companies)
             .bind(filter)
             .fetch_all(&mut *tx)
-            .await?
+            .await?;
+            let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+            for (company, id) in rows {
+                groups.entry(company).or_default().push(id);
+            }
+            Some(groups)
         }
     };
-    let counted: HashMap<String, i64> = counted.into_iter().collect();
-    let counts: Vec<i64> = companies
-        .iter()
-        .map(|n| counted.get(n).copied().unwrap_or(0))
-        .collect();
-    let total = counts.iter().sum();
-    let mut rows: Vec<PersonRow> = Vec::new();
-    for (group, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
-        let sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.company_name = $1{} \
-             ORDER BY p.id LIMIT $2 OFFSET $3",
-            if filter.is_some() {
-                " AND p.search @@ $4::tsquery"
-            } else {
-                ""
-            }
-        );
-        let mut q = sqlx::query_as::<_, PersonRow>(&sql)
-            .bind(&companies[group])
-            .bind(take)
-            .bind(offset);
-        if let Some(filter) = &filter {
-            q = q.bind(filter);
+    let counts: Vec<i64> = match &matched {
+        Some(groups) => companies
+            .iter()
+            .map(|n| groups.get(n).map_or(0, |ids| ids.len() as i64))
+            .collect(),
+        None => {
+            let people: HashMap<String, i64> =
+                sqlx::query_as("SELECT name, people FROM search_companies WHERE name = ANY($1)")
+                    .bind(&companies)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            companies
+                .iter()
+                .map(|n| people.get(n).copied().unwrap_or(0))
+                .collect()
         }
-        rows.extend(q.fetch_all(&mut *tx).await?);
-    }
+    };
+    let total = counts.iter().sum();
+    let slices = page_slices(&counts, page.offset(), i64::from(page.page_size));
+    let rows: Vec<PersonRow> = match &matched {
+        Some(groups) => {
+            let ids: Vec<&String> = slices
+                .iter()
+                .flat_map(|&(group, offset, take)| {
+                    groups
+                        .get(&companies[group])
+                        .into_iter()
+                        .flatten()
+                        .skip(offset as usize)
+                        .take(take as usize)
+                })
+                .collect();
+            let rows = sqlx::query_as(&format!(
+                "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id = ANY($1)"
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            in_order(rows, &ids)
+        }
+        None => {
+            let mut rows = Vec::new();
+            for (group, offset, take) in slices {
+                let page_rows: Vec<PersonRow> = sqlx::query_as(&format!(
+                    "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.company_name = $1 \
+                     ORDER BY p.id LIMIT $2 OFFSET $3"
+                ))
+                .bind(&companies[group])
+                .bind(take)
+                .bind(offset)
+                .fetch_all(&mut *tx)
+                .await?;
+                rows.extend(page_rows);
+            }
+            rows
+        }
+    };
     let items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(Page { items, total })

@@ -1,13 +1,17 @@
 //! Exhibitor and navigation reads on SQLite: an event's exhibitors with people previews,
 //! an exhibitor's profile and events, a person's events.
 
+use std::collections::HashMap;
+
 use sqlx::SqliteConnection;
 
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::SqliteStore;
 use crate::domain::search::{event_token, filter_key, folded_words, MAX_SEARCH_WORDS};
 use crate::store::rows::{event_view, json, like_pattern, EventRow, PersonRow, EVENT_COLUMNS};
-use crate::store::{EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult};
+use crate::store::{
+    ContactView, EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult,
+};
 
 /// Id, company, website, country, event id, event alias, event name, people count.
 type ExhibitorRow = (
@@ -62,27 +66,63 @@ fn job_title_expression(event_id: &str, titles: &[String]) -> Option<String> {
     })
 }
 
-/// The condition on `pe` (an event link row) for the people filters: ?1 is the event, ?2 the exhibitor (or `x.id`), ?3 departments, ?4 levels, ?5 the job
-/// title query.
-fn people_condition(filter: &ExhibitorFilter, exhibitor: &str) -> String {
-    let mut sql = format!("pe.event_id = ?1 AND pe.exhibitor_id = {exhibitor}");
+fn people_filtered(filter: &ExhibitorFilter) -> bool {
+    !(filter.departments.is_empty() && filter.levels.is_empty() && filter.job_titles.is_empty())
+}
+
+/// The people at the event, by exhibitor and in id order: those matching the people
+/// filters when there are any (`exhibitors` is then `None`), else those of the given
+/// exhibitors.
+async fn people_by_exhibitor(
+    conn: &mut SqliteConnection,
+    event_id: &str,
+    filter: &ExhibitorFilter,
+    exhibitors: Option<&[String]>,
+) -> StoreResult<Option<HashMap<String, Vec<String>>>> {
+    let mut sql = "SELECT pe.exhibitor_id, pe.personnel_id FROM personnel_events pe \
+                   WHERE pe.event_id = ?1 AND pe.exhibitor_id IS NOT NULL"
+        .to_string();
+    if exhibitors.is_some() {
+        sql.push_str(" AND pe.exhibitor_id IN (SELECT value FROM json_each(?2))");
+    }
     if !filter.departments.is_empty() {
         sql.push_str(" AND pe.department_key IN (SELECT value FROM json_each(?3))");
     }
     if !filter.levels.is_empty() {
         sql.push_str(" AND pe.level_key IN (SELECT value FROM json_each(?4))");
     }
+    let mut titled: Vec<String> = Vec::new();
     if !filter.job_titles.is_empty() {
-        sql.push_str(
-            " AND pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
-             (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?5))",
-        );
+        let Some(expression) = job_title_expression(event_id, &filter.job_titles) else {
+            // Only job titles without letters or digits: nobody matches them.
+            return Ok(None);
+        };
+        // One full-text evaluation for the whole list.
+        titled = sqlx::query_scalar(
+            "SELECT p.id FROM personnel_fts f JOIN personnel p ON p.rowid = f.rowid \
+             WHERE personnel_fts MATCH ?1",
+        )
+        .bind(expression)
+        .fetch_all(&mut *conn)
+        .await?;
+        sql.push_str(" AND pe.personnel_id IN (SELECT value FROM json_each(?5))");
     }
-    sql
-}
-
-fn people_filtered(filter: &ExhibitorFilter) -> bool {
-    !(filter.departments.is_empty() && filter.levels.is_empty() && filter.job_titles.is_empty())
+    sql.push_str(" ORDER BY pe.personnel_id");
+    let departments: Vec<String> = filter.departments.iter().map(|d| filter_key(d)).collect();
+    let levels: Vec<String> = filter.levels.iter().map(|l| filter_key(l)).collect();
+    let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+        .bind(event_id)
+        .bind(json(&exhibitors.unwrap_or_default())?)
+        .bind(json(&departments)?)
+        .bind(json(&levels)?)
+        .bind(json(&titled)?)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    for (exhibitor, person) in rows {
+        groups.entry(exhibitor).or_default().push(person);
+    }
+    Ok(Some(groups))
 }
 
 pub(super) async fn list_exhibitors(
@@ -92,12 +132,11 @@ pub(super) async fn list_exhibitors(
     filter: &ExhibitorFilter,
     page: PageRequest,
 ) -> StoreResult<Page<ExhibitorView>> {
-    let titles = if filter.job_titles.is_empty() {
-        None
-    } else {
-        match job_title_expression(event_id, &filter.job_titles) {
-            Some(expression) => Some(expression),
-            // Only job titles without letters or digits: nobody matches them.
+    let mut tx = store.reader.begin().await?;
+    // With people filters, the matching people decide which exhibitors are listed.
+    let matched = if people_filtered(filter) {
+        match people_by_exhibitor(&mut tx, event_id, filter, None).await? {
+            Some(groups) => Some(groups),
             None => {
                 return Ok(Page {
                     items: Vec::new(),
@@ -105,77 +144,80 @@ pub(super) async fn list_exhibitors(
                 })
             }
         }
+    } else {
+        None
     };
-    let departments: Vec<String> = filter.departments.iter().map(|d| filter_key(d)).collect();
-    let levels: Vec<String> = filter.levels.iter().map(|l| filter_key(l)).collect();
     let mut conditions = vec!["x.event_id = ?1".to_string()];
     if filter.keyword.is_some() {
         conditions
-            .push("(x.company_name LIKE ?6 ESCAPE '\\' OR x.website LIKE ?6 ESCAPE '\\')".into());
+            .push("(x.company_name LIKE ?2 ESCAPE '\\' OR x.website LIKE ?2 ESCAPE '\\')".into());
     }
     if filter.country.is_some() {
-        conditions.push("x.country = ?7 COLLATE NOCASE".into());
+        conditions.push("x.country = ?3 COLLATE NOCASE".into());
     }
-    let per_exhibitor = people_condition(filter, "x.id");
-    if people_filtered(filter) {
-        conditions.push(format!(
-            "EXISTS (SELECT 1 FROM personnel_events pe WHERE {per_exhibitor})"
-        ));
+    if matched.is_some() {
+        conditions.push("x.id IN (SELECT value FROM json_each(?4))".into());
     }
     let conditions = conditions.join(" AND ");
-    // Every statement is given every parameter (numbered, so unused ones do no harm).
     let keyword = filter.keyword.as_deref().map(like_pattern);
-    let mut tx = store.reader.begin().await?;
-    let count_sql = format!("SELECT COUNT(*) FROM exhibitors x WHERE {conditions}");
-    let total: i64 = sqlx::query_scalar(&count_sql)
-        .bind(event_id)
-        .bind("")
-        .bind(json(&departments)?)
-        .bind(json(&levels)?)
-        .bind(titles.clone().unwrap_or_default())
-        .bind(&keyword)
-        .bind(&filter.country)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows_sql = format!(
-        "SELECT x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, \
-            (SELECT COUNT(*) FROM personnel_events pe WHERE {per_exhibitor}) \
+    let listed: Vec<&String> = matched.iter().flat_map(|m| m.keys()).collect();
+    let listed = json(&listed)?;
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM exhibitors x WHERE {conditions}"
+    ))
+    .bind(event_id)
+    .bind(&keyword)
+    .bind(&filter.country)
+    .bind(&listed)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<ExhibitorRow> = sqlx::query_as(&format!(
+        "SELECT x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, 0 \
          FROM exhibitors x JOIN events e ON e.id = x.event_id WHERE {conditions} \
-         ORDER BY x.company_name IS NULL, x.company_name, x.id LIMIT ?8 OFFSET ?9"
-    );
-    let rows: Vec<ExhibitorRow> = sqlx::query_as(&rows_sql)
-        .bind(event_id)
-        .bind("")
-        .bind(json(&departments)?)
-        .bind(json(&levels)?)
-        .bind(titles.clone().unwrap_or_default())
-        .bind(&keyword)
-        .bind(&filter.country)
-        .bind(i64::from(page.page_size))
-        .bind(page.offset())
-        .fetch_all(&mut *tx)
-        .await?;
+         ORDER BY x.company_name IS NULL, x.company_name, x.id LIMIT ?5 OFFSET ?6"
+    ))
+    .bind(event_id)
+    .bind(&keyword)
+    .bind(&filter.country)
+    .bind(&listed)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *tx)
+    .await?;
     let mut items: Vec<ExhibitorView> = rows.into_iter().map(exhibitor_view).collect();
-    if filter.personnel_limit > 0 {
-        let preview_sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id IN \
-               (SELECT pe.personnel_id FROM personnel_events pe WHERE {} \
-                ORDER BY pe.personnel_id LIMIT ?6) \
-             ORDER BY p.id",
-            people_condition(filter, "?2")
-        );
-        for item in &mut items {
-            let people: Vec<PersonRow> = sqlx::query_as(&preview_sql)
-                .bind(event_id)
-                .bind(&item.id)
-                .bind(json(&departments)?)
-                .bind(json(&levels)?)
-                .bind(titles.clone().unwrap_or_default())
-                .bind(i64::from(filter.personnel_limit))
-                .fetch_all(&mut *tx)
-                .await?;
-            item.personnel = as_seen_by(&mut tx, account_id, people).await?;
+    let people = match matched {
+        Some(groups) => groups,
+        None => {
+            let ids: Vec<String> = items.iter().map(|x| x.id.clone()).collect();
+            people_by_exhibitor(&mut tx, event_id, filter, Some(&ids))
+                .await?
+                .unwrap_or_default()
         }
+    };
+    let limit = filter.personnel_limit as usize;
+    let previewed: Vec<&String> = items
+        .iter()
+        .flat_map(|x| people.get(&x.id).into_iter().flatten().take(limit))
+        .collect();
+    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id IN (SELECT value FROM json_each(?1))"
+    ))
+    .bind(json(&previewed)?)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut seen: HashMap<String, ContactView> = as_seen_by(&mut tx, account_id, rows)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    for item in &mut items {
+        let ids = people.get(&item.id).map(Vec::as_slice).unwrap_or_default();
+        item.personnel_count = ids.len() as i64;
+        item.personnel = ids
+            .iter()
+            .take(limit)
+            .filter_map(|id| seen.remove(id))
+            .collect();
     }
     tx.commit().await?;
     Ok(Page { items, total })
