@@ -164,6 +164,18 @@ impl CompanyQuery {
         None
     }
 
+    /// Whether every required word begins a word of each of these names, so that a
+    /// full-text index may narrow by the company words (a name found by its key or as a
+    /// misspelling may not hold them).
+    pub fn words_begin_all(&self, names: &[String]) -> bool {
+        names.iter().all(|name| {
+            let words = folded_words(name);
+            self.required
+                .iter()
+                .all(|q| words.iter().any(|w| w.starts_with(q.as_str())))
+        })
+    }
+
     /// How `name` matches, allowing misspelled words.
     pub fn rank_misspelled(&self, name: &str) -> Option<CompanyRank> {
         if let Some(rank) = self.rank(name) {

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use super::StoreResult;
 use crate::domain::search::{misspelled_rank, personnel_ranks, word_lookups, Lookup, WordField};
 
-/// One entry of the per-event word index: word, field, person.
-pub(crate) type WordEntry = (String, WordField, String);
+/// One entry of the per-event word index found by a word beginning: whether the word is
+/// exactly that beginning, its field, the person.
+pub(crate) type WordEntry = (bool, WordField, String);
 
 #[async_trait]
 pub(crate) trait EventWordIndex: Send {
@@ -39,7 +40,7 @@ async fn entries(
         for (id, words) in queued {
             for (word, field) in words {
                 if word.starts_with(prefix) {
-                    found.push((word.clone(), *field, id.clone()));
+                    found.push((word == prefix, *field, id.clone()));
                 }
             }
         }
@@ -47,10 +48,14 @@ async fn entries(
     Ok(found)
 }
 
+/// The people among entries found by `lookup.word` as a beginning that `lookup` finds.
 fn select(entries: &[WordEntry], lookup: &Lookup) -> BTreeSet<String> {
     entries
         .iter()
-        .filter(|(word, field, _)| lookup.matches(word, *field))
+        .filter(|(exact, field, _)| {
+            (lookup.prefix || *exact)
+                && (!lookup.name_or_title_only || *field == WordField::NameOrTitle)
+        })
         .map(|(_, _, id)| id.clone())
         .collect()
 }

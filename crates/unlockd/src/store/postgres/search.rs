@@ -35,8 +35,9 @@ pub(super) struct EventWords<'c>(pub(super) &'c mut PgConnection);
 #[async_trait]
 impl EventWordIndex for EventWords<'_> {
     async fn entries(&mut self, event_id: &str, prefix: &str) -> StoreResult<Vec<WordEntry>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT word, field, personnel_id FROM search_event_words \
+        // Only the person and two flags per entry: reading rows is the cost here.
+        let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+            "SELECT personnel_id, word = $2, field = 'c' FROM search_event_words \
              WHERE event_id = $1 AND word >= $2 AND word < $3",
         )
         .bind(event_id)
@@ -46,7 +47,14 @@ impl EventWordIndex for EventWords<'_> {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(word, field, id)| (word, WordField::from_code(&field), id))
+            .map(|(id, exact, company)| {
+                let field = if company {
+                    WordField::Company
+                } else {
+                    WordField::NameOrTitle
+                };
+                (exact, field, id)
+            })
             .collect())
     }
 
@@ -220,11 +228,19 @@ pub(super) async fn search_contacts(
     let Some(query) = CompanyQuery::parse(&search.company_name) else {
         return Ok(empty);
     };
-    let Ok(filter) = person_filter(search) else {
+    let Ok(mut filter) = person_filter(search) else {
         return Ok(empty);
     };
     let mut tx = store.snapshot().await?;
     let companies = ranked_companies(&mut tx, &query).await?;
+    if let Some(filter) = &mut filter {
+        if query.words_begin_all(&companies) {
+            // The company words narrow the full-text match to these companies' people.
+            for word in &query.required {
+                filter.push_str(&format!(" & {}:*C", lexeme(word)));
+            }
+        }
+    }
     // With a role or name filter, the matching people are found once, grouped by company
     // in rank order; without, each company's people are paged from the (company, id) index.
     let matched: Option<HashMap<String, Vec<String>>> = match &filter {
