@@ -405,3 +405,70 @@ pub struct PrecheckResponse {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
 }
+
+/// An exhibitor of an event (`GET /external/exhibitors/list`), with a preview of its people
+/// at that event as the calling account sees them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExhibitorItem {
+    pub id: String,
+    #[serde(rename = "companyName")]
+    pub company_name: Option<String>,
+    /// The website's host name, without `www.`.
+    pub domain: Option<String>,
+    pub website: Option<String>,
+    pub country: Option<String>,
+    /// The `eventId` of the event the exhibitor is listed at.
+    pub matched_event_ids: Vec<String>,
+    /// The exhibitor's people at this event (after the list's people filters).
+    #[serde(rename = "personnelCount")]
+    pub personnel_count: i64,
+    /// At most `personnelLimit` of them, by id; emails and phones only where this account
+    /// unlocked them.
+    pub personnel: Vec<ContactItem>,
+}
+
+/// A page of an event's exhibitors.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExhibitorPage {
+    pub items: Vec<ExhibitorItem>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_pages: i64,
+    pub has_more: bool,
+    /// Always `false` (unlockd makes no recommendations).
+    pub recommendation_processing: bool,
+    /// Always `"none"`.
+    pub recommendation_processing_feature: Option<String>,
+    pub semantics: AccessSemantics,
+}
+
+/// An event an exhibitor is listed at, as the exhibitor profile names it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExhibitorEventRef {
+    pub id: String,
+    pub event_id: String,
+    pub name: Option<String>,
+}
+
+/// `GET /external/exhibitors/profile`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExhibitorProfile {
+    pub id: String,
+    #[serde(rename = "companyName")]
+    pub company_name: Option<String>,
+    pub domain: Option<String>,
+    pub website: Option<String>,
+    pub country: Option<String>,
+    pub matched_event_ids: Vec<String>,
+    /// The exhibitor's people across its events.
+    #[serde(rename = "personnelCount")]
+    pub personnel_count: i64,
+    pub events: Vec<ExhibitorEventRef>,
+}

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 pub use unlockd_api::{
     ApiError, CallSource, ContactItem, ContactPage, CreditBalance, EventItem, EventPage,
-    ItemStatus, PrecheckResponse, ReasonCode, SubmissionStatus, TaskStatus, UnlockRequest,
-    UnlockSubmission, UnlockTask, UnlockTaskItem,
+    ExhibitorItem, ExhibitorPage, ItemStatus, PrecheckResponse, ReasonCode, SubmissionStatus,
+    TaskStatus, UnlockRequest, UnlockSubmission, UnlockTask, UnlockTaskItem,
 };
 
 /// Most personnel ids the server accepts in one unlock request.
@@ -327,6 +327,25 @@ impl Client {
         self.send(
             self.request(Method::GET, url, REQUEST_TIMEOUT),
             "personnel page",
+        )
+        .await
+    }
+
+    /// `GET /external/exhibitors/list?event_id=...` with further query parameters
+    /// (`keyword`, `country`, `department`, `managementLevel`, `jobTitle` (each repeatable),
+    /// `personnelLimit`, `page`, `pageSize`).
+    pub async fn list_exhibitors(
+        &self,
+        event_id: &str,
+        query: &[(&str, String)],
+    ) -> Result<ExhibitorPage, ClientError> {
+        let mut url = self.endpoint(&["external", "exhibitors", "list"])?;
+        url.query_pairs_mut()
+            .append_pair("event_id", event_id)
+            .extend_pairs(query);
+        self.send(
+            self.request(Method::GET, url, REQUEST_TIMEOUT),
+            "exhibitor page",
         )
         .await
     }

@@ -468,3 +468,69 @@ fn the_schema_check_rejects_bodies_that_break_the_contract() {
         assert!(result.is_err(), "{name} accepted {body}");
     }
 }
+
+/// The catalog navigation reads (issue 12) against the upstream component schemas.
+#[tokio::test]
+async fn the_navigation_reads_fit_the_upstream_schemas() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(0).await;
+    app.store
+        .import_exhibitors(
+            &[unlockd::catalog::ExhibitorRecord {
+                id: "456".into(),
+                event_id: "1001".into(),
+                company_name: Some("Acme Retail Systems".into()),
+                website: Some("https://acme.example".into()),
+                country: Some("United States".into()),
+            }],
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let mut staff = common::person("457", &["1001", "1002"], Some("staff@acme.example"));
+    staff.exhibitor_id = Some("456".into());
+    app.store.import_personnel(&[staff], &|_| {}).await.unwrap();
+
+    let (status, list) = call(
+        &app,
+        &key,
+        "GET",
+        "/external/exhibitors/list?event_id=139574&personnelLimit=2&department=sales",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"][0]["id"], "456");
+    conforms("ExhibitorPageWithSemantics", "ExhibitorPage", &list);
+    for person in list["items"][0]["personnel"].as_array().unwrap() {
+        conforms("ContactItem", "ContactItem", person);
+    }
+    let (status, profile) = call(
+        &app,
+        &key,
+        "GET",
+        "/external/exhibitors/profile?exhibitor_id=456",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    conforms("ExhibitorProfile", "ExhibitorProfile", &profile);
+    for path in [
+        "/external/exhibitors/events?exhibitor_id=456",
+        "/external/personnel/events?personnel_id=457",
+    ] {
+        let (status, events) = call(&app, &key, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(events["total"].as_i64().unwrap() >= 1);
+        conforms("EventPage", "EventPage", &events);
+    }
+    for path in [
+        "/external/exhibitors/profile?exhibitor_id=nope",
+        "/external/exhibitors/list?event_id=nope",
+        "/external/personnel/events?personnel_id=nope",
+    ] {
+        let (status, body) = call(&app, &key, "GET", path, None).await;
+        assert_eq!(status, 404, "{path}");
+        error_conforms(&body);
+    }
+}

@@ -68,6 +68,26 @@ fn every_endpoint_is_described_with_its_errors() {
         ),
         ("/external/events/list", "get", &[200, 400, 401, 429][..]),
         (
+            "/external/exhibitors/list",
+            "get",
+            &[200, 400, 401, 404, 429][..],
+        ),
+        (
+            "/external/exhibitors/profile",
+            "get",
+            &[200, 400, 401, 404, 429][..],
+        ),
+        (
+            "/external/exhibitors/events",
+            "get",
+            &[200, 400, 401, 404, 429][..],
+        ),
+        (
+            "/external/personnel/events",
+            "get",
+            &[200, 400, 401, 404, 429][..],
+        ),
+        (
             "/external/events/{id}",
             "get",
             &[200, 400, 401, 404, 429][..],

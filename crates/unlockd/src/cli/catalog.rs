@@ -259,6 +259,8 @@ pub async fn import(cli: &Cli, args: &ImportArgs) -> anyhow::Result<ExitCode> {
             println!("{}: {count} {noun} imported", path.display());
         }
     }
+    // Derive the search tables now rather than at the server's next upkeep round.
+    store.refresh_search_index().await?;
     let counts = store.catalog_counts().await?;
     println!(
         "catalog now holds {} events, {} exhibitors, {} personnel",

@@ -34,13 +34,13 @@ pub struct ClientArgs {
 }
 
 /// A connected client and the URL it talks to, for error messages.
-struct Session {
-    client: Client,
+pub(super) struct Session {
+    pub(super) client: Client,
     url: String,
 }
 
 impl ClientArgs {
-    fn session(&self) -> anyhow::Result<Session> {
+    pub(super) fn session(&self) -> anyhow::Result<Session> {
         let key = self.api_key.as_deref().ok_or_else(|| {
             anyhow::anyhow!("no API key: set UNLOCKD_API_KEY (or pass --api-key)")
         })?;
@@ -67,7 +67,7 @@ impl ClientArgs {
 
 impl Session {
     /// One line for a failed call: which server, and what to change.
-    fn explain(&self, error: ClientError) -> anyhow::Error {
+    pub(super) fn explain(&self, error: ClientError) -> anyhow::Error {
         let url = &self.url;
         match error {
             ClientError::Transport(e) if e.is_connect() => anyhow::anyhow!(

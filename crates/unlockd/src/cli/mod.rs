@@ -5,6 +5,7 @@ mod backup;
 mod catalog;
 mod client;
 mod database;
+mod exhibitors;
 mod serve;
 mod table;
 
@@ -153,6 +154,10 @@ enum Command {
     #[command(subcommand)]
     #[command(after_help = "Example:\n  unlockd events list --keyword expo --country DE")]
     Events(client::EventsCommand),
+    /// Client: an event's exhibitors.
+    #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd exhibitors list --event 139574")]
+    Exhibitors(exhibitors::ExhibitorsCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -320,6 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Credits(args) => client::credits(args).await,
         Command::Personnel(command) => client::personnel(command).await,
         Command::Events(command) => client::events(command).await,
+        Command::Exhibitors(command) => exhibitors::exhibitors(command).await,
     }
 }
 

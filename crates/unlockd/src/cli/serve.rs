@@ -250,6 +250,7 @@ async fn prepare_demo(store: &DynStore) -> anyhow::Result<String> {
         store.import_events(&catalog.events, &quiet).await?;
         store.import_exhibitors(&catalog.exhibitors, &quiet).await?;
         store.import_personnel(&catalog.personnel, &quiet).await?;
+        store.refresh_search_index().await?;
         tracing::info!(
             events = catalog.events.len(),
             exhibitors = catalog.exhibitors.len(),

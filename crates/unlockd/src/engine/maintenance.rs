@@ -40,6 +40,8 @@ pub async fn run_once(
     config: &MaintenanceConfig,
 ) -> StoreResult<MaintenanceReport> {
     let credits_expired = store.expire_buckets().await?;
+    // New company names and words become indexed for ranked search.
+    store.refresh_search_index().await?;
     let before = clock.now_ms() - config.retention.as_millis() as i64;
     let mut tasks_pruned = 0;
     loop {

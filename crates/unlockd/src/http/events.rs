@@ -18,7 +18,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/external/events/{id}", get(detail))
 }
 
-fn event_item(view: EventView) -> EventItem {
+pub(super) fn event_item(view: EventView) -> EventItem {
     let e = view.event;
     EventItem {
         id: e.id,

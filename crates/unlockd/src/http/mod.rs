@@ -8,6 +8,7 @@ mod contacts;
 mod credits;
 pub mod error;
 mod events;
+mod exhibitors;
 pub mod openapi;
 mod ops;
 mod personnel;
@@ -186,6 +187,7 @@ pub fn router(state: AppState) -> Router {
         .merge(credits::routes())
         .merge(personnel::routes())
         .merge(events::routes())
+        .merge(exhibitors::routes())
         .merge(actions::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, ops, personnel};
+use super::{actions, contacts, credits, events, exhibitors, ops, personnel};
 
 struct BearerAuth;
 
@@ -41,6 +41,10 @@ impl Modify for BearerAuth {
         personnel::profile,
         events::list,
         events::detail,
+        exhibitors::list,
+        exhibitors::profile,
+        exhibitors::exhibitor_events,
+        exhibitors::personnel_events,
         credits::balance,
         actions::precheck,
         ops::healthz,
@@ -54,6 +58,7 @@ impl Modify for BearerAuth {
         (name = "Contacts", description = "Unlock emails and phones in asynchronous tasks; contact search"),
         (name = "Personnel", description = "An event's people and profiles"),
         (name = "Events", description = "The event catalog"),
+        (name = "Exhibitors", description = "An event's exhibitors, their profiles and events"),
         (name = "Credits", description = "Balances"),
         (name = "Actions", description = "Prechecks"),
         (name = "Operations", description = "Health, readiness, this document"),

@@ -79,11 +79,11 @@ fn contact_page(page: Page<ContactView>, request: PageRequest) -> ContactPage {
         ("exhibitor_id" = Option<String>, Query, description = "Only this exhibitor's people"),
         ("department" = Option<String>, Query, description = "Case-insensitive (at most 100 characters)"),
         ("level" = Option<String>, Query, description = "Seniority level, case-insensitive (at most 50 characters)"),
-        ("search_query" = Option<String>, Query, description = "Word prefixes of name or title (at most 200 characters)"),
+        ("search_query" = Option<String>, Query, description = "Words to find (at most 200 characters; up to 8 words; case and accents ignored). Ranked: every word whole in the name or title first, then as word beginnings there, then anywhere in name, title or company; within a rank by id. Only when nothing matches, words within one typing mistake (4-7 letters) or two (8 or more; none in shorter words or words with digits) of a known word. Text with no letter or digit matches nobody (an empty page)"),
         ("sourceType" = Option<String>, Query, description = "exhibitor, social or visitors"),
     ),
     responses(
-        (status = 200, description = "A page of the event's people", body = ContactPage),
+        (status = 200, description = "A page of the event's people, by id (ranked first when search_query is given)", body = ContactPage),
         (status = 400, description = "Invalid parameter", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
@@ -185,14 +185,14 @@ pub(super) async fn profile(
 #[utoipa::path(
     get, path = "/external/contacts/search", tag = "Contacts",
     params(
-        ("company_name" = String, Query, description = "Word prefixes of the company name (1-200 characters)"),
-        ("role" = Option<String>, Query, description = "Word prefixes of the title (at most 200 characters)"),
-        ("person_name" = Option<String>, Query, description = "Word prefixes of the name (at most 200 characters)"),
+        ("company_name" = String, Query, description = "The company (1-200 characters). Case, accents, spacing, punctuation and a trailing legal form (GmbH, Inc, Ltd, AB, ...) are ignored. Ranked: the exact name first, then names holding every word whole, then names where every word begins a word; within a rank by company, then person id. Only when none of these match, names with words within one typing mistake (4-7 letters) or two (8 or more letters; none in shorter words or words with digits). Text with no letter or digit matches nobody (an empty page)"),
+        ("role" = Option<String>, Query, description = "Only people whose title has words beginning with each of these (at most 200 characters)"),
+        ("person_name" = Option<String>, Query, description = "Only people whose name has words beginning with each of these (at most 200 characters)"),
         ("page" = Option<u32>, Query, description = "From 1; default 1"),
         ("pageSize" = Option<u32>, Query, description = "1-100; default 20"),
     ),
     responses(
-        (status = 200, description = "A page of matching people (empty when none match)", body = ContactPage),
+        (status = 200, description = "A page of matching people, best match first (empty when none match)", body = ContactPage),
         (status = 400, description = "Missing or invalid company_name", body = unlockd_api::ApiError),
         (status = 401, description = "Missing or invalid API key", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),

@@ -2,6 +2,7 @@
 //! uniqueness that matters for money is enforced by database constraints.
 
 pub mod audit;
+mod event_search;
 pub mod invariants;
 mod operator;
 pub mod postgres;
@@ -295,19 +296,53 @@ pub struct PersonnelFilter {
     pub department: Option<String>,
     /// Seniority level, case-insensitive equality.
     pub level: Option<String>,
-    /// Word prefixes matched against full name and title.
+    /// Words matched against name and title, then company, ranked (`domain::search`).
     pub search_query: Option<String>,
     pub source_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactSearch {
-    /// Word prefixes matched against the company name (required).
+    /// The company, ranked: exact name, whole words, word beginnings, misspellings.
     pub company_name: String,
     /// Word prefixes matched against the title.
     pub role: Option<String>,
     /// Word prefixes matched against the full name.
     pub person_name: Option<String>,
+}
+
+/// Filters of an event's exhibitor list. The people filters (departments, levels, job
+/// titles) keep the exhibitors with at least one person at the event matching all of them,
+/// and apply to the counts and previews too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExhibitorFilter {
+    /// Part of the company name or website, case-insensitive (ASCII).
+    pub keyword: Option<String>,
+    /// Case-insensitive (ASCII) equality.
+    pub country: Option<String>,
+    /// Any of these departments (compared as `filter_key`s).
+    pub departments: Vec<String>,
+    /// Any of these seniority levels (compared as `filter_key`s).
+    pub levels: Vec<String>,
+    /// Any of these titles, each matched as word beginnings of the title.
+    pub job_titles: Vec<String>,
+    /// People previewed per exhibitor.
+    pub personnel_limit: u32,
+}
+
+/// An exhibitor with the event it is listed at, its people count and a preview of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExhibitorView {
+    pub id: String,
+    pub company_name: Option<String>,
+    pub website: Option<String>,
+    pub country: Option<String>,
+    /// `events.id` and the event's public `eventId` and name.
+    pub event_id: String,
+    pub event_alias: String,
+    pub event_name: Option<String>,
+    pub personnel_count: i64,
+    pub personnel: Vec<ContactView>,
 }
 
 /// Where one account stands with one person's email or phone.
@@ -518,6 +553,33 @@ pub trait Store: Send + Sync + 'static {
         search: &ContactSearch,
         page: PageRequest,
     ) -> StoreResult<Page<ContactView>>;
+
+    /// An event's (`events.id`) exhibitors, by company name then id.
+    async fn list_exhibitors(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &ExhibitorFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ExhibitorView>>;
+    /// One exhibitor, its people counted across its events (no preview).
+    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>>;
+    /// The events an exhibitor is listed at; `None` when there is no such exhibitor.
+    async fn exhibitor_events(
+        &self,
+        exhibitor_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>>;
+    /// The events a person is linked to, by start date; `None` when there is no such person.
+    async fn personnel_events(
+        &self,
+        personnel_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>>;
+    /// Derives the search tables (company keys and words, the word vocabulary and its
+    /// trigrams) for names and texts added since the last run; returns the rows derived.
+    /// Searches are correct without it, and fast with it.
+    async fn refresh_search_index(&self) -> StoreResult<i64>;
 
     // Maintenance.
     /// Expires the unheld remainder of every bucket past its expiry, with a ledger entry

@@ -133,6 +133,15 @@ pub(crate) type PersonRow = (
     i64,
 );
 
+/// Rows put in the order of `ids` (a person no longer there is left out).
+pub(crate) fn in_order(rows: Vec<PersonRow>, ids: &[&String]) -> Vec<PersonRow> {
+    let mut by_id: HashMap<String, PersonRow> =
+        rows.into_iter().map(|r| (r.0.clone(), r)).collect();
+    ids.iter()
+        .filter_map(|id| by_id.remove(id.as_str()))
+        .collect()
+}
+
 /// Personnel id, kind, status, value: one row of `unlocks`.
 pub(crate) type UnlockRow = (String, String, String, Option<String>);
 

@@ -7,30 +7,20 @@
 //! words (see `search`) with the per-column filters of the FTS5 queries expressed as
 //! tsvector weights (A full name, B title, C company).
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 
-use super::{catalog::fold_word, PgStore};
-use crate::domain::search::{event_token, filter_key, search_words};
+use super::{search, PgStore};
+use crate::domain::search::{filter_key, folded_words, page_slices, MAX_SEARCH_WORDS};
+use crate::store::event_search::ranked_people;
 use crate::store::rows::{
-    contact_views, event_view, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
+    contact_views, event_view, in_order, like_pattern, EventRow, PersonRow, UnlockRow,
+    EVENT_COLUMNS,
 };
 use crate::store::{
-    ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
-    StoreResult,
+    ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
 };
-
-/// A tsquery: every word of `text` as a prefix, within the columns `weights` names.
-/// `None` when the text has no searchable word (it then matches nobody, as on SQLite).
-fn search_query(weights: &str, text: &str) -> Option<String> {
-    let terms: Vec<String> = search_words(text)
-        .iter()
-        .map(|w| fold_word(w))
-        .filter(|w| !w.is_empty())
-        // Words are letters and digits only; quoting makes each one literal lexeme.
-        .map(|w| format!("'{}':*{weights}", w.replace('\'', "''")))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" & "))
-}
 
 pub(super) async fn find_event(store: &PgStore, reference: &str) -> StoreResult<Option<EventView>> {
     let row: Option<EventRow> = sqlx::query_as(&format!(
@@ -134,13 +124,13 @@ pub(super) async fn list_events(
     })
 }
 
-const PERSON_COLUMNS: &str =
+pub(super) const PERSON_COLUMNS: &str =
     "p.id, p.full_name, p.title, p.department, p.seniority_level, p.linkedin_url, \
      p.company_name, p.source_type::text, \
      (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
 
 /// Adds this account's unlock states and unlocked contacts to a page of people.
-async fn as_seen_by(
+pub(super) async fn as_seen_by(
     conn: &mut PgConnection,
     account_id: &str,
     rows: Vec<PersonRow>,
@@ -199,20 +189,57 @@ pub(super) async fn list_personnel(
             format!("%\"{source}\"%"),
         );
     }
-    if let Some(text) = filter.search_query.as_deref() {
-        let Some(words) = search_query("AB", text) else {
-            return empty();
-        };
-        // Scoped to the event inside the index (its token has weight D).
-        let query = format!("'{}':D & {words}", event_token(event_id));
-        c.push(
-            "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.search @@ $::tsquery)",
-            query,
-        );
-    }
     let filtered = c.values.len() > 1;
     let conditions = c.where_clause();
+    let n = c.next_param();
     let mut tx = store.snapshot().await?;
+    if let Some(text) = &filter.search_query {
+        let words: Vec<String> = folded_words(text)
+            .into_iter()
+            .take(MAX_SEARCH_WORDS)
+            .collect();
+        if words.is_empty() {
+            // No letter or digit: nobody matches.
+            return empty();
+        }
+        let mut ranks = ranked_people(&mut search::EventWords(&mut tx), event_id, &words).await?;
+        if filtered {
+            let candidates: Vec<&str> = ranks.iter().flatten().map(String::as_str).collect();
+            let sql = format!(
+                "SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+                 AND pe.personnel_id = ANY(${n})"
+            );
+            let mut query = sqlx::query_as::<_, (String,)>(&sql);
+            for v in &c.values {
+                query = query.bind(v);
+            }
+            let kept: HashSet<String> = query
+                .bind(&candidates)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            for rank in &mut ranks {
+                rank.retain(|id| kept.contains(id));
+            }
+        }
+        let counts: Vec<i64> = ranks.iter().map(|r| r.len() as i64).collect();
+        let total = counts.iter().sum();
+        let mut ids: Vec<&String> = Vec::new();
+        for (rank, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
+            ids.extend(ranks[rank].iter().skip(offset as usize).take(take as usize));
+        }
+        let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items = as_seen_by(&mut tx, account_id, in_order(rows, &ids)).await?;
+        tx.commit().await?;
+        return Ok(Page { items, total });
+    }
     let total: i64 = if filtered {
         let count_sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
         let mut count = sqlx::query_scalar(&count_sql);
@@ -228,7 +255,6 @@ pub(super) async fn list_personnel(
             .await?
             .unwrap_or(0)
     };
-    let n = c.next_param();
     let rows_sql = format!(
         "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
            (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
@@ -265,52 +291,6 @@ pub(super) async fn personnel_profile(
     let mut items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(items.pop())
-}
-
-pub(super) async fn search_contacts(
-    store: &PgStore,
-    account_id: &str,
-    search: &ContactSearch,
-    page: PageRequest,
-) -> StoreResult<Page<ContactView>> {
-    let mut parts = Vec::new();
-    for (weights, text) in [
-        ("C", Some(search.company_name.as_str())),
-        ("B", search.role.as_deref()),
-        ("A", search.person_name.as_deref()),
-    ] {
-        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            continue;
-        };
-        match search_query(weights, text) {
-            Some(query) => parts.push(query),
-            // Text with no searchable word matches nobody.
-            None => return empty(),
-        }
-    }
-    if parts.is_empty() {
-        return empty();
-    }
-    let query = parts.join(" & ");
-    let mut tx = store.snapshot().await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM personnel WHERE search @@ $1::tsquery")
-            .bind(&query)
-            .fetch_one(&mut *tx)
-            .await?;
-    // Insertion order, as SQLite lists FTS5 matches by rowid.
-    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
-        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.search @@ $1::tsquery \
-         ORDER BY p.seq LIMIT $2 OFFSET $3"
-    ))
-    .bind(&query)
-    .bind(i64::from(page.page_size))
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    let items = as_seen_by(&mut tx, account_id, rows).await?;
-    tx.commit().await?;
-    Ok(Page { items, total })
 }
 
 pub(super) async fn expire_buckets(store: &PgStore) -> StoreResult<i64> {

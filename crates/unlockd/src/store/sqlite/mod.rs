@@ -5,7 +5,9 @@
 mod admin;
 pub mod backup;
 mod catalog;
+mod exhibitors;
 mod reads;
+mod search;
 mod tasks;
 mod writer;
 
@@ -607,7 +609,41 @@ impl Store for SqliteStore {
         search: &ContactSearch,
         page: PageRequest,
     ) -> StoreResult<Page<ContactView>> {
-        reads::search_contacts(self, account_id, search, page).await
+        search::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn list_exhibitors(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &ExhibitorFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ExhibitorView>> {
+        exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
+    }
+
+    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
+        exhibitors::exhibitor_profile(self, exhibitor_id).await
+    }
+
+    async fn exhibitor_events(
+        &self,
+        exhibitor_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>> {
+        exhibitors::exhibitor_events(self, exhibitor_id, page).await
+    }
+
+    async fn personnel_events(
+        &self,
+        personnel_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>> {
+        exhibitors::personnel_events(self, personnel_id, page).await
+    }
+
+    async fn refresh_search_index(&self) -> StoreResult<i64> {
+        search::refresh_search_index(self).await
     }
 
     async fn expire_buckets(&self) -> StoreResult<i64> {

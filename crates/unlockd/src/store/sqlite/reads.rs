@@ -1,27 +1,21 @@
 //! Catalog reads on SQLite: events, an event's people, profiles and contact search, each
 //! person shown as one account sees them. Filters use indexes; text search uses FTS5.
 
+use std::collections::HashSet;
+
 use sqlx::SqliteConnection;
 
+use super::search;
 use super::SqliteStore;
-use crate::domain::search::{event_token, filter_key, search_words};
+use crate::domain::search::{filter_key, folded_words, page_slices, MAX_SEARCH_WORDS};
+use crate::store::event_search::ranked_people;
 use crate::store::rows::{
-    contact_views, event_view, json, like_pattern, EventRow, PersonRow, UnlockRow, EVENT_COLUMNS,
+    contact_views, event_view, in_order, json, like_pattern, EventRow, PersonRow, UnlockRow,
+    EVENT_COLUMNS,
 };
 use crate::store::{
-    ContactSearch, ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter,
-    StoreResult,
+    ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
 };
-
-/// An FTS5 expression: every word as a prefix, within `columns`. `None` when the text has
-/// no searchable word.
-fn fts_expression(columns: &str, text: &str) -> Option<String> {
-    let words = search_words(text);
-    (!words.is_empty()).then(|| {
-        let terms: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
-        format!("{{{columns}}} : ({})", terms.join(" AND "))
-    })
-}
 
 pub(super) async fn find_event(
     store: &SqliteStore,
@@ -75,13 +69,13 @@ pub(super) async fn list_events(
     })
 }
 
-const PERSON_COLUMNS: &str =
+pub(super) const PERSON_COLUMNS: &str =
     "p.id, p.full_name, p.title, p.department, p.seniority_level, p.linkedin_url, \
      p.company_name, p.source_type, \
      (SELECT COUNT(*) FROM personnel_events c WHERE c.personnel_id = p.id)";
 
 /// Adds this account's unlock states and unlocked contacts to a page of people.
-async fn as_seen_by(
+pub(super) async fn as_seen_by(
     conn: &mut SqliteConnection,
     account_id: &str,
     rows: Vec<PersonRow>,
@@ -134,27 +128,61 @@ pub(super) async fn list_personnel(
     if let Some(source) = &filter.source_type {
         add("pe.source_type LIKE ?", format!("%\"{source}\"%"));
     }
+    let filtered = conditions.len() > 1;
+    let conditions = conditions.join(" AND ");
+    let n = binds.len();
+    let mut tx = store.reader.begin().await?;
     if let Some(text) = &filter.search_query {
-        let Some(words) = fts_expression("full_name title", text) else {
+        let words: Vec<String> = folded_words(text)
+            .into_iter()
+            .take(MAX_SEARCH_WORDS)
+            .collect();
+        if words.is_empty() {
+            // No letter or digit: nobody matches.
             return Ok(Page {
                 items: Vec::new(),
                 total: 0,
             });
-        };
-        // Scoped to the event inside the index (see migration 0004).
-        let expression = format!(
-            "{{event_tokens}} : \"{}\" AND {words}",
-            event_token(event_id)
-        );
-        add(
-            "pe.personnel_id IN (SELECT p.id FROM personnel p WHERE p.rowid IN \
-             (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?))",
-            expression,
-        );
+        }
+        let mut ranks = ranked_people(&mut search::EventWords(&mut tx), event_id, &words).await?;
+        if filtered {
+            let candidates: Vec<&String> = ranks.iter().flatten().collect();
+            let sql = format!(
+                "SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
+                 AND pe.personnel_id IN (SELECT value FROM json_each(?{}))",
+                n + 1
+            );
+            let mut query = sqlx::query_as::<_, (String,)>(&sql);
+            for b in &binds {
+                query = query.bind(b);
+            }
+            let kept: HashSet<String> = query
+                .bind(json(&candidates)?)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            for rank in &mut ranks {
+                rank.retain(|id| kept.contains(id));
+            }
+        }
+        let counts: Vec<i64> = ranks.iter().map(|r| r.len() as i64).collect();
+        let total = counts.iter().sum();
+        let mut ids: Vec<&String> = Vec::new();
+        for (rank, offset, take) in page_slices(&counts, page.offset(), i64::from(page.page_size)) {
+            ids.extend(ranks[rank].iter().skip(offset as usize).take(take as usize));
+        }
+        let rows: Vec<PersonRow> = sqlx::query_as(&format!(
+            "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(json(&ids)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items = as_seen_by(&mut tx, account_id, in_order(rows, &ids)).await?;
+        tx.commit().await?;
+        return Ok(Page { items, total });
     }
-    let filtered = conditions.len() > 1;
-    let conditions = conditions.join(" AND ");
-    let mut tx = store.reader.begin().await?;
     let total: i64 = if filtered {
         let sql = format!("SELECT COUNT(*) FROM personnel_events pe WHERE {conditions}");
         let mut count = sqlx::query_scalar(&sql);
@@ -170,7 +198,6 @@ pub(super) async fn list_personnel(
             .await?
             .unwrap_or(0)
     };
-    let n = binds.len();
     let sql = format!(
         "SELECT {PERSON_COLUMNS} FROM personnel p JOIN \
            (SELECT pe.personnel_id FROM personnel_events pe WHERE {conditions} \
@@ -208,61 +235,6 @@ pub(super) async fn personnel_profile(
     let mut items = as_seen_by(&mut tx, account_id, rows).await?;
     tx.commit().await?;
     Ok(items.pop())
-}
-
-pub(super) async fn search_contacts(
-    store: &SqliteStore,
-    account_id: &str,
-    search: &ContactSearch,
-    page: PageRequest,
-) -> StoreResult<Page<ContactView>> {
-    let mut parts = Vec::new();
-    for (columns, text) in [
-        ("company_name", Some(search.company_name.as_str())),
-        ("title", search.role.as_deref()),
-        ("full_name", search.person_name.as_deref()),
-    ] {
-        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            continue;
-        };
-        match fts_expression(columns, text) {
-            Some(expression) => parts.push(expression),
-            // Text with no searchable word matches nobody.
-            None => {
-                return Ok(Page {
-                    items: Vec::new(),
-                    total: 0,
-                })
-            }
-        }
-    }
-    if parts.is_empty() {
-        return Ok(Page {
-            items: Vec::new(),
-            total: 0,
-        });
-    }
-    let expression = parts.join(" AND ");
-    let mut tx = store.reader.begin().await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM personnel_fts WHERE personnel_fts MATCH ?1")
-            .bind(&expression)
-            .fetch_one(&mut *tx)
-            .await?;
-    // FTS5 yields matches in rowid order, so ordering by rowid costs no sort.
-    let rows: Vec<PersonRow> = sqlx::query_as(&format!(
-        "SELECT {PERSON_COLUMNS} FROM personnel p WHERE p.rowid IN \
-         (SELECT rowid FROM personnel_fts WHERE personnel_fts MATCH ?1 ORDER BY rowid LIMIT ?2 OFFSET ?3) \
-         ORDER BY p.rowid"
-    ))
-    .bind(&expression)
-    .bind(i64::from(page.page_size))
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    let items = as_seen_by(&mut tx, account_id, rows).await?;
-    tx.commit().await?;
-    Ok(Page { items, total })
 }
 
 pub(super) async fn expire_buckets(store: &SqliteStore) -> StoreResult<i64> {
