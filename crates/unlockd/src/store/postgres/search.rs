@@ -409,6 +409,17 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
         let batch = (companies.len() + texts.len()) as i64 + people;
         derived += batch;
         if batch == 0 {
+            if derived > 0 {
+                // After a bulk derivation: statistics for the planner, and a visibility map
+                // so that word lookups are index-only scans (and the emptied queue holds no
+                // dead rows to step over). VACUUM cannot run inside a transaction.
+                sqlx::query(
+                    "VACUUM (ANALYZE) search_event_words, search_people_pending, search_companies, \
+                     search_company_words, search_texts, search_words, search_word_grams",
+                )
+                .execute(&store.pool)
+                .await?;
+            }
             return Ok(derived);
         }
     }
