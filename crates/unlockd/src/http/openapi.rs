@@ -90,6 +90,8 @@ enum Limit {
     PersonnelId,
     /// One of these values, or empty for absent.
     OneOf(&'static [&'static str]),
+    /// A repeatable parameter: at most this many values of at most this many characters.
+    List(u64, u64),
 }
 
 const PAGE_MAX: u64 = 1_000_000;
@@ -154,6 +156,67 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         "personnel_id",
         Limit::PersonnelId,
     ),
+    (
+        "/external/personnel/events",
+        "personnel_id",
+        Limit::PersonnelId,
+    ),
+    (
+        "/external/personnel/events",
+        "page",
+        Limit::Int(1, PAGE_MAX),
+    ),
+    ("/external/personnel/events", "pageSize", Limit::Int(1, 100)),
+    (
+        "/external/exhibitors/list",
+        "event_id",
+        Limit::RequiredText(100),
+    ),
+    ("/external/exhibitors/list", "page", Limit::Int(1, PAGE_MAX)),
+    ("/external/exhibitors/list", "pageSize", Limit::Int(1, 100)),
+    ("/external/exhibitors/list", "keyword", Limit::Text(200)),
+    ("/external/exhibitors/list", "country", Limit::Text(100)),
+    (
+        "/external/exhibitors/list",
+        "department",
+        Limit::List(20, 100),
+    ),
+    (
+        "/external/exhibitors/list",
+        "managementLevel",
+        Limit::List(20, 100),
+    ),
+    (
+        "/external/exhibitors/list",
+        "jobTitle",
+        Limit::List(20, 100),
+    ),
+    (
+        "/external/exhibitors/list",
+        "personnelLimit",
+        Limit::Int(0, super::exhibitors::MAX_PERSONNEL_LIMIT as u64),
+    ),
+    // Exhibitor ids follow the personnel id rule (1-64 characters, no white space).
+    (
+        "/external/exhibitors/profile",
+        "exhibitor_id",
+        Limit::PersonnelId,
+    ),
+    (
+        "/external/exhibitors/events",
+        "exhibitor_id",
+        Limit::PersonnelId,
+    ),
+    (
+        "/external/exhibitors/events",
+        "page",
+        Limit::Int(1, PAGE_MAX),
+    ),
+    (
+        "/external/exhibitors/events",
+        "pageSize",
+        Limit::Int(1, 100),
+    ),
 ];
 
 fn limit_schema(limit: &Limit) -> serde_json::Value {
@@ -174,6 +237,11 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
             "minLength": 1,
             "maxLength": crate::domain::unlock::MAX_PERSONNEL_ID_CHARS,
             "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
+        }),
+        Limit::List(items, max) => json!({
+            "type": "array",
+            "maxItems": items,
+            "items": {"type": "string", "maxLength": max},
         }),
         Limit::OneOf(values) => {
             let mut values: Vec<&str> = values.to_vec();
