@@ -223,9 +223,7 @@ impl Engine {
         if task.items.is_empty() {
             let report = self.store.settle_items(lease, Vec::new()).await?;
             self.signals.task_changed(&lease.task_id);
-            if report.finished.is_some() {
-                self.record_task_latency(task).await;
-            }
+            self.record_task_latency(task.kind, &report);
             return Ok(true);
         }
         for batch in task.items.chunks(self.config.batch_size.max(1)) {
@@ -255,7 +253,7 @@ impl Engine {
             self.signals.task_changed(&lease.task_id);
             if let Some(status) = report.finished {
                 tracing::info!(task_id = %lease.task_id, ?status, "task finished");
-                self.record_task_latency(task).await;
+                self.record_task_latency(task.kind, &report);
             }
         }
         Ok(true)
@@ -291,23 +289,17 @@ impl Engine {
         }
     }
 
-    /// The create-to-finish time of a task this worker just finished, for the histogram.
-    /// A failed read only costs the sample.
-    async fn record_task_latency(&self, task: &ClaimedTask) {
-        match self
-            .store
-            .task_view(&task.account_id, task.kind, &task.lease.task_id)
-            .await
-        {
-            Ok(Some(view)) => {
-                let finished_at = view.completed_at.unwrap_or(view.updated_at);
-                let elapsed_ms = u64::try_from(finished_at - view.created_at).unwrap_or(0);
-                let status = format!("{:?}", view.status).to_ascii_lowercase();
-                self.metrics
-                    .task_finished(task.kind, &status, Duration::from_millis(elapsed_ms));
-            }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "task latency not recorded"),
+    /// The create-to-finish time of a task this settlement finished, for the histogram
+    /// (the settlement reports it; nothing is read again).
+    fn record_task_latency(
+        &self,
+        kind: crate::domain::ContactKind,
+        report: &crate::store::SettleReport,
+    ) {
+        if let (Some(status), Some(ms)) = (report.finished, report.lifetime_ms) {
+            let status = format!("{status:?}").to_ascii_lowercase();
+            let elapsed = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            self.metrics.task_finished(kind, &status, elapsed);
         }
     }
 

@@ -239,6 +239,8 @@ pub struct SettleReport {
     pub settled: usize,
     /// Set when this call finished the task.
     pub finished: Option<TaskStatus>,
+    /// With `finished`: milliseconds from the task's creation to its end.
+    pub lifetime_ms: Option<i64>,
 }
 
 /// The shared queue, for metrics.

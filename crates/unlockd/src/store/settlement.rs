@@ -16,6 +16,7 @@ pub(crate) struct SettlingTask {
     pub account_id: String,
     pub kind: ContactKind,
     pub call_source: String,
+    pub created_at: i64,
 }
 
 /// The statements a settlement needs, run inside the caller's transaction (which holds the
@@ -72,5 +73,6 @@ where
     Ok(SettleReport {
         settled: plan.items.len(),
         finished,
+        lifetime_ms: finished.map(|_| now - task.created_at),
     })
 }

@@ -414,16 +414,19 @@ pub(super) async fn settle(
 #[async_trait::async_trait]
 impl SettlementStatements for PgConnection {
     async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
-        let (account_id, kind, call_source): (String, String, String) =
-            sqlx::query_as("SELECT account_id, kind, call_source FROM tasks WHERE id = $1")
-                .bind(task_id)
-                .fetch_one(&mut *self)
-                .await?;
+        let (account_id, kind, call_source, created_at): (String, String, String, i64) =
+            sqlx::query_as(
+                "SELECT account_id, kind, call_source, created_at FROM tasks WHERE id = $1",
+            )
+            .bind(task_id)
+            .fetch_one(&mut *self)
+            .await?;
         Ok(SettlingTask {
             id: task_id.to_string(),
             account_id,
             kind: parse_kind(&kind)?,
             call_source,
+            created_at,
         })
     }
 
