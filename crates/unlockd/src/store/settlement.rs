@@ -9,6 +9,18 @@ use crate::domain::settle::{plan_settlement, LookupOutcome, SettlementFacts, Set
 use crate::domain::ContactKind;
 use crate::store::{SettleReport, StoreResult};
 
+// The statements both dialects read alike (`$N` placeholders work on SQLite too).
+
+/// Unsettled items left in a task.
+pub(crate) const OPEN_ITEMS: &str =
+    "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status IN ('pending', 'processing')";
+/// Ends a task: its status, when, and no lease any more.
+pub(crate) const FINISH_TASK: &str =
+    "UPDATE tasks SET status = $1, completed_at = $2, updated_at = $2, \
+     lease_owner = NULL, lease_expires_at = NULL WHERE id = $3";
+/// Records that a task moved.
+pub(crate) const TOUCH_TASK: &str = "UPDATE tasks SET updated_at = $1 WHERE id = $2";
+
 /// The task whose items are settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SettlingTask {

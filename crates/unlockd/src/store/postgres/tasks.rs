@@ -608,12 +608,10 @@ impl SettlementStatements for PgConnection {
     }
 
     async fn open_items(&mut self, task_id: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status IN ('pending', 'processing')",
-        )
-        .bind(task_id)
-        .fetch_one(&mut *self)
-        .await?)
+        Ok(sqlx::query_scalar(settlement::OPEN_ITEMS)
+            .bind(task_id)
+            .fetch_one(&mut *self)
+            .await?)
     }
 
     async fn mark_task(
@@ -624,18 +622,15 @@ impl SettlementStatements for PgConnection {
     ) -> StoreResult<()> {
         match finished {
             Some(status) => {
-                sqlx::query(
-                    "UPDATE tasks SET status = $1, completed_at = $2, updated_at = $2, lease_owner = NULL, \
-                     lease_expires_at = NULL WHERE id = $3",
-                )
-                .bind(task_status_str(status))
-                .bind(now)
-                .bind(task_id)
-                .execute(&mut *self)
-                .await?;
+                sqlx::query(settlement::FINISH_TASK)
+                    .bind(task_status_str(status))
+                    .bind(now)
+                    .bind(task_id)
+                    .execute(&mut *self)
+                    .await?;
             }
             None => {
-                sqlx::query("UPDATE tasks SET updated_at = $1 WHERE id = $2")
+                sqlx::query(settlement::TOUCH_TASK)
                     .bind(now)
                     .bind(task_id)
                     .execute(&mut *self)

@@ -128,7 +128,7 @@ async fn run(
         }
         let conn = match connection.as_mut() {
             Some(conn) => conn,
-            None => match reconnect(&options).await {
+            None => match options.connect().await.map_err(StoreError::from) {
                 Ok(conn) => connection.insert(conn),
                 Err(error) => {
                     tracing::error!(%error, "the database writer cannot reconnect");
@@ -152,10 +152,6 @@ async fn run(
     if let Some(conn) = connection {
         let _ = conn.close().await;
     }
-}
-
-async fn reconnect(options: &SqliteConnectOptions) -> StoreResult<SqliteConnection> {
-    Ok(options.connect().await?)
 }
 
 fn refuse_all(batch: Vec<Box<dyn Job>>, error: &StoreError) {
