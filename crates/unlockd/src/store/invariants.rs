@@ -2,7 +2,7 @@
 //! ledger, so both backends judge by one rule.
 
 /// A bucket's cached columns next to its ledger sums.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BucketSums {
     pub id: String,
     pub account: String,
@@ -63,7 +63,7 @@ pub fn bucket_problems(b: &BucketSums) -> Vec<String> {
 }
 
 /// An item's state next to its ledger sums.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ItemSums {
     pub id: i64,
     pub task: String,
@@ -115,7 +115,7 @@ pub fn item_problems(i: &ItemSums) -> Vec<String> {
 }
 
 /// One item's entries in one bucket, from the ledger alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ShareSums {
     pub item: i64,
     pub bucket: String,

@@ -23,20 +23,19 @@ macro_rules! sum_of {
     };
 }
 
-/// Bucket id, account, cached granted/balance/held/expired, then ledger grants, holds,
-/// captures, releases and expiries.
+/// A bucket's cached columns next to its ledger sums (`BucketSums`).
 const BUCKETS: &str = concat!(
-    "SELECT b.id, b.account_id, b.granted, b.balance, b.held, b.expired, ",
+    "SELECT b.id, b.account_id AS account, b.granted, b.balance, b.held, b.expired, ",
     sum_of!("grant"),
-    ", ",
+    " AS grants, ",
     sum_of!("hold"),
-    ", ",
+    " AS holds, ",
     sum_of!("capture"),
-    ", ",
+    " AS captures, ",
     sum_of!("release"),
-    ", ",
+    " AS releases, ",
     sum_of!("expire"),
-    " FROM credit_buckets b LEFT JOIN ledger l ON l.bucket_id = b.id GROUP BY b.id"
+    " AS expiries FROM credit_buckets b LEFT JOIN ledger l ON l.bucket_id = b.id GROUP BY b.id"
 );
 
 /// Ledger entries whose bucket is missing or belongs to another account.
@@ -54,26 +53,26 @@ const ACCOUNT_HOLDS: &str = "SELECT a.id, \
 /// Per item: its state next to the ledger entries of that item of that task (the task id
 /// is part of the join, so an entry can never be counted for another item).
 const ITEMS: &str = concat!(
-    "SELECT i.id, i.task_id, i.personnel_id, i.status, i.charged, t.price, ",
+    "SELECT i.id, i.task_id AS task, i.personnel_id AS person, i.status, i.charged, t.price, ",
     sum_of!("hold"),
-    ", ",
+    " AS holds, ",
     sum_of!("capture"),
-    ", ",
+    " AS captures, ",
     sum_of!("release"),
-    " FROM task_items i JOIN tasks t ON t.id = i.task_id \
+    " AS releases FROM task_items i JOIN tasks t ON t.id = i.task_id \
      LEFT JOIN ledger l ON l.item_id = i.id AND l.task_id = i.task_id \
      GROUP BY i.id, t.price"
 );
 
 /// Per item and bucket, from the ledger alone (it outlives pruned items).
 const SHARES: &str = concat!(
-    "SELECT l.item_id, l.bucket_id, ",
+    "SELECT l.item_id AS item, l.bucket_id AS bucket, ",
     sum_of!("hold"),
-    ", ",
+    " AS holds, ",
     sum_of!("capture"),
-    ", ",
+    " AS captures, ",
     sum_of!("release"),
-    " FROM ledger l WHERE l.item_id IS NOT NULL GROUP BY l.item_id, l.bucket_id"
+    " AS releases FROM ledger l WHERE l.item_id IS NOT NULL GROUP BY l.item_id, l.bucket_id"
 );
 
 /// Entries of one item that disagree with each other on whose item it is.
@@ -150,39 +149,14 @@ where
     i64: Type<DB> + for<'r> Decode<'r, DB>,
     String: Type<DB> + for<'r> Decode<'r, DB>,
     usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     let mut problems = Vec::new();
 
     // Per bucket: cached columns equal the ledger sums, and nothing is below zero. Summed
     // per account this is grants − captures − expiries = balances + open holds.
-    type BucketRow = (String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
-    for (
-        id,
-        account,
-        granted,
-        balance,
-        held,
-        expired,
-        grants,
-        holds,
-        captures,
-        releases,
-        expiries,
-    ) in rows::<DB, BucketRow>(conn, BUCKETS).await?
-    {
-        problems.extend(bucket_problems(&BucketSums {
-            id,
-            account,
-            granted,
-            balance,
-            held,
-            expired,
-            grants,
-            holds,
-            captures,
-            releases,
-            expiries,
-        }));
+    for bucket in rows::<DB, BucketSums>(conn, BUCKETS).await? {
+        problems.extend(bucket_problems(&bucket));
     }
     for (orphans,) in rows::<DB, (i64,)>(conn, ORPHANS).await? {
         if orphans > 0 {
@@ -200,34 +174,13 @@ where
         }
     }
 
-    type ItemRow = (i64, String, String, String, i64, i64, i64, i64, i64);
-    for (id, task, person, status, charged, price, holds, captures, releases) in
-        rows::<DB, ItemRow>(conn, ITEMS).await?
-    {
-        problems.extend(item_problems(&ItemSums {
-            id,
-            task,
-            person,
-            status,
-            charged,
-            price,
-            holds,
-            captures,
-            releases,
-        }));
+    for item in rows::<DB, ItemSums>(conn, ITEMS).await? {
+        problems.extend(item_problems(&item));
     }
 
     let mut per_item: BTreeMap<i64, Vec<ShareSums>> = BTreeMap::new();
-    for (item, bucket, holds, captures, releases) in
-        rows::<DB, (i64, String, i64, i64, i64)>(conn, SHARES).await?
-    {
-        per_item.entry(item).or_default().push(ShareSums {
-            item,
-            bucket,
-            holds,
-            captures,
-            releases,
-        });
+    for share in rows::<DB, ShareSums>(conn, SHARES).await? {
+        per_item.entry(share.item).or_default().push(share);
     }
     for (item, shares) in per_item {
         problems.extend(share_problems(item, &shares));
