@@ -57,6 +57,9 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Long polls one API key may hold open at once (429 over it).
     pub long_polls_per_key: usize,
+    /// An `Idempotency-Key` reservation whose request never finished (its process died)
+    /// is taken over by a retry after this.
+    pub idempotency_lock: Duration,
 }
 
 impl Default for HttpLimits {
@@ -68,6 +71,7 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(30),
             max_connections: 8192,
             long_polls_per_key: 20,
+            idempotency_lock: Duration::from_secs(60),
         }
     }
 }
