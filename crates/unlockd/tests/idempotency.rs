@@ -1,0 +1,304 @@
+//! `Idempotency-Key` on the unlock creates (an extension): replays, reuse with another
+//! body, concurrent retries, recorded errors, abandoned reservations and expiry. On SQLite,
+//! or on PostgreSQL with `UNLOCKD_TEST_DATABASE_URL`.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{assert_envelope, spawn_app, TestApp};
+use serde_json::{json, Value};
+use unlockd::domain::ledger::BucketKind;
+use unlockd::store::Grant;
+
+/// POSTs a create with an `Idempotency-Key`; answers status, replayed header, body.
+async fn keyed(
+    app: &TestApp,
+    path: &str,
+    api_key: &str,
+    idem: &str,
+    body: Value,
+) -> (u16, bool, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.url))
+        .bearer_auth(api_key)
+        .header("Idempotency-Key", idem)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let replayed = match response.headers().get("idempotent-replayed") {
+        None => false,
+        Some(v) => {
+            assert_eq!(v, "true");
+            true
+        }
+    };
+    (
+        status,
+        replayed,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+const EMAIL: &str = "/external/contacts/unlock";
+
+fn body(ids: &[&str]) -> Value {
+    json!({"event_id": "139574", "personnel_ids": ids})
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    app.raw_scalar(sql)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retry_replays_the_first_answer_and_charges_nothing_more() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    let (status, replayed, first) = keyed(&app, EMAIL, &key, "order-1", body(&["789", "790"])).await;
+    assert_eq!((status, replayed), (201, false), "{first}");
+    assert_eq!(first["status"], "accepted");
+    let held = app.balance(&key).await;
+    assert_eq!(held["heldCredits"], 30);
+
+    // Same key, same request (ids repeated: the parsed request is the same).
+    let (status, replayed, again) = keyed(
+        &app,
+        EMAIL,
+        &key,
+        "order-1",
+        body(&["789", "790", "789"]),
+    )
+    .await;
+    assert_eq!((status, replayed), (201, true));
+    assert_eq!(again, first);
+    assert_eq!(app.balance(&key).await, held);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
+
+    // After the task finished, the replay is still the first answer.
+    app.drain().await;
+    let (status, replayed, late) = keyed(&app, EMAIL, &key, "order-1", body(&["789", "790"])).await;
+    assert_eq!((status, replayed, &late), (201, true, &first));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
+    // Without a key, the same request is a new request: nothing chargeable is left.
+    let (status, again) = app.unlock_ids(&key, &["789", "790"]).await;
+    assert_eq!((status, again["status"].as_str()), (201, Some("success")));
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_422_and_keys_are_per_account() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    let (_, other) = app.account(1_000).await;
+    let (status, _, _) = keyed(&app, EMAIL, &key, "k", body(&["789"])).await;
+    assert_eq!(status, 201);
+    for (path, ids) in [
+        (EMAIL, vec!["790"]),
+        (EMAIL, vec!["790", "789"]),
+        ("/external/contacts/unlock-phone", vec!["789"]),
+    ] {
+        let (status, replayed, error) = keyed(&app, path, &key, "k", body(&ids)).await;
+        assert!(!replayed);
+        assert_envelope(status, &error, "IDEMPOTENCY_KEY_REUSED", &[]);
+        assert_eq!(status, 422, "{error}");
+    }
+    // Another account's key of the same name is its own.
+    let (status, replayed, created) = keyed(&app, EMAIL, &other, "k", body(&["790"])).await;
+    assert_eq!((status, replayed), (201, false), "{created}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 2);
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test]
+async fn malformed_keys_are_400_naming_the_header_and_change_nothing() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    let long = "x".repeat(256);
+    for bad in ["", long.as_str(), "tab\there", "caf\u{e9}"] {
+        let response = app
+            .http
+            .post(format!("{}{EMAIL}", app.url))
+            .bearer_auth(&key)
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(bad.as_bytes()).unwrap(),
+            )
+            .json(&body(&["789"]))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{bad:?}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("Idempotency-Key"),
+            "{error}"
+        );
+    }
+    let (status, _, _) = keyed(&app, EMAIL, &key, &"y".repeat(255), body(&["789"])).await;
+    assert_eq!(status, 201);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
+}
+
+#[tokio::test]
+async fn an_error_answer_is_replayed_even_after_credits_arrive() {
+    let app = spawn_app().await;
+    let (account, key) = app.account(10).await;
+    let (status, replayed, refused) = keyed(&app, EMAIL, &key, "pay", body(&["789"])).await;
+    assert_eq!((status, replayed), (402, false));
+    assert_envelope(
+        status,
+        &refused,
+        "INSUFFICIENT_CREDITS",
+        &["requiredCredits", "availableCredits"],
+    );
+    app.store
+        .grant_credits(&Grant {
+            account_id: account,
+            kind: BucketKind::Gift,
+            amount: 1_000,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let (status, replayed, again) = keyed(&app, EMAIL, &key, "pay", body(&["789"])).await;
+    assert_eq!((status, replayed), (402, true));
+    assert_eq!(again, refused, "the replay is the first answer, trace id included");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 0);
+    // A new key is a new request.
+    let (status, _, _) = keyed(&app, EMAIL, &key, "pay-2", body(&["789"])).await;
+    assert_eq!(status, 201);
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_retries_make_one_task_and_one_hold() {
+    let app = Arc::new(spawn_app().await);
+    let (_, key) = app.account(1_000).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (app, key) = (app.clone(), key.clone());
+        clients.push(tokio::spawn(async move {
+            keyed(&app, EMAIL, &key, "burst", body(&["789", "790", "100"])).await
+        }));
+    }
+    let mut task_ids = std::collections::HashSet::new();
+    let (mut created, mut replays, mut in_use) = (0, 0, 0);
+    for client in clients {
+        let (status, replayed, answer) = client.await.unwrap();
+        match (status, replayed) {
+            (201, false) => created += 1,
+            (201, true) => replays += 1,
+            (409, false) => {
+                assert_envelope(status, &answer, "IDEMPOTENCY_KEY_IN_USE", &[]);
+                in_use += 1;
+                continue;
+            }
+            other => panic!("{other:?}: {answer}"),
+        }
+        task_ids.insert(answer["task_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(created, 1, "replays {replays}, in use {in_use}");
+    assert_eq!(created + replays + in_use, 20);
+    assert_eq!(task_ids.len(), 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM ledger WHERE entry_type = 'hold'").await,
+        3
+    );
+    assert_eq!(app.balance(&key).await["heldCredits"], 45);
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_reservation_blocks_until_the_lock_time_then_is_taken_over() {
+    let app = spawn_app().await;
+    let (account, key) = app.account(1_000).await;
+    let hash = unlockd::store::integrators::request_hash(
+        unlockd::domain::ContactKind::Email,
+        "139574",
+        &["789".to_string()],
+    );
+    let now = app.clock.now_ms();
+    // A process died after reserving the key, before its create committed.
+    app.raw_execute(&format!(
+        "INSERT INTO idempotency_keys (account_id, idem_key, request_hash, state, token, locked_at, created_at) \
+         VALUES ('{account}', 'dead', '{hash}', 'pending', 'gone', {now}, {now})"
+    ))
+    .await
+    .unwrap();
+    let (status, _, busy) = keyed(&app, EMAIL, &key, "dead", body(&["789"])).await;
+    assert_envelope(status, &busy, "IDEMPOTENCY_KEY_IN_USE", &[]);
+    assert_eq!(status, 409);
+    // Older than the lock time (60 s by default): the retry takes it over.
+    app.raw_execute(&format!(
+        "UPDATE idempotency_keys SET locked_at = {} WHERE idem_key = 'dead'",
+        now - 61_000
+    ))
+    .await
+    .unwrap();
+    let (status, replayed, created) = keyed(&app, EMAIL, &key, "dead", body(&["789"])).await;
+    assert_eq!((status, replayed), (201, false), "{created}");
+    let (status, replayed, again) = keyed(&app, EMAIL, &key, "dead", body(&["789"])).await;
+    assert_eq!((status, replayed, &again), (201, true, &created));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test]
+async fn keys_expire_after_24_hours_and_are_pruned() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    let (status, _, _) = keyed(&app, EMAIL, &key, "old", body(&["789"])).await;
+    assert_eq!(status, 201);
+    let (status, _, _) = keyed(&app, EMAIL, &key, "young", body(&["790"])).await;
+    assert_eq!(status, 201);
+    let day_ago = app.clock.now_ms() - 24 * 3600 * 1000 - 1;
+    app.raw_execute(&format!(
+        "UPDATE idempotency_keys SET created_at = {day_ago}, locked_at = {day_ago} WHERE idem_key = 'old'"
+    ))
+    .await
+    .unwrap();
+    // Expired: the key is free for another request.
+    let (status, replayed, answer) = keyed(&app, EMAIL, &key, "old", body(&["100"])).await;
+    assert_eq!((status, replayed), (201, false), "{answer}");
+    app.raw_execute(&format!(
+        "UPDATE idempotency_keys SET created_at = {day_ago} WHERE idem_key = 'old'"
+    ))
+    .await
+    .unwrap();
+    let pruned = app
+        .store
+        .prune_idempotency_keys(app.clock.now_ms() - 24 * 3600 * 1000)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM idempotency_keys").await,
+        1
+    );
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test]
+async fn requests_without_a_key_are_unchanged() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    let (status, first) = app.unlock_ids(&key, &["789"]).await;
+    assert_eq!(status, 201);
+    let (status, second) = app.unlock_ids(&key, &["789"]).await;
+    assert_eq!(status, 409, "{second}");
+    assert_ne!(first, second);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM idempotency_keys").await,
+        0
+    );
+}
