@@ -9,6 +9,7 @@ mod credits;
 pub mod error;
 mod events;
 mod exhibitors;
+pub mod integrators;
 pub mod openapi;
 mod ops;
 mod personnel;
@@ -193,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(exhibitors::routes())
         .merge(actions::routes())
+        .merge(integrators::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
