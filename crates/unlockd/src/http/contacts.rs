@@ -42,17 +42,21 @@ pub(super) fn routes() -> Router<AppState> {
 
 #[utoipa::path(
     post, path = "/external/contacts/unlock", tag = "Contacts",
-    params(("x-call-source" = Option<String>, Header, description = "api (default) or agent")),
+    params(
+        ("x-call-source" = Option<String>, Header, description = "api (default) or agent"),
+        ("Idempotency-Key" = Option<String>, Header, description = "*extension*: 1-255 printable ASCII characters, scoped to the account. A retry with the same key and body within 24 hours replays the first answer (status and body, errors included) with `Idempotent-Replayed: true` and charges nothing more."),
+    ),
     request_body = unlockd_api::UnlockRequest,
     responses(
-        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task", body = UnlockSubmission),
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission),
         (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
         (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 402, description = "INSUFFICIENT_CREDITS, with requiredCredits and availableCredits", body = unlockd_api::ApiError),
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
-        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
+        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds; *extension*: IDEMPOTENCY_KEY_IN_USE while the first request with this Idempotency-Key is still being processed", body = unlockd_api::ApiError),
+        (status = 422, description = "*extension*: IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
@@ -70,17 +74,21 @@ pub(super) async fn create_email(
 
 #[utoipa::path(
     post, path = "/external/contacts/unlock-phone", tag = "Contacts",
-    params(("x-call-source" = Option<String>, Header, description = "api (default) or agent")),
+    params(
+        ("x-call-source" = Option<String>, Header, description = "api (default) or agent"),
+        ("Idempotency-Key" = Option<String>, Header, description = "*extension*: 1-255 printable ASCII characters, scoped to the account. A retry with the same key and body within 24 hours replays the first answer (status and body, errors included) with `Idempotent-Replayed: true` and charges nothing more."),
+    ),
     request_body = unlockd_api::UnlockRequest,
     responses(
-        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task", body = UnlockSubmission),
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission),
         (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
         (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 402, description = "INSUFFICIENT_CREDITS, with requiredCredits and availableCredits", body = unlockd_api::ApiError),
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
-        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
+        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds; *extension*: IDEMPOTENCY_KEY_IN_USE while the first request with this Idempotency-Key is still being processed", body = unlockd_api::ApiError),
+        (status = 422, description = "*extension*: IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
