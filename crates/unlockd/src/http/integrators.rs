@@ -200,7 +200,8 @@ pub fn usage_window(
         }
     };
     let to_ms = match parse("to", to)? {
-        None => now_ms,
+        // Up to and including now.
+        None => now_ms + 1,
         Some((ms, true)) => ms + DAY_MS,
         Some((ms, false)) => ms,
     };
