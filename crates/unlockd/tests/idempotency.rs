@@ -302,3 +302,240 @@ async fn requests_without_a_key_are_unchanged() {
         0
     );
 }
+
+// A real server process killed between request and answer.
+
+const BIN: &str = env!("CARGO_BIN_EXE_unlockd");
+
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SIGKILL: no shutdown hook runs.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn command(db_url: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.env("UNLOCKD_DATABASE_URL", db_url)
+        .env("UNLOCKD_LOG", "info")
+        .env("UNLOCKD_LOG_FORMAT", "json")
+        .env("UNLOCKD_LEASE_SECONDS", "1")
+        .env("UNLOCKD_RATE_LIMIT_PER_MINUTE", "0")
+        .env("UNLOCKD_IP_RATE_LIMIT_PER_MINUTE", "0")
+        // A reservation left by a killed process is taken over after a second.
+        .env("UNLOCKD_IDEMPOTENCY_LOCK_SECONDS", "1");
+    c
+}
+
+fn run_ok(db_url: &str, args: &[&str]) -> String {
+    let out = command(db_url)
+        .env("UNLOCKD_LOG", "warn")
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn start(db_url: &str, log: &std::path::Path) -> (Process, String) {
+    let file = std::fs::File::create(log).unwrap();
+    let child = command(db_url)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn");
+    let process = Process(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let url = text.lines().find_map(|line| {
+            serde_json::from_str::<Value>(line).ok()?["fields"]["url"]
+                .as_str()
+                .map(str::to_string)
+        });
+        if let Some(url) = url {
+            return (process, url);
+        }
+        assert!(std::time::Instant::now() < deadline, "no url: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// One keyed create: its key, its person, and the answer if one came.
+#[derive(Debug, Clone)]
+struct Sent {
+    key: String,
+    person: String,
+    answer: Option<(u16, Value)>,
+}
+
+async fn post_keyed(
+    http: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+    idem: &str,
+    person: &str,
+) -> Result<(u16, bool, Value), reqwest::Error> {
+    let response = http
+        .post(format!("{base}{EMAIL}"))
+        .bearer_auth(api_key)
+        .header("Idempotency-Key", idem)
+        .json(&body(&[person]))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    Ok((status, replayed, response.json().await?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_between_request_and_answer_never_holds_twice() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    const ROUNDS: usize = 8;
+    const PEOPLE: usize = 3_000;
+    let db = common::TestDb::create().await;
+    let db_url = db.url.clone();
+    let dir = db.path().to_path_buf();
+    let mut people = String::from("id,event_ids,email\n");
+    for i in 0..PEOPLE {
+        people.push_str(&format!("{},E1,p{i}@kill.example\n", 10_000 + i));
+    }
+    std::fs::write(dir.join("events.csv"), "id,event_id,name\nE1,139574,Kill Expo\n").unwrap();
+    std::fs::write(dir.join("people.csv"), people).unwrap();
+    run_ok(
+        &db_url,
+        &[
+            "import",
+            "--events",
+            dir.join("events.csv").to_str().unwrap(),
+            "--personnel",
+            dir.join("people.csv").to_str().unwrap(),
+        ],
+    );
+    let created = run_ok(
+        &db_url,
+        &["admin", "accounts", "create", "--name", "kill", "--credits", "1000000", "--json"],
+    );
+    let api_key = serde_json::from_str::<Value>(&created).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    for round in 0..ROUNDS {
+        let (server, base) = start(&db_url, &dir.join(format!("serve-{round}.log"))).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (http, base, api_key, sent, next, stop) = (
+                http.clone(),
+                base.clone(),
+                api_key.clone(),
+                sent.clone(),
+                next.clone(),
+                stop.clone(),
+            );
+            clients.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let (key, person) = (format!("kill-{n}"), (10_000 + n).to_string());
+                    let answer = post_keyed(&http, &base, &api_key, &key, &person)
+                        .await
+                        .ok()
+                        .map(|(status, _, body)| (status, body));
+                    let failed = answer.is_none();
+                    sent.lock().unwrap().push(Sent {
+                        key,
+                        person,
+                        answer,
+                    });
+                    if failed {
+                        break;
+                    }
+                }
+            }));
+        }
+        // Kill at a moment that varies with the round, in the middle of the traffic.
+        tokio::time::sleep(Duration::from_millis(150 + 97 * round as u64 % 400)).await;
+        drop(server);
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.await.unwrap();
+        }
+    }
+
+    // Every key is retried on a new server until it is answered for good.
+    let (server, base) = start(&db_url, &dir.join("serve-final.log")).await;
+    let sent = sent.lock().unwrap().clone();
+    let unanswered = sent.iter().filter(|s| s.answer.is_none()).count();
+    assert!(unanswered > 0, "no request was cut off by a kill");
+    let mut replayed_after_kill = 0;
+    for s in &sent {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (status, replayed, answer) = loop {
+            let (status, replayed, answer) = post_keyed(&http, &base, &api_key, &s.key, &s.person)
+                .await
+                .expect("the final server answers");
+            if status != 409 {
+                break (status, replayed, answer);
+            }
+            assert_eq!(answer["errorKey"], "IDEMPOTENCY_KEY_IN_USE", "{answer}");
+            assert!(Instant::now() < deadline, "{} stays in use", s.key);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!((status, answer["status"].as_str()), (201, Some("accepted")), "{s:?}: {answer}");
+        match &s.answer {
+            Some((first_status, first)) => {
+                assert_eq!(*first_status, 201, "{s:?}");
+                assert!(replayed);
+                assert_eq!(&answer, first, "{s:?}");
+            }
+            None if replayed => replayed_after_kill += 1,
+            None => {}
+        }
+    }
+    println!(
+        "{} keys, {unanswered} cut off by a kill, {replayed_after_kill} of those had committed",
+        sent.len()
+    );
+    drop(server);
+    // One task and one hold per key, whatever the kills did.
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.raw_scalar(sql)
+                .await
+                .unwrap()
+                .unwrap_or_default()
+                .parse::<usize>()
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM tasks").await, sent.len());
+    assert_eq!(
+        count("SELECT COUNT(*) FROM ledger WHERE entry_type = 'hold'").await,
+        sent.len()
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM idempotency_keys WHERE state = 'done'").await,
+        sent.len()
+    );
+    run_ok(&db_url, &["admin", "ledger", "verify"]);
+}
