@@ -250,3 +250,59 @@ async fn usage_errors_name_the_parameter() {
         );
     }
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_unlockd");
+
+fn run(envs: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = std::process::Command::new(BIN);
+    command.env("UNLOCKD_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let out = command.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_tasks_and_reports_usage() {
+    let app = common::spawn_app().await;
+    let (account, key) = app.account(1_000).await;
+    let email = "/external/contacts/unlock";
+    let first = create(&app, &key, email, &["789", "791"], "api").await;
+    app.drain().await;
+    let second = create(&app, &key, email, &["790"], "api").await;
+    let client = [("UNLOCKD_URL", app.url.as_str()), ("UNLOCKD_API_KEY", key.as_str())];
+
+    let listed: Value = serde_json::from_str(&run(&client, &["tasks", "--json"])).unwrap();
+    assert_eq!(task_ids(&listed), [&second, &first]);
+    let done: Value =
+        serde_json::from_str(&run(&client, &["tasks", "--status", "completed", "--json"])).unwrap();
+    assert_eq!(task_ids(&done), [&first]);
+    let table = run(&client, &["tasks"]);
+    assert!(table.contains(&first) && table.contains("completed"), "{table}");
+    let phones: Value = serde_json::from_str(&run(&client, &["tasks", "--phone", "--json"])).unwrap();
+    assert_eq!(phones["total"], 0);
+
+    let database = [("UNLOCKD_DATABASE_URL", app.dir.url.as_str())];
+    let csv = run(
+        &database,
+        &["admin", "usage", "--account", &account, "--group-by", "kind"],
+    );
+    assert_eq!(
+        csv,
+        "kind,credits_charged,credits_released,contacts_unlocked,tasks_created\nemail,15,15,1,2\n"
+    );
+    let report: Value = serde_json::from_str(&run(
+        &database,
+        &["admin", "usage", "--account", &account, "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(report["totals"]["tasksCreated"], 2);
+    assert_eq!(report["groupBy"], "day");
+}
