@@ -329,11 +329,8 @@ impl Client {
         };
         let mut url = self.endpoint(&["external", "contacts", route])?;
         url.query_pairs_mut().extend_pairs(query);
-        self.send(
-            self.request(Method::GET, url, REQUEST_TIMEOUT),
-            "task page",
-        )
-        .await
+        self.send(self.request(Method::GET, url, REQUEST_TIMEOUT), "task page")
+            .await
     }
 
     /// `GET /external/personnel/list?event_id=...` with further query parameters

@@ -62,21 +62,16 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 async fn a_retry_replays_the_first_answer_and_charges_nothing_more() {
     let app = spawn_app().await;
     let (_, key) = app.account(1_000).await;
-    let (status, replayed, first) = keyed(&app, EMAIL, &key, "order-1", body(&["789", "790"])).await;
+    let (status, replayed, first) =
+        keyed(&app, EMAIL, &key, "order-1", body(&["789", "790"])).await;
     assert_eq!((status, replayed), (201, false), "{first}");
     assert_eq!(first["status"], "accepted");
     let held = app.balance(&key).await;
     assert_eq!(held["heldCredits"], 30);
 
     // Same key, same request (ids repeated: the parsed request is the same).
-    let (status, replayed, again) = keyed(
-        &app,
-        EMAIL,
-        &key,
-        "order-1",
-        body(&["789", "790", "789"]),
-    )
-    .await;
+    let (status, replayed, again) =
+        keyed(&app, EMAIL, &key, "order-1", body(&["789", "790", "789"])).await;
     assert_eq!((status, replayed), (201, true));
     assert_eq!(again, first);
     assert_eq!(app.balance(&key).await, held);
@@ -139,7 +134,10 @@ async fn malformed_keys_are_400_naming_the_header_and_change_nothing() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(status, 400, "{bad:?}: {error}");
         assert!(
-            error["message"].as_str().unwrap().contains("Idempotency-Key"),
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
             "{error}"
         );
     }
@@ -171,7 +169,10 @@ async fn an_error_answer_is_replayed_even_after_credits_arrive() {
         .unwrap();
     let (status, replayed, again) = keyed(&app, EMAIL, &key, "pay", body(&["789"])).await;
     assert_eq!((status, replayed), (402, true));
-    assert_eq!(again, refused, "the replay is the first answer, trace id included");
+    assert_eq!(
+        again, refused,
+        "the replay is the first answer, trace id included"
+    );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 0);
     // A new key is a new request.
     let (status, _, _) = keyed(&app, EMAIL, &key, "pay-2", body(&["789"])).await;
@@ -211,7 +212,11 @@ async fn twenty_concurrent_retries_make_one_task_and_one_hold() {
     assert_eq!(task_ids.len(), 1);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM ledger WHERE entry_type = 'hold'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM ledger WHERE entry_type = 'hold'"
+        )
+        .await,
         3
     );
     assert_eq!(app.balance(&key).await["heldCredits"], 45);
@@ -412,7 +417,11 @@ async fn a_server_killed_between_request_and_answer_never_holds_twice() {
     for i in 0..PEOPLE {
         people.push_str(&format!("{},E1,p{i}@kill.example\n", 10_000 + i));
     }
-    std::fs::write(dir.join("events.csv"), "id,event_id,name\nE1,139574,Kill Expo\n").unwrap();
+    std::fs::write(
+        dir.join("events.csv"),
+        "id,event_id,name\nE1,139574,Kill Expo\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("people.csv"), people).unwrap();
     run_ok(
         &db_url,
@@ -426,7 +435,16 @@ async fn a_server_killed_between_request_and_answer_never_holds_twice() {
     );
     let created = run_ok(
         &db_url,
-        &["admin", "accounts", "create", "--name", "kill", "--credits", "1000000", "--json"],
+        &[
+            "admin",
+            "accounts",
+            "create",
+            "--name",
+            "kill",
+            "--credits",
+            "1000000",
+            "--json",
+        ],
     );
     let api_key = serde_json::from_str::<Value>(&created).unwrap()["api_key"]
         .as_str()
@@ -500,7 +518,11 @@ async fn a_server_killed_between_request_and_answer_never_holds_twice() {
             assert!(Instant::now() < deadline, "{} stays in use", s.key);
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        assert_eq!((status, answer["status"].as_str()), (201, Some("accepted")), "{s:?}: {answer}");
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (201, Some("accepted")),
+            "{s:?}: {answer}"
+        );
         match &s.answer {
             Some((first_status, first)) => {
                 assert_eq!(*first_status, 201, "{s:?}");

@@ -52,14 +52,26 @@ async fn the_task_list_is_newest_first_filtered_and_paged() {
     let second = create(&app, &key, email, &["790", "791"], "agent").await;
     clock.advance(1_000);
     let third = create(&app, &key, email, &["100", "101", "102"], "api").await;
-    let phone = create(&app, &key, "/external/contacts/unlock-phone", &["789"], "api").await;
+    let phone = create(
+        &app,
+        &key,
+        "/external/contacts/unlock-phone",
+        &["789"],
+        "api",
+    )
+    .await;
     create(&app, &other, email, &["789"], "api").await;
 
     let (status, page) = app.get(&key, "/external/contacts/unlock-tasks").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(task_ids(&page), [&third, &second, &first]);
     assert_eq!(
-        (&page["total"], &page["page"], &page["pageSize"], &page["hasMore"]),
+        (
+            &page["total"],
+            &page["page"],
+            &page["pageSize"],
+            &page["hasMore"]
+        ),
         (&json!(3), &json!(1), &json!(20), &json!(false))
     );
     let newest = &page["items"][0];
@@ -82,15 +94,24 @@ async fn the_task_list_is_newest_first_filtered_and_paged() {
         .get(&key, "/external/contacts/unlock-tasks?page=2&pageSize=1")
         .await;
     assert_eq!(task_ids(&paged), [&second]);
-    assert_eq!((&paged["totalPages"], &paged["hasMore"]), (&json!(3), &json!(true)));
+    assert_eq!(
+        (&paged["totalPages"], &paged["hasMore"]),
+        (&json!(3), &json!(true))
+    );
 
     let after = rfc3339(second_at).replace('+', "%2B");
     let (_, since) = app
-        .get(&key, &format!("/external/contacts/unlock-tasks?created_after={after}"))
+        .get(
+            &key,
+            &format!("/external/contacts/unlock-tasks?created_after={after}"),
+        )
         .await;
     assert_eq!(task_ids(&since), [&third, &second]);
     let (_, before) = app
-        .get(&key, &format!("/external/contacts/unlock-tasks?created_before={after}"))
+        .get(
+            &key,
+            &format!("/external/contacts/unlock-tasks?created_before={after}"),
+        )
         .await;
     assert_eq!(task_ids(&before), [&first]);
     let (_, agents) = app
@@ -99,7 +120,10 @@ async fn the_task_list_is_newest_first_filtered_and_paged() {
     assert_eq!(task_ids(&agents), [&second]);
     // A date is UTC midnight: the manual clock starts on 2027-01-15.
     let (_, by_date) = app
-        .get(&key, "/external/contacts/unlock-tasks?created_after=2027-01-15&created_before=2027-01-16")
+        .get(
+            &key,
+            "/external/contacts/unlock-tasks?created_after=2027-01-15&created_before=2027-01-16",
+        )
         .await;
     assert_eq!(by_date["total"], 3, "{by_date}");
 
@@ -162,7 +186,14 @@ async fn usage_reports_charges_releases_unlocks_and_tasks_from_the_ledger() {
     create(&app, &other, email, &["100"], "api").await;
     app.drain().await;
     clock.advance(86_400_000);
-    create(&app, &key, "/external/contacts/unlock-phone", &["789"], "api").await;
+    create(
+        &app,
+        &key,
+        "/external/contacts/unlock-phone",
+        &["789"],
+        "api",
+    )
+    .await;
     app.drain().await;
 
     let (status, by_kind) = app.get(&key, "/external/usage?group_by=kind").await;
@@ -184,7 +215,12 @@ async fn usage_reports_charges_releases_unlocks_and_tasks_from_the_ledger() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["group"].as_str().unwrap(), r["tasksCreated"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["group"].as_str().unwrap(),
+                r["tasksCreated"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(groups, [("agent", 1), ("api", 2)]);
 
@@ -201,13 +237,23 @@ async fn usage_reports_charges_releases_unlocks_and_tasks_from_the_ledger() {
 
     // A date `to` counts its whole day.
     let (_, first_day) = app
-        .get(&key, "/external/usage?from=2027-01-15&to=2027-01-15&group_by=kind")
+        .get(
+            &key,
+            "/external/usage?from=2027-01-15&to=2027-01-15&group_by=kind",
+        )
         .await;
-    assert_eq!(first_day["rows"].as_array().unwrap().len(), 1, "{first_day}");
+    assert_eq!(
+        first_day["rows"].as_array().unwrap().len(),
+        1,
+        "{first_day}"
+    );
     assert_eq!(first_day["from"], "2027-01-15T00:00:00.000Z");
     assert_eq!(first_day["to"], "2027-01-16T00:00:00.000Z");
     let (_, empty) = app
-        .get(&key, "/external/usage?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z")
+        .get(
+            &key,
+            "/external/usage?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+        )
         .await;
     assert_eq!(empty["rows"], json!([]));
     assert_eq!(empty["totals"]["tasksCreated"], 0);
@@ -239,7 +285,10 @@ async fn usage_errors_name_the_parameter() {
         ("from=last-week", "from"),
         ("to=2027-13-01", "to"),
         ("from=2027-02-01&to=2027-01-01", "from"),
-        ("from=2025-01-01&to=2027-01-01", "from and to must be at most 366 days"),
+        (
+            "from=2025-01-01&to=2027-01-01",
+            "from and to must be at most 366 days",
+        ),
     ] {
         let (status, error) = app.get(&key, &format!("/external/usage?{query}")).await;
         assert_envelope(status, &error, "VALIDATION_ERROR", &[]);
@@ -277,7 +326,10 @@ async fn the_cli_lists_tasks_and_reports_usage() {
     let first = create(&app, &key, email, &["789", "791"], "api").await;
     app.drain().await;
     let second = create(&app, &key, email, &["790"], "api").await;
-    let client = [("UNLOCKD_URL", app.url.as_str()), ("UNLOCKD_API_KEY", key.as_str())];
+    let client = [
+        ("UNLOCKD_URL", app.url.as_str()),
+        ("UNLOCKD_API_KEY", key.as_str()),
+    ];
 
     let listed: Value = serde_json::from_str(&run(&client, &["tasks", "--json"])).unwrap();
     assert_eq!(task_ids(&listed), [&second, &first]);
@@ -285,14 +337,25 @@ async fn the_cli_lists_tasks_and_reports_usage() {
         serde_json::from_str(&run(&client, &["tasks", "--status", "completed", "--json"])).unwrap();
     assert_eq!(task_ids(&done), [&first]);
     let table = run(&client, &["tasks"]);
-    assert!(table.contains(&first) && table.contains("completed"), "{table}");
-    let phones: Value = serde_json::from_str(&run(&client, &["tasks", "--phone", "--json"])).unwrap();
+    assert!(
+        table.contains(&first) && table.contains("completed"),
+        "{table}"
+    );
+    let phones: Value =
+        serde_json::from_str(&run(&client, &["tasks", "--phone", "--json"])).unwrap();
     assert_eq!(phones["total"], 0);
 
     let database = [("UNLOCKD_DATABASE_URL", app.dir.url.as_str())];
     let csv = run(
         &database,
-        &["admin", "usage", "--account", &account, "--group-by", "kind"],
+        &[
+            "admin",
+            "usage",
+            "--account",
+            &account,
+            "--group-by",
+            "kind",
+        ],
     );
     assert_eq!(
         csv,

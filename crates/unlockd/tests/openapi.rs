@@ -157,9 +157,15 @@ fn every_endpoint_is_described_with_its_errors() {
         "/external/contacts/unlock-phone-tasks",
         "/external/usage",
     ] {
-        assert_eq!(doc["paths"][path]["get"]["x-unlockd-extension"], true, "{path}");
+        assert_eq!(
+            doc["paths"][path]["get"]["x-unlockd-extension"], true,
+            "{path}"
+        );
     }
-    for path in ["/external/contacts/unlock", "/external/contacts/unlock-phone"] {
+    for path in [
+        "/external/contacts/unlock",
+        "/external/contacts/unlock-phone",
+    ] {
         let key = doc["paths"][path]["post"]["parameters"]
             .as_array()
             .unwrap()

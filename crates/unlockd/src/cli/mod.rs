@@ -144,7 +144,9 @@ enum Command {
     #[command(after_help = "Example:\n  unlockd task 0190c6d2-7e4f-7a51-9f00-3c1e2a4b5d6e --wait")]
     Task(client::TaskArgs),
     /// Client: the account's unlock tasks, newest first (an unlockd extension).
-    #[command(after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd tasks --status completed --json")]
+    #[command(
+        after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd tasks --status completed --json"
+    )]
     Tasks(client::TasksArgs),
     /// Client: show the credit balance.
     #[command(after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd credits --json")]

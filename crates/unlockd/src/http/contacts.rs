@@ -285,18 +285,19 @@ async fn create(
     };
     let trace_id = current_request_id();
     let rendered = request.clone();
-    let render: ResponseRenderer = Arc::new(move |result: &CreateResult| {
-        match respond(&rendered, result.clone()) {
-            Ok((status, submission)) => StoredResponse {
-                status: status.as_u16(),
-                body: serde_json::to_string(&submission).unwrap_or_default(),
+    let render: ResponseRenderer =
+        Arc::new(
+            move |result: &CreateResult| match respond(&rendered, result.clone()) {
+                Ok((status, submission)) => StoredResponse {
+                    status: status.as_u16(),
+                    body: serde_json::to_string(&submission).unwrap_or_default(),
+                },
+                Err(error) => StoredResponse {
+                    status: error.status.as_u16(),
+                    body: error.envelope(trace_id.clone()).to_string(),
+                },
             },
-            Err(error) => StoredResponse {
-                status: error.status.as_u16(),
-                body: error.envelope(trace_id.clone()).to_string(),
-            },
-        }
-    });
+        );
     match state
         .store
         .create_unlock_task_keyed(&request, &key, &token, render)
@@ -353,7 +354,10 @@ fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         stored.body,
     )
         .into_response();
@@ -381,10 +385,7 @@ fn note_created(state: &AppState, request: &NewUnlock, result: &CreateResult) {
 }
 
 /// The answer to a create's result.
-fn respond(
-    request: &NewUnlock,
-    result: CreateResult,
-) -> ApiResult<(StatusCode, UnlockSubmission)> {
+fn respond(request: &NewUnlock, result: CreateResult) -> ApiResult<(StatusCode, UnlockSubmission)> {
     let (decision, task_id) = match result {
         CreateResult::EventNotFound => {
             return Err(ApiError::not_found(

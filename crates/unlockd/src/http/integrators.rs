@@ -5,9 +5,7 @@
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use unlockd_api::{
-    TaskStatus, UnlockTaskListEntry, UnlockTaskPage, UsageGroupRow, UsageReport,
-};
+use unlockd_api::{TaskStatus, UnlockTaskListEntry, UnlockTaskPage, UsageGroupRow, UsageReport};
 
 use super::body::{page_meta, QueryParams};
 use super::contacts::task_body;
@@ -21,7 +19,10 @@ use crate::store::Principal;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/external/contacts/unlock-tasks", get(list_email_tasks))
-        .route("/external/contacts/unlock-phone-tasks", get(list_phone_tasks))
+        .route(
+            "/external/contacts/unlock-phone-tasks",
+            get(list_phone_tasks),
+        )
         .route("/external/usage", get(usage))
 }
 
@@ -162,9 +163,11 @@ fn instant(q: &QueryParams, name: &str) -> ApiResult<Option<(i64, bool)>> {
     let Some(value) = q.raw(name).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    parse_instant(value)
-        .map(Some)
-        .ok_or_else(|| ApiError::validation(format!("{name} must be an RFC 3339 time or a date as YYYY-MM-DD")))
+    parse_instant(value).map(Some).ok_or_else(|| {
+        ApiError::validation(format!(
+            "{name} must be an RFC 3339 time or a date as YYYY-MM-DD"
+        ))
+    })
 }
 
 /// RFC 3339 or `YYYY-MM-DD` (UTC midnight) as Unix milliseconds, with whether it was a date.

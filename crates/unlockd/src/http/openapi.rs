@@ -276,8 +276,16 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         "call_source",
         Limit::OneOf(&super::integrators::CALL_SOURCES),
     ),
-    ("/external/contacts/unlock-tasks", "created_after", Limit::Instant),
-    ("/external/contacts/unlock-tasks", "created_before", Limit::Instant),
+    (
+        "/external/contacts/unlock-tasks",
+        "created_after",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "created_before",
+        Limit::Instant,
+    ),
     (
         "/external/contacts/unlock-tasks",
         "page",

@@ -46,6 +46,8 @@ pub enum KeyReservation {
 pub type ResponseRenderer = Arc<dyn Fn(&CreateResult) -> StoredResponse + Send + Sync>;
 
 /// What a keyed create did.
+// Built once per request and matched at once, like `CreateResult`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum KeyedCreate {
     /// Created (or decided) and the answer recorded with it.
@@ -212,7 +214,10 @@ pub(crate) fn usage_sql(group: UsageGroup) -> String {
 }
 
 /// Turns the raw rows into report rows (days as dates, in date order).
-pub(crate) fn usage_rows(group: UsageGroup, raw: Vec<(String, i64, i64, i64, i64)>) -> Vec<UsageRow> {
+pub(crate) fn usage_rows(
+    group: UsageGroup,
+    raw: Vec<(String, i64, i64, i64, i64)>,
+) -> Vec<UsageRow> {
     let mut rows: Vec<(i64, UsageRow)> = raw
         .into_iter()
         .map(|(grp, charged, released, unlocked, tasks)| {
