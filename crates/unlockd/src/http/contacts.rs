@@ -48,7 +48,8 @@ pub(super) fn routes() -> Router<AppState> {
     ),
     request_body = unlockd_api::UnlockRequest,
     responses(
-        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission),
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission,
+            headers(("Idempotent-Replayed" = String, description = "*extension*: `true` on an answer replayed for a repeated Idempotency-Key"))),
         (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
@@ -80,7 +81,8 @@ pub(super) async fn create_email(
     ),
     request_body = unlockd_api::UnlockRequest,
     responses(
-        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission),
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission,
+            headers(("Idempotent-Replayed" = String, description = "*extension*: `true` on an answer replayed for a repeated Idempotency-Key"))),
         (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),

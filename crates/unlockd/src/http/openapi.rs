@@ -116,6 +116,18 @@ fn mark_extensions(doc: &mut serde_json::Value) {
             parameter["x-unlockd-extension"] = true.into();
         }
     }
+    for path in [
+        "/external/contacts/unlock",
+        "/external/contacts/unlock-phone",
+    ] {
+        let responses = &mut doc["paths"][path]["post"]["responses"];
+        if let Some(reused) = responses.get_mut("422") {
+            reused["x-unlockd-extension"] = true.into();
+        }
+        if let Some(header) = responses["201"]["headers"].get_mut("Idempotent-Replayed") {
+            header["x-unlockd-extension"] = true.into();
+        }
+    }
     for name in EXTENSION_SCHEMAS {
         if let Some(schema) = doc["components"]["schemas"].get_mut(*name) {
             schema["x-unlockd-extension"] = true.into();
