@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, exhibitors, ops, personnel};
+use super::{actions, admin, contacts, credits, events, exhibitors, ops, personnel};
 
 struct BearerAuth;
 
@@ -16,6 +16,15 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("sk_<16 hex>_<64 hex> (uak_ accepted)")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "adminToken",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("the operator token (--admin-token / UNLOCKD_ADMIN_TOKEN)")
                     .build(),
             ),
         );
@@ -51,6 +60,15 @@ impl Modify for BearerAuth {
         ops::readyz,
         ops::openapi,
         ops::metrics,
+        admin::status,
+        admin::list_accounts,
+        admin::create_account,
+        admin::list_keys,
+        admin::create_key,
+        admin::revoke_key,
+        admin::grant,
+        admin::verify_ledger,
+        admin::queue,
     ),
     components(schemas(unlockd_api::ApiError)),
     modifiers(&BearerAuth),
@@ -62,6 +80,7 @@ impl Modify for BearerAuth {
         (name = "Credits", description = "Balances"),
         (name = "Actions", description = "Prechecks"),
         (name = "Operations", description = "Health, readiness, this document"),
+        (name = "Operator", description = "Operator API behind the operator token (extension)"),
     )
 )]
 struct ApiDoc;
@@ -73,7 +92,25 @@ pub fn document() -> serde_json::Value {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     declare_limits(&mut value);
+    mark_extensions(&mut value);
     value
+}
+
+/// Marks the operations that go beyond the upstream contract (`x-unlockd-extension`).
+fn mark_extensions(doc: &mut serde_json::Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/admin/") {
+            continue;
+        }
+        if let Some(operations) = item.as_object_mut() {
+            for operation in operations.values_mut().filter(|o| o.is_object()) {
+                operation["x-unlockd-extension"] = serde_json::Value::Bool(true);
+            }
+        }
+    }
 }
 
 /// Limits on one query or path parameter, as the handlers enforce them.
