@@ -28,6 +28,8 @@ const state = {
   precheck: null,
   task: null,
   watchId: 0,
+  eventsSeq: 0,
+  peopleSeq: 0,
 };
 
 const kind = () => document.querySelector("input[name=kind]:checked").value;
@@ -113,7 +115,10 @@ async function searchEvents(event) {
   if (q && state.eventPage === 1 && q.length <= 100 && !/\s/.test(q)) {
     lookups.push(api(`/external/events/${encodeURIComponent(q)}`).catch(() => null));
   }
+  const seq = ++state.eventsSeq;
   const [page, exact] = await Promise.all(lookups);
+  // A slower, older search must not overwrite a newer one.
+  if (seq !== state.eventsSeq) return;
   const items = page.items.slice();
   if (exact && exact.event && !items.some((e) => e.id === exact.event.id)) items.unshift(exact.event);
   $("event-results").replaceChildren(...(items.length ? items.map(eventRow) : [el("li", { class: "muted", text: "No event matches." })]));
@@ -153,7 +158,9 @@ async function loadPeople() {
     const value = $(id).value.trim();
     if (value) params.set(field, value);
   }
+  const seq = ++state.peopleSeq;
   const page = await api(`/external/personnel/list?${params}`);
+  if (seq !== state.peopleSeq) return;
   state.people = page.items;
   for (const p of page.items) state.names.set(p.id, p);
   $("people-body").replaceChildren(...(page.items.length ? page.items.map(personRow)

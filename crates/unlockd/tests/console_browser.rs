@@ -148,17 +148,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{selector}: {e}"))
     }
 
+    /// Clicks the element once it is shown and enabled, finding it afresh each try (the
+    /// console re-renders lists, which replaces their elements).
     async fn click(&self, selector: &str) {
-        let element = self.css(selector).await;
-        self.wait_until(selector, "to be shown and enabled", || {
-            let element = element.clone();
-            async move {
-                element.is_displayed().await.unwrap_or(false)
-                    && element.is_enabled().await.unwrap_or(false)
+        let started = Instant::now();
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(selector)).await {
+                let ready = element.is_displayed().await.unwrap_or(false)
+                    && element.is_enabled().await.unwrap_or(false);
+                if ready && element.click().await.is_ok() {
+                    return;
+                }
             }
-        })
-        .await;
-        element.click().await.unwrap();
+            if started.elapsed() > WAIT {
+                self.screenshot(&format!("timeout-{}", slug(selector))).await;
+                panic!("{selector}: waited {WAIT:?} for it to be shown and enabled");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn type_into(&self, selector: &str, text: &str) {
@@ -239,8 +246,16 @@ impl Browser {
         self.type_into("#event-search", "139574").await;
         self.click("#event-search-form button[type=submit]").await;
         self.click("button[data-event-id='139574']").await;
-        self.click("input[data-personnel-id='789']").await;
-        self.click("input[data-personnel-id='790']").await;
+        // They are not on the first page: find each by name; the selection stays.
+        for id in ["789", "790"] {
+            self.type_into("#f-search", &format!("Person {id}")).await;
+            self.click("#people-filter button[type=submit]").await;
+            self.wait_text("#people-body", "to show only that person", |t| {
+                t.contains(&format!("Person {id}")) && !t.contains("Person 100")
+            })
+            .await;
+            self.click(&format!("input[data-personnel-id='{id}']")).await;
+        }
         self.wait_text("#selected-count", "to be 2", |t| t == "2").await;
     }
 
@@ -296,7 +311,7 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
         "2 of 2 done: 2 unlocked, 0 failed; 30 credits charged"
     );
     // The people table now shows the emails too, and the task is among the recent ones.
-    b.wait_text("#people-body", "to show the unlocked emails", |t| t.contains("jane.doe@acme.example"))
+    b.wait_text("#people-body", "to show the unlocked email", |t| t.contains("john.roe@acme.example"))
         .await;
     b.wait_text("#recent", "to list the task", |t| !t.contains("No tasks yet")).await;
     b.screenshot("customer-unlocked").await;
