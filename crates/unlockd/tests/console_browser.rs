@@ -220,6 +220,18 @@ impl Browser {
         }
     }
 
+    /// A screenshot of the whole page from its top, for the README.
+    async fn page_screenshot(&self, name: &str) {
+        self.script("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();")
+            .await;
+        let height = self.script("return document.documentElement.scrollHeight;").await;
+        let width = self.script("return window.outerWidth;").await;
+        let (width, height) = (width.as_u64().unwrap_or(1280) as u32, height.as_u64().unwrap_or(1000) as u32);
+        self.client.set_window_size(width, height.clamp(600, 2000) + 140).await.unwrap();
+        self.screenshot(name).await;
+        self.client.set_window_size(width, 1000).await.unwrap();
+    }
+
     async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -314,7 +326,7 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
     b.wait_text("#people-body", "to show the unlocked email", |t| t.contains("john.roe@acme.example"))
         .await;
     b.wait_text("#recent", "to list the task", |t| !t.contains("No tasks yet")).await;
-    b.screenshot("customer-unlocked").await;
+    b.page_screenshot("customer-unlocked").await;
     let balance = b.app.balance(&key).await;
     assert_eq!(balance["availableCredits"], 970);
     assert_eq!(balance["heldCredits"], 0);
@@ -433,7 +445,7 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
     b.click("#verify").await;
     b.wait_text("#ledger-result", "to report the ledger", |t| t.starts_with("Ledger OK"))
         .await;
-    b.screenshot("operator-console").await;
+    b.page_screenshot("operator-console").await;
 
     // The account exists with the grant, and its new key works in the customer console.
     let accounts = b.app.store.list_accounts().await.unwrap();
