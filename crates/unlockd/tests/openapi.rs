@@ -102,11 +102,41 @@ fn every_endpoint_is_described_with_its_errors() {
         ("/readyz", "get", &[200, 503][..]),
         ("/openapi.json", "get", &[200][..]),
         ("/metrics", "get", &[200][..]),
+        ("/admin/api/status", "get", &[200, 401, 403, 404, 429][..]),
+        ("/admin/api/accounts", "get", &[200, 401, 403, 404, 429, 503][..]),
+        (
+            "/admin/api/accounts",
+            "post",
+            &[201, 400, 401, 403, 404, 413, 415, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts/{accountId}/keys",
+            "get",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts/{accountId}/keys",
+            "post",
+            &[201, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts/{accountId}/grants",
+            "post",
+            &[201, 400, 401, 403, 404, 413, 415, 429, 503][..],
+        ),
+        (
+            "/admin/api/keys/{keyId}",
+            "delete",
+            &[204, 400, 401, 403, 404, 429, 503][..],
+        ),
+        ("/admin/api/ledger/verify", "get", &[200, 401, 403, 404, 429, 503][..]),
+        ("/admin/api/queue", "get", &[200, 401, 403, 404, 429, 503][..]),
     ];
     let paths = doc["paths"].as_object().unwrap();
+    let described: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.0).collect();
     assert_eq!(
         paths.len(),
-        expected.len(),
+        described.len(),
         "{:?}",
         paths.keys().collect::<Vec<_>>()
     );
@@ -124,6 +154,14 @@ fn every_endpoint_is_described_with_its_errors() {
                 );
             }
         }
+        if path.starts_with("/admin/") {
+            assert_eq!(op["x-unlockd-extension"], true, "{method} {path}");
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{"adminToken": []}]),
+                "{method} {path} must declare the operator token"
+            );
+        }
         if path.starts_with("/external") {
             assert!(
                 op["security"].is_array(),
@@ -133,6 +171,10 @@ fn every_endpoint_is_described_with_its_errors() {
     }
     assert_eq!(
         doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["adminToken"]["scheme"],
         "bearer"
     );
 }

@@ -254,6 +254,18 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         "pageSize",
         Limit::Int(1, 100),
     ),
+    // Operator API path ids: 1-64 characters without white space, like personnel ids.
+    (
+        "/admin/api/accounts/{accountId}/keys",
+        "accountId",
+        Limit::PersonnelId,
+    ),
+    (
+        "/admin/api/accounts/{accountId}/grants",
+        "accountId",
+        Limit::PersonnelId,
+    ),
+    ("/admin/api/keys/{keyId}", "keyId", Limit::PersonnelId),
 ];
 
 fn limit_schema(limit: &Limit) -> serde_json::Value {
@@ -292,11 +304,14 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
 fn declare_limits(doc: &mut serde_json::Value) {
     use serde_json::json;
     for (path, name, limit) in PARAMETER_LIMITS {
-        let Some(parameters) = doc["paths"][*path]["get"]["parameters"].as_array_mut() else {
-            continue;
-        };
-        for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
-            parameter["schema"] = limit_schema(limit);
+        for method in ["get", "post", "delete"] {
+            let Some(parameters) = doc["paths"][*path][method]["parameters"].as_array_mut()
+            else {
+                continue;
+            };
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
+                parameter["schema"] = limit_schema(limit);
+            }
         }
     }
     let schemas = &mut doc["components"]["schemas"];
