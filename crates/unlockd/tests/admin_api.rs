@@ -46,7 +46,11 @@ async fn admin_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
 #[tokio::test]
 async fn without_a_token_the_operator_api_is_off_and_says_how_to_enable_it() {
     let app = spawn_app_with(Options::default()).await;
-    for path in ["/admin/api/status", "/admin/api/accounts", "/admin/api/queue"] {
+    for path in [
+        "/admin/api/status",
+        "/admin/api/accounts",
+        "/admin/api/queue",
+    ] {
         let (status, body) = call(&app, reqwest::Method::GET, Some(TOKEN), path, None).await;
         assert_envelope(status, &body, "ADMIN_API_DISABLED", &[]);
         assert_eq!(status, 404);
@@ -69,7 +73,14 @@ async fn customer_keys_and_wrong_tokens_are_refused() {
     let app = app_with_token().await;
     let (_, customer_key) = app.account(100).await;
     let get = reqwest::Method::GET;
-    let (status, body) = call(&app, get.clone(), Some(&customer_key), "/admin/api/accounts", None).await;
+    let (status, body) = call(
+        &app,
+        get.clone(),
+        Some(&customer_key),
+        "/admin/api/accounts",
+        None,
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert_envelope(status, &body, "ADMIN_TOKEN_REQUIRED", &[]);
     for wrong in [
@@ -107,8 +118,12 @@ async fn accounts_keys_and_grants_round_trip_through_the_api() {
     let (status, body) = admin_get(&app, "/admin/api/status").await;
     assert_eq!((status, body["enabled"].clone()), (200, json!(true)));
 
-    let (status, created) =
-        admin_post(&app, "/admin/api/accounts", json!({"name": "Acme", "credits": 100})).await;
+    let (status, created) = admin_post(
+        &app,
+        "/admin/api/accounts",
+        json!({"name": "Acme", "credits": 100}),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     let account_id = created["accountId"].as_str().unwrap().to_string();
     let first_key = created["apiKey"].as_str().unwrap().to_string();
@@ -141,7 +156,10 @@ async fn accounts_keys_and_grants_round_trip_through_the_api() {
     assert_eq!(status, 200);
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
     let listed_text = listed.to_string();
-    assert!(!listed_text.contains(&second_key), "secrets are never listed");
+    assert!(
+        !listed_text.contains(&second_key),
+        "secrets are never listed"
+    );
 
     let (status, _) = call(
         &app,
@@ -181,8 +199,13 @@ async fn accounts_keys_and_grants_round_trip_through_the_api() {
     let audit = app.store.audit_log(Some(&account_id)).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert!(audit.iter().all(|e| e.actor == "admin-http"), "{audit:?}");
-    for expected in ["account.create", "credits.grant", "key.create", "key.revoke"] {
-        assert!(actions.iter().any(|a| *a == expected), "{expected}: {actions:?}");
+    for expected in [
+        "account.create",
+        "credits.grant",
+        "key.create",
+        "key.revoke",
+    ] {
+        assert!(actions.contains(&expected), "{expected}: {actions:?}");
     }
 
     let (status, verified) = admin_get(&app, "/admin/api/ledger/verify").await;
@@ -199,15 +222,39 @@ async fn bad_input_names_the_field_and_changes_nothing() {
     let cases = [
         ("/admin/api/accounts", json!({}), "name"),
         ("/admin/api/accounts", json!({"name": "  "}), "name"),
-        ("/admin/api/accounts", json!({"name": "x", "credits": -1}), "credits"),
-        ("/admin/api/accounts", json!({"name": "x", "admin": true}), "admin"),
+        (
+            "/admin/api/accounts",
+            json!({"name": "x", "credits": -1}),
+            "credits",
+        ),
+        (
+            "/admin/api/accounts",
+            json!({"name": "x", "admin": true}),
+            "admin",
+        ),
         (&grants, json!({"amount": 0}), "amount"),
         (&grants, json!({"amount": "5"}), "amount"),
         (&grants, json!({"amount": 5, "bucket": "bonus"}), "bucket"),
-        (&grants, json!({"amount": 5, "bucket": "subscription"}), "expires_at"),
-        (&grants, json!({"amount": 5, "expires_at": "2099-01-01T00:00:00Z"}), "expires_at"),
-        (&grants, json!({"amount": 5, "bucket": "addon", "expires_at": "tomorrow"}), "expires_at"),
-        (&grants, json!({"amount": 5, "bucket": "addon", "expires_at": "2001-01-01T00:00:00Z"}), "expires_at"),
+        (
+            &grants,
+            json!({"amount": 5, "bucket": "subscription"}),
+            "expires_at",
+        ),
+        (
+            &grants,
+            json!({"amount": 5, "expires_at": "2099-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            &grants,
+            json!({"amount": 5, "bucket": "addon", "expires_at": "tomorrow"}),
+            "expires_at",
+        ),
+        (
+            &grants,
+            json!({"amount": 5, "bucket": "addon", "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
     ];
     for (path, body, field) in cases {
         let (status, answer) = admin_post(&app, path, body.clone()).await;
@@ -216,8 +263,12 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         let message = answer["message"].as_str().unwrap();
         assert!(message.starts_with(field), "{body}: {message}");
     }
-    let (status, answer) =
-        admin_post(&app, "/admin/api/accounts/no-such-account/grants", json!({"amount": 5})).await;
+    let (status, answer) = admin_post(
+        &app,
+        "/admin/api/accounts/no-such-account/grants",
+        json!({"amount": 5}),
+    )
+    .await;
     assert_eq!(status, 404);
     assert_envelope(status, &answer, "ACCOUNT_NOT_FOUND", &[]);
     let (status, answer) = admin_get(&app, "/admin/api/accounts/no-such-account/keys").await;
@@ -267,7 +318,12 @@ async fn queue_state_counts_live_tasks_and_held_credits() {
 #[tokio::test]
 async fn the_console_pages_carry_a_strict_content_security_policy() {
     let app = app_with_token().await;
-    for path in ["/", "/admin/", "/console/customer.js", "/console/console.css"] {
+    for path in [
+        "/",
+        "/admin/",
+        "/console/customer.js",
+        "/console/console.css",
+    ] {
         let response = app
             .http
             .get(format!("{}{path}", app.url))
@@ -285,7 +341,10 @@ async fn the_console_pages_carry_a_strict_content_security_policy() {
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         let body = response.text().await.unwrap();
-        assert!(!body.contains("http://") && !body.contains("https://"), "{path} refers to another origin");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} refers to another origin"
+        );
         if path.ends_with('/') {
             assert!(!body.contains("<script>"), "{path}: no inline script");
             assert!(!body.contains(" style=\""), "{path}: no inline style");

@@ -554,8 +554,14 @@ fn serve_demo_prints_the_console_urls_and_a_working_operator_token() {
     }
     let token = token.expect("the demo banner prints a generated operator token");
     let printed = server.stdout.join("\n");
-    assert!(printed.contains(&format!("  {}/\n", server.url)), "{printed}");
-    assert!(printed.contains(&format!("  {}/admin/", server.url)), "{printed}");
+    assert!(
+        printed.contains(&format!("  {}/\n", server.url)),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("  {}/admin/", server.url)),
+        "{printed}"
+    );
     let page = http().get(format!("{}/", server.url)).send().unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().unwrap().contains("/console/customer.js"));

@@ -47,9 +47,13 @@ fn chromedriver() -> PathBuf {
 }
 
 fn chromium() -> PathBuf {
-    find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"]).unwrap_or_else(
-        || panic!("chromium is not installed: `apt-get install -y chromium chromium-driver`"),
+    find_program(
+        "CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
     )
+    .unwrap_or_else(|| {
+        panic!("chromium is not installed: `apt-get install -y chromium chromium-driver`")
+    })
 }
 
 /// A chromedriver process on a free local port, killed when dropped.
@@ -162,7 +166,8 @@ impl Browser {
                 }
             }
             if started.elapsed() > WAIT {
-                self.screenshot(&format!("timeout-{}", slug(selector))).await;
+                self.screenshot(&format!("timeout-{}", slug(selector)))
+                    .await;
                 panic!("{selector}: waited {WAIT:?} for it to be shown and enabled");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -195,7 +200,12 @@ impl Browser {
     }
 
     /// Waits until the element's text satisfies `accept`; returns that text.
-    async fn wait_text(&self, selector: &str, condition: &str, accept: impl Fn(&str) -> bool) -> String {
+    async fn wait_text(
+        &self,
+        selector: &str,
+        condition: &str,
+        accept: impl Fn(&str) -> bool,
+    ) -> String {
         let started = Instant::now();
         loop {
             let text = match self.client.find(Locator::Css(selector)).await {
@@ -206,7 +216,8 @@ impl Browser {
                 return text;
             }
             if started.elapsed() > WAIT {
-                self.screenshot(&format!("timeout-{}", slug(selector))).await;
+                self.screenshot(&format!("timeout-{}", slug(selector)))
+                    .await;
                 let error = self.text("#error-text").await;
                 panic!("{selector}: waited {WAIT:?} for text {condition}; last {text:?}; page error {error:?}");
             }
@@ -223,20 +234,35 @@ impl Browser {
 
     /// A screenshot of the whole page from its top, for the README.
     async fn page_screenshot(&self, name: &str) {
-        self.script("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();")
+        self.script(
+            "window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();",
+        )
+        .await;
+        let height = self
+            .script("return document.documentElement.scrollHeight;")
             .await;
-        let height = self.script("return document.documentElement.scrollHeight;").await;
         let width = self.script("return window.outerWidth;").await;
-        let (width, height) = (width.as_u64().unwrap_or(1280) as u32, height.as_u64().unwrap_or(1000) as u32);
-        self.client.set_window_size(width, height.clamp(600, 2000) + 140).await.unwrap();
+        let (width, height) = (
+            width.as_u64().unwrap_or(1280) as u32,
+            height.as_u64().unwrap_or(1000) as u32,
+        );
+        self.client
+            .set_window_size(width, height.clamp(600, 2000) + 140)
+            .await
+            .unwrap();
         self.screenshot(name).await;
         self.client.set_window_size(width, 1000).await.unwrap();
     }
 
     async fn screenshot(&self, name: &str) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
         std::fs::create_dir_all(&dir).unwrap();
-        let backend = if self.app.dir.is_postgres() { "pg" } else { "sqlite" };
+        let backend = if self.app.dir.is_postgres() {
+            "pg"
+        } else {
+            "sqlite"
+        };
         if let Ok(png) = self.client.screenshot().await {
             std::fs::write(dir.join(format!("{name}-{backend}.png")), png).unwrap();
         }
@@ -250,8 +276,10 @@ impl Browser {
         self.open("/").await;
         self.type_into("#api-key", key).await;
         self.click("#sign-in").await;
-        self.wait_text("#balance-summary", "to show the balance", |t| t.contains("available"))
-            .await;
+        self.wait_text("#balance-summary", "to show the balance", |t| {
+            t.contains("available")
+        })
+        .await;
     }
 
     /// Finds event 139574 by its id and selects people 789 and 790.
@@ -267,9 +295,11 @@ impl Browser {
                 t.contains(&format!("Person {id}")) && !t.contains("Person 100")
             })
             .await;
-            self.click(&format!("input[data-personnel-id='{id}']")).await;
+            self.click(&format!("input[data-personnel-id='{id}']"))
+                .await;
         }
-        self.wait_text("#selected-count", "to be 2", |t| t == "2").await;
+        self.wait_text("#selected-count", "to be 2", |t| t == "2")
+            .await;
     }
 
     async fn close(self) {
@@ -301,32 +331,43 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
     assert_eq!(b.text("#balance-available").await, "1,000");
     b.select_example_people().await;
     b.click("#precheck-btn").await;
-    b.wait_text("#pc-cost", "to be 30 credits", |t| t == "30 credits").await;
+    b.wait_text("#pc-cost", "to be 30 credits", |t| t == "30 credits")
+        .await;
     assert_eq!(b.text("#pc-locked").await, "2");
     assert_eq!(b.text("#pc-unlocked").await, "0");
     assert_eq!(b.text("#pc-after").await, "970");
-    assert_eq!(b.text("#unlock-btn").await, "Unlock 2 emails for 30 credits");
+    assert_eq!(
+        b.text("#unlock-btn").await,
+        "Unlock 2 emails for 30 credits"
+    );
     b.screenshot("customer-precheck").await;
     // Nothing is charged by the precheck.
     assert_eq!(b.app.balance(&key).await["availableCredits"], 1000);
 
     b.click("#unlock-btn").await;
-    b.wait_text("#task-status", "to be completed", |t| t == "completed").await;
+    b.wait_text("#task-status", "to be completed", |t| t == "completed")
+        .await;
     let items = b
         .wait_text("#task-items", "to show both emails", |t| {
             t.contains("jane.doe@acme.example") && t.contains("john.roe@acme.example")
         })
         .await;
     assert!(items.contains("unlocked"), "{items}");
-    b.wait_text("#balance-available", "to fall by 30", |t| t == "970").await;
+    b.wait_text("#balance-available", "to fall by 30", |t| t == "970")
+        .await;
     assert_eq!(
         b.text("#task-counts").await,
         "2 of 2 done: 2 unlocked, 0 failed; 30 credits charged"
     );
     // The people table now shows the emails too, and the task is among the recent ones.
-    b.wait_text("#people-body", "to show the unlocked email", |t| t.contains("john.roe@acme.example"))
-        .await;
-    b.wait_text("#recent", "to list the task", |t| !t.contains("No tasks yet")).await;
+    b.wait_text("#people-body", "to show the unlocked email", |t| {
+        t.contains("john.roe@acme.example")
+    })
+    .await;
+    b.wait_text("#recent", "to list the task", |t| {
+        !t.contains("No tasks yet")
+    })
+    .await;
     b.page_screenshot("customer-unlocked").await;
     let balance = b.app.balance(&key).await;
     assert_eq!(balance["availableCredits"], 970);
@@ -335,9 +376,14 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
     // Legible at 390 px: one column, nothing wider than the window.
     b.client.set_window_size(390, 900).await.unwrap();
     let overflow = b
-        .script("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        )
         .await;
-    assert!(overflow.as_i64().unwrap_or(1) <= 0, "horizontal overflow at 390 px: {overflow}");
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "horizontal overflow at 390 px: {overflow}"
+    );
     b.screenshot("customer-390px").await;
 
     // The key lives in session storage only: not in the URL, not in a cookie.
@@ -355,7 +401,8 @@ async fn a_402_is_shown_with_the_amounts_in_plain_words() {
     b.sign_in(&key).await;
     b.select_example_people().await;
     b.click("#precheck-btn").await;
-    b.wait_text("#pc-cost", "to be 30 credits", |t| t == "30 credits").await;
+    b.wait_text("#pc-cost", "to be 30 credits", |t| t == "30 credits")
+        .await;
     // Meanwhile the same account spends half of its credits elsewhere.
     let (status, body) = b.app.unlock_ids(&key, &["100"]).await;
     assert_eq!(status, 201, "{body}");
@@ -372,8 +419,10 @@ async fn a_402_is_shown_with_the_amounts_in_plain_words() {
     b.screenshot("customer-402").await;
     // A new precheck says the same before anything is tried.
     b.click("#precheck-btn").await;
-    b.wait_text("#pc-note", "to say credits are short", |t| t.starts_with("Not enough credits"))
-        .await;
+    b.wait_text("#pc-note", "to say credits are short", |t| {
+        t.starts_with("Not enough credits")
+    })
+    .await;
     assert_eq!(b.text("#unlock-btn").await, "Nothing to unlock");
     assert_eq!(b.app.balance(&key).await["availableCredits"], 15);
     b.close().await;
@@ -391,7 +440,8 @@ async fn a_409_names_the_task_that_holds_the_people() {
     b.sign_in(&key).await;
     b.select_example_people().await;
     b.click("#precheck-btn").await;
-    b.wait_text("#pc-cost", "to be 30 credits", |t| t == "30 credits").await;
+    b.wait_text("#pc-cost", "to be 30 credits", |t| t == "30 credits")
+        .await;
     let (status, body) = b.app.unlock_ids(&key, &["789", "790"]).await;
     assert_eq!(status, 201, "{body}");
     let task_id = body["task_id"].as_str().unwrap().to_string();
@@ -425,13 +475,17 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
         .wait_text("#new-key", "to show the new key", |t| t.starts_with("sk_"))
         .await;
     b.click("#hide-key").await;
-    b.wait_text("#account-title", "to name the account", |t| t.contains("Browser Co"))
-        .await;
+    b.wait_text("#account-title", "to name the account", |t| {
+        t.contains("Browser Co")
+    })
+    .await;
 
     b.type_into("#grant-amount", "500").await;
     b.click("#grant").await;
-    b.wait_text("#error-text", "to confirm the grant", |t| t.starts_with("Granted 500 gift credits"))
-        .await;
+    b.wait_text("#error-text", "to confirm the grant", |t| {
+        t.starts_with("Granted 500 gift credits")
+    })
+    .await;
     b.wait_text("#accounts-body", "to show the balance", |t| {
         t.contains("Browser Co") && t.contains("500")
     })
@@ -444,16 +498,22 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
         })
         .await;
     b.click("#verify").await;
-    b.wait_text("#ledger-result", "to report the ledger", |t| t.starts_with("Ledger OK"))
-        .await;
+    b.wait_text("#ledger-result", "to report the ledger", |t| {
+        t.starts_with("Ledger OK")
+    })
+    .await;
     b.page_screenshot("operator-console").await;
 
     // The account exists with the grant, and its new key works in the customer console.
     let accounts = b.app.store.list_accounts().await.unwrap();
-    assert!(accounts.iter().any(|(a, keys)| a.name == "Browser Co" && *keys == 2));
+    assert!(accounts
+        .iter()
+        .any(|(a, keys)| a.name == "Browser Co" && *keys == 2));
     b.sign_in(&second_key).await;
-    b.wait_text("#balance-available", "to show the granted credits", |t| t == "500")
-        .await;
+    b.wait_text("#balance-available", "to show the granted credits", |t| {
+        t == "500"
+    })
+    .await;
     let actors: Vec<String> = b
         .app
         .store
@@ -463,7 +523,10 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
         .into_iter()
         .map(|e| e.actor)
         .collect();
-    assert!(actors.len() >= 4 && actors.iter().all(|a| a == "admin-http"), "{actors:?}");
+    assert!(
+        actors.len() >= 4 && actors.iter().all(|a| a == "admin-http"),
+        "{actors:?}"
+    );
     b.close().await;
 }
 
@@ -489,7 +552,10 @@ async fn the_operator_pages_refuse_a_customer_key_and_say_when_they_are_off() {
     b.wait_until("#off-panel", "to be shown", || b.displayed("#off-panel"))
         .await;
     let text = b.text("#off-panel").await;
-    assert!(text.contains("--admin-token") && text.contains("UNLOCKD_ADMIN_TOKEN"), "{text}");
+    assert!(
+        text.contains("--admin-token") && text.contains("UNLOCKD_ADMIN_TOKEN"),
+        "{text}"
+    );
     assert!(!b.displayed("#sign-in-panel").await);
     b.screenshot("operator-off").await;
     b.close().await;

@@ -103,7 +103,11 @@ fn every_endpoint_is_described_with_its_errors() {
         ("/openapi.json", "get", &[200][..]),
         ("/metrics", "get", &[200][..]),
         ("/admin/api/status", "get", &[200, 401, 403, 404, 429][..]),
-        ("/admin/api/accounts", "get", &[200, 401, 403, 404, 429, 503][..]),
+        (
+            "/admin/api/accounts",
+            "get",
+            &[200, 401, 403, 404, 429, 503][..],
+        ),
         (
             "/admin/api/accounts",
             "post",
@@ -129,8 +133,16 @@ fn every_endpoint_is_described_with_its_errors() {
             "delete",
             &[204, 400, 401, 403, 404, 429, 503][..],
         ),
-        ("/admin/api/ledger/verify", "get", &[200, 401, 403, 404, 429, 503][..]),
-        ("/admin/api/queue", "get", &[200, 401, 403, 404, 429, 503][..]),
+        (
+            "/admin/api/ledger/verify",
+            "get",
+            &[200, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/queue",
+            "get",
+            &[200, 401, 403, 404, 429, 503][..],
+        ),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let described: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.0).collect();

@@ -39,7 +39,10 @@ const MAX_ID_CHARS: usize = 64;
 pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/admin/api/status", get(status))
-        .route("/admin/api/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/admin/api/accounts",
+            get(list_accounts).post(create_account),
+        )
         .route(
             "/admin/api/accounts/{accountId}/keys",
             get(list_keys).post(create_key),
@@ -220,7 +223,9 @@ pub struct AdminAccountList {
     ),
     security(("adminToken" = []))
 )]
-pub(super) async fn list_accounts(State(state): State<AppState>) -> ApiResult<Json<AdminAccountList>> {
+pub(super) async fn list_accounts(
+    State(state): State<AppState>,
+) -> ApiResult<Json<AdminAccountList>> {
     let now = state.clock.now_ms();
     let mut items = Vec::new();
     for (account, active_keys) in state.store.list_accounts().await? {
@@ -480,7 +485,9 @@ fn parse_grant(body: &Map<String, Value>, account_id: &str, now_ms: i64) -> ApiR
         Some(Value::String(text)) => Some(
             chrono::DateTime::parse_from_rfc3339(text.trim())
                 .map_err(|_| {
-                    ApiError::validation("expires_at: must be an RFC 3339 time, such as 2027-01-31T00:00:00Z")
+                    ApiError::validation(
+                        "expires_at: must be an RFC 3339 time, such as 2027-01-31T00:00:00Z",
+                    )
                 })?
                 .timestamp_millis(),
         ),
@@ -541,7 +548,10 @@ pub(super) async fn grant(
         &state.store.buckets(&account_id).await?,
         state.clock.now_ms(),
     );
-    Ok((StatusCode::CREATED, Json(GrantResult { bucket_id, balance })))
+    Ok((
+        StatusCode::CREATED,
+        Json(GrantResult { bucket_id, balance }),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -612,9 +622,18 @@ mod tests {
 
     #[test]
     fn the_token_comparison_accepts_only_the_token() {
-        assert!(token_matches("a-long-operator-token", "a-long-operator-token"));
-        assert!(!token_matches("a-long-operator-token", "a-long-operator-tokeN"));
-        assert!(!token_matches("a-long-operator-token", "a-long-operator-token "));
+        assert!(token_matches(
+            "a-long-operator-token",
+            "a-long-operator-token"
+        ));
+        assert!(!token_matches(
+            "a-long-operator-token",
+            "a-long-operator-tokeN"
+        ));
+        assert!(!token_matches(
+            "a-long-operator-token",
+            "a-long-operator-token "
+        ));
         assert!(!token_matches("a-long-operator-token", ""));
     }
 
@@ -626,9 +645,7 @@ mod tests {
         assert!(err(serde_json::json!({})).starts_with("amount"));
         assert!(err(serde_json::json!({"amount": 0})).starts_with("amount"));
         assert!(err(serde_json::json!({"amount": 5, "bucket": "x"})).starts_with("bucket"));
-        assert!(
-            err(serde_json::json!({"amount": 5, "bucket": "addon"})).starts_with("expires_at")
-        );
+        assert!(err(serde_json::json!({"amount": 5, "bucket": "addon"})).starts_with("expires_at"));
         assert!(err(serde_json::json!({"amount": 5, "extra": 1})).starts_with("extra"));
         let ok = parse_grant(
             &body(serde_json::json!({"amount": 5, "bucket": "addon", "expires_at": "2030-01-01T00:00:00Z"})),

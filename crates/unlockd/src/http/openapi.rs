@@ -305,8 +305,7 @@ fn declare_limits(doc: &mut serde_json::Value) {
     use serde_json::json;
     for (path, name, limit) in PARAMETER_LIMITS {
         for method in ["get", "post", "delete"] {
-            let Some(parameters) = doc["paths"][*path][method]["parameters"].as_array_mut()
-            else {
+            let Some(parameters) = doc["paths"][*path][method]["parameters"].as_array_mut() else {
                 continue;
             };
             for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
