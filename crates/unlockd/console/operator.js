@@ -86,6 +86,10 @@ async function loadQueue() {
     el("dt", { text: "Tasks pending or processing" }), el("dd", { text: String(q.liveTasks) }),
     el("dt", { text: "Items not yet settled" }), el("dd", { text: String(q.unsettledItems) }),
     el("dt", { text: "Credits held" }), el("dd", { text: credits(q.creditsHeld) }),
+    el("dt", { text: "Tasks pending" }), el("dd", { id: "queue-pending", text: String(q.tasks.pending) }),
+    el("dt", { text: "Tasks processing" }), el("dd", { text: String(q.tasks.processing) }),
+    el("dt", { text: "Tasks failed (kept)" }), el("dd", { id: "queue-failed", text: String(q.tasks.failed) }),
+    el("dt", { text: "Tasks completed (kept)" }), el("dd", { text: String(q.tasks.completed) }),
   );
 }
 

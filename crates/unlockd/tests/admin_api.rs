@@ -303,13 +303,15 @@ async fn queue_state_counts_live_tasks_and_held_credits() {
     assert_eq!(status, 200);
     assert_eq!(
         queue,
-        json!({"liveTasks": 1, "unsettledItems": 2, "creditsHeld": 30})
+        json!({"liveTasks": 1, "unsettledItems": 2, "creditsHeld": 30,
+               "tasks": {"pending": 1, "processing": 0, "completed": 0, "failed": 0}})
     );
     app.drain().await;
     let (_, queue) = admin_get(&app, "/admin/api/queue").await;
     assert_eq!(
         queue,
-        json!({"liveTasks": 0, "unsettledItems": 0, "creditsHeld": 0})
+        json!({"liveTasks": 0, "unsettledItems": 0, "creditsHeld": 0,
+               "tasks": {"pending": 0, "processing": 0, "completed": 1, "failed": 0}})
     );
     let (_, verified) = admin_get(&app, "/admin/api/ledger/verify").await;
     assert_eq!(verified["ok"], true);

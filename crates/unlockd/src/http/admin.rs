@@ -593,6 +593,17 @@ pub struct QueueState {
     pub unsettled_items: i64,
     /// Credits held by open tasks.
     pub credits_held: i64,
+    /// Kept tasks by status (email and phone together; finished tasks until pruned).
+    pub tasks: TaskCounts,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCounts {
+    pub pending: i64,
+    pub processing: i64,
+    pub completed: i64,
+    pub failed: i64,
 }
 
 #[utoipa::path(
@@ -609,10 +620,22 @@ pub struct QueueState {
 )]
 pub(super) async fn queue(State(state): State<AppState>) -> ApiResult<Json<QueueState>> {
     let gauges = state.store.queue_gauges().await?;
+    let mut tasks = TaskCounts::default();
+    for (_kind, status, count) in state.store.task_counts().await? {
+        let slot = match status.as_str() {
+            "pending" => &mut tasks.pending,
+            "processing" => &mut tasks.processing,
+            "completed" => &mut tasks.completed,
+            "failed" => &mut tasks.failed,
+            _ => continue,
+        };
+        *slot += count;
+    }
     Ok(Json(QueueState {
         live_tasks: gauges.live_tasks,
         unsettled_items: gauges.unsettled_items,
         credits_held: gauges.credits_held,
+        tasks,
     }))
 }
 

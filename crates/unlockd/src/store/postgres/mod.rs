@@ -718,6 +718,12 @@ impl Store for PgStore {
     ) {
         shared::relay_changes(self, signals, shutdown).await
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }
 
 #[cfg(test)]

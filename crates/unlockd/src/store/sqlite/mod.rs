@@ -660,4 +660,10 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(problems)
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
+            .fetch_all(&self.reader)
+            .await?)
+    }
 }
