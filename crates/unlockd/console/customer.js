@@ -113,7 +113,10 @@ async function searchEvents(event) {
   const lookups = [api(`/external/events/list?${params}`)];
   // An exact id (or public event id) finds its event even when its name does not match.
   if (q && state.eventPage === 1 && q.length <= 100 && !/\s/.test(q)) {
-    lookups.push(api(`/external/events/${encodeURIComponent(q)}`).catch(() => null));
+    lookups.push(api(`/external/events/${encodeURIComponent(q)}`).catch((error) => {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }));
   }
   const seq = ++state.eventsSeq;
   const [page, exact] = await Promise.all(lookups);

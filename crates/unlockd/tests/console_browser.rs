@@ -344,6 +344,12 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
     // Nothing is charged by the precheck.
     assert_eq!(b.app.balance(&key).await["availableCredits"], 1000);
 
+    // Layout shifts while the task progresses (not those right after the click).
+    b.script(
+        "window.__shifts = []; new PerformanceObserver((list) => { for (const e of list.getEntries()) \
+         if (!e.hadRecentInput) window.__shifts.push(e.value); }).observe({type: 'layout-shift'});",
+    )
+    .await;
     b.click("#unlock-btn").await;
     b.wait_text("#task-status", "to be completed", |t| t == "completed")
         .await;
@@ -368,6 +374,14 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
         !t.contains("No tasks yet")
     })
     .await;
+    let shifts = b.script("return window.__shifts;").await;
+    let total: f64 = shifts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .sum();
+    assert!(total < 0.01, "layout shifts while the task ran: {shifts}");
     b.page_screenshot("customer-unlocked").await;
     let balance = b.app.balance(&key).await;
     assert_eq!(balance["availableCredits"], 970);
@@ -558,5 +572,70 @@ async fn the_operator_pages_refuse_a_customer_key_and_say_when_they_are_off() {
     );
     assert!(!b.displayed("#sign-in-panel").await);
     b.screenshot("operator-off").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn phones_unlock_the_same_way_at_their_own_price() {
+    let b = browser(with_worker()).await;
+    let (_, key) = b.app.account(1000).await;
+    b.sign_in(&key).await;
+    b.select_example_people().await;
+    b.click("input[name=kind][value=phone]").await;
+    b.click("#precheck-btn").await;
+    b.wait_text("#pc-cost", "to be 300 credits", |t| t == "300 credits")
+        .await;
+    assert_eq!(
+        b.text("#unlock-btn").await,
+        "Unlock 2 phones for 300 credits"
+    );
+    b.click("#unlock-btn").await;
+    b.wait_text("#task-status", "to be completed", |t| t == "completed")
+        .await;
+    b.wait_text("#task-items", "to show both phones", |t| {
+        t.contains("+1 415 555 789") && t.contains("+1 415 555 790")
+    })
+    .await;
+    b.wait_text("#balance-available", "to fall by 300", |t| t == "700")
+        .await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_429_says_when_to_retry_and_the_console_works_from_the_keyboard() {
+    let b = browser(Options {
+        worker: true,
+        key_rate_limit: 3,
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = b.app.account(1000).await;
+    b.open("/").await;
+    // Keyboard only: type the key and press Enter.
+    b.type_into("#api-key", &format!("{key}\u{E007}")).await;
+    b.wait_text("#balance-summary", "to show the balance", |t| {
+        t.contains("available")
+    })
+    .await;
+    // Sign-in used at most 3 requests of the key's 3 a minute (the balance, the event list
+    // and, where the server lists tasks, the recent tasks); the focus moved to the event
+    // search, where Enter searches with 2 more.
+    let focused = b.script("return document.activeElement.id;").await;
+    assert_eq!(focused, json!("event-search"));
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("139574\u{E007}")
+        .await
+        .unwrap();
+    let message = b
+        .wait_text("#error-text", "to explain the 429", |t| !t.is_empty())
+        .await;
+    assert!(
+        message.starts_with("Too many requests. Try again in ") && message.contains("second"),
+        "{message}"
+    );
+    b.screenshot("customer-429").await;
     b.close().await;
 }
