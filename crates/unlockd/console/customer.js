@@ -273,6 +273,21 @@ async function unlock() {
   let answer;
   try {
     answer = await api(path, { method: "POST", body: { event_id: state.event.eventId, personnel_ids: ids } });
+  } catch (error) {
+    // The precheck is stale now; show what the account looks like after the refusal.
+    state.precheck = null;
+    $("precheck").hidden = true;
+    if (error instanceof ApiError && error.status === 409) {
+      for (const taskId of error.body.taskIds || []) {
+        if (!remembered().some((t) => t.taskId === taskId)) {
+          remember({ taskId, kind: k, eventId: state.event.eventId, at: Date.now() });
+        }
+      }
+    }
+    if (error instanceof ApiError && (error.status === 402 || error.status === 409)) {
+      await Promise.all([refreshBalance(), loadRecent()]).catch(() => {});
+    }
+    throw error;
   } finally {
     $("unlock-btn").disabled = false;
   }

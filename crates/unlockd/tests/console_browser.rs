@@ -467,6 +467,11 @@ async fn a_409_names_the_task_that_holds_the_people() {
         message.contains("already being unlocked by task") && message.contains(&task_id),
         "{message}"
     );
+    // The task that holds them is listed, and the balance shows its hold.
+    b.wait_text("#recent", "to list the holding task", |t| t.contains(&task_id))
+        .await;
+    b.wait_text("#balance-available", "to show the hold", |t| t == "970")
+        .await;
     b.screenshot("customer-409").await;
     // Only the first task holds credits.
     assert_eq!(b.app.balance(&key).await["heldCredits"], 30);
