@@ -157,7 +157,7 @@ async function openEvent(e) {
 
 async function loadPeople() {
   const params = new URLSearchParams({ event_id: state.event.eventId, page: state.peoplePage, pageSize: PEOPLE_PAGE_SIZE });
-  for (const [field, id] of [["search_query", "f-search"], ["department", "f-department"], ["level", "f-level"], ["exhibitor_id", "f-exhibitor"]]) {
+  for (const [field, id] of [["search_query", "f-search"], ["department", "f-department"], ["level", "f-level"], ["exhibitor_id", "f-exhibitor"], ["sourceType", "f-source"]]) {
     const value = $(id).value.trim();
     if (value) params.set(field, value);
   }
