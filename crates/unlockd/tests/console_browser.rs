@@ -468,8 +468,10 @@ async fn a_409_names_the_task_that_holds_the_people() {
         "{message}"
     );
     // The task that holds them is listed, and the balance shows its hold.
-    b.wait_text("#recent", "to list the holding task", |t| t.contains(&task_id))
-        .await;
+    b.wait_text("#recent", "to list the holding task", |t| {
+        t.contains(&task_id)
+    })
+    .await;
     b.wait_text("#balance-available", "to show the hold", |t| t == "970")
         .await;
     b.screenshot("customer-409").await;

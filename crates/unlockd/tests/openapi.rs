@@ -146,6 +146,19 @@ fn every_endpoint_is_described_with_its_errors() {
     ];
     let paths = doc["paths"].as_object().unwrap();
     let described: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.0).collect();
+    // Every operation in the document is a described one (no placeholder or null operation).
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(operation.is_object(), "{method} {path} is not an operation");
+            assert!(
+                expected.iter().any(|(p, m, _)| p == path && m == method),
+                "{method} {path} is not described here"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, expected.len());
     assert_eq!(
         paths.len(),
         described.len(),

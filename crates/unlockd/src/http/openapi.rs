@@ -305,7 +305,14 @@ fn declare_limits(doc: &mut serde_json::Value) {
     use serde_json::json;
     for (path, name, limit) in PARAMETER_LIMITS {
         for method in ["get", "post", "delete"] {
-            let Some(parameters) = doc["paths"][*path][method]["parameters"].as_array_mut() else {
+            // Looked up without indexing, which would insert the missing keys as nulls.
+            let parameters = doc
+                .get_mut("paths")
+                .and_then(|paths| paths.get_mut(*path))
+                .and_then(|item| item.get_mut(method))
+                .and_then(|operation| operation.get_mut("parameters"))
+                .and_then(|parameters| parameters.as_array_mut());
+            let Some(parameters) = parameters else {
                 continue;
             };
             for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
