@@ -281,7 +281,13 @@ fn required_name(body: &Map<String, Value>) -> ApiResult<String> {
 fn integer(body: &Map<String, Value>, field: &str, min: i64, max: i64) -> ApiResult<Option<i64>> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => match value.as_i64() {
+        // JSON has one number type: 5.0 is the integer 5 (as JSON Schema counts it).
+        Some(value) => match value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= MAX_GRANT as f64)
+                .map(|f| f as i64)
+        }) {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(ApiError::validation(format!(
                 "{field}: must be an integer from {min} to {max}"
@@ -505,8 +511,13 @@ fn parse_grant(body: &Map<String, Value>, account_id: &str, now_ms: i64) -> ApiR
                 kind.as_str()
             )))
         }
+        // Well-formed but already over: the clock, not the request's shape, refuses it.
         (_, Some(at)) if at <= now_ms => {
-            return Err(ApiError::validation("expires_at: is in the past"))
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "EXPIRY_IN_PAST",
+                "expires_at: is in the past; credits would expire at once",
+            ))
         }
         _ => {}
     }
@@ -530,6 +541,7 @@ fn parse_grant(body: &Map<String, Value>, account_id: &str, now_ms: i64) -> ApiR
         (status = 404, description = "ACCOUNT_NOT_FOUND or ADMIN_API_DISABLED", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = unlockd_api::ApiError),
+        (status = 422, description = "EXPIRY_IN_PAST: expires_at is already over", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = unlockd_api::ApiError),
     ),
@@ -639,6 +651,67 @@ pub(super) async fn queue(State(state): State<AppState>) -> ApiResult<Json<Queue
     }))
 }
 
+/// The request bodies' exact rules, which the generated schemas cannot express: lengths,
+/// ranges, which buckets take an expiry, no unknown fields. Written into `doc` in place of
+/// the generated `CreateAccountRequest` and `GrantRequest`.
+pub fn declare_body_schemas(doc: &mut Value) {
+    use serde_json::json;
+    let Some(schemas) = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let printable = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+    schemas.insert(
+        "CreateAccountRequest".into(),
+        json!({
+            "description": "A new account: its name and, optionally, gift credits (default 0).",
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": false,
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": printable},
+                "credits": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_GRANT},
+            },
+        }),
+    );
+    let amount = json!({"type": "integer", "minimum": 1, "maximum": MAX_GRANT});
+    schemas.insert(
+        "GrantRequest".into(),
+        json!({
+            "description": "Credits into a new bucket: gift credits never expire; add-on and subscription credits need expires_at (RFC 3339, in the future, else 422).",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["amount"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "amount": amount,
+                        "bucket": {"enum": ["gift", null]},
+                        "expires_at": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["amount", "bucket", "expires_at"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "amount": amount,
+                        "bucket": {"enum": ["addon", "subscription"]},
+                        "expires_at": {
+                            "type": "string",
+                            "format": "date-time",
+                            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
+                        },
+                    },
+                },
+            ],
+        }),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,6 +743,9 @@ mod tests {
         assert!(err(serde_json::json!({"amount": 5, "bucket": "x"})).starts_with("bucket"));
         assert!(err(serde_json::json!({"amount": 5, "bucket": "addon"})).starts_with("expires_at"));
         assert!(err(serde_json::json!({"amount": 5, "extra": 1})).starts_with("extra"));
+        assert!(err(serde_json::json!({"amount": 5.5})).starts_with("amount"));
+        let whole = parse_grant(&body(serde_json::json!({"amount": 5.0})), "a", now).unwrap();
+        assert_eq!(whole.amount, 5);
         let ok = parse_grant(
             &body(serde_json::json!({"amount": 5, "bucket": "addon", "expires_at": "2030-01-01T00:00:00Z"})),
             "a",

@@ -93,6 +93,7 @@ pub fn document() -> serde_json::Value {
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     declare_limits(&mut value);
     mark_extensions(&mut value);
+    admin::declare_body_schemas(&mut value);
     value
 }
 
