@@ -524,6 +524,18 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
     })
     .await;
     b.page_screenshot("operator-console").await;
+    b.client.set_window_size(390, 900).await.unwrap();
+    let overflow = b
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "horizontal overflow at 390 px: {overflow}"
+    );
+    b.screenshot("operator-390px").await;
+    b.client.set_window_size(1280, 1000).await.unwrap();
 
     // The account exists with the grant, and its new key works in the customer console.
     let accounts = b.app.store.list_accounts().await.unwrap();
