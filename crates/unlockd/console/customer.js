@@ -445,7 +445,11 @@ $("precheck-btn").addEventListener("click", () => guarded(precheck));
 $("unlock-btn").addEventListener("click", () => guarded(unlock));
 $("export-csv").addEventListener("click", download);
 $("copy-csv").addEventListener("click", async () => {
-  if (await copyText(taskCsv(), $("csv-text"))) showInfo("The CSV is on the clipboard.");
+  // The CSV is also shown, so it can be checked or copied by hand where the clipboard is off.
+  const text = taskCsv();
+  $("csv-text").value = text;
+  $("csv-text").hidden = false;
+  if (await copyText(text, $("csv-text"))) showInfo("The CSV is on the clipboard.");
 });
 
 if (state.token) {

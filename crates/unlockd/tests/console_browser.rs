@@ -374,6 +374,17 @@ async fn the_demo_flow_unlocks_two_emails_for_30_credits() {
         !t.contains("No tasks yet")
     })
     .await;
+    // (A text area shows CRLF line ends as LF.)
+    b.click("#copy-csv").await;
+    let exported = b
+        .script("return document.getElementById('csv-text').value;")
+        .await;
+    assert_eq!(
+        exported.as_str().unwrap(),
+        "personnel_id,full_name,company_name,email,status,error_code\n\
+         789,Person 789,Acme,jane.doe@acme.example,unlocked,\n\
+         790,Person 790,Acme,john.roe@acme.example,unlocked,\n"
+    );
     let shifts = b.script("return window.__shifts;").await;
     let total: f64 = shifts
         .as_array()
@@ -518,6 +529,18 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
             t.starts_with("sk_") && t != first_key
         })
         .await;
+    // Revoke the account's first key from its list; the second stays.
+    b.click("#keys li:first-child button").await;
+    b.wait_text("#error-text", "to confirm the revocation", |t| {
+        t.ends_with("is revoked.")
+    })
+    .await;
+    b.wait_text("#keys", "to show the revoked key", |t| {
+        t.contains("revoked")
+    })
+    .await;
+    let (status, _) = b.app.get(&first_key, "/external/credits/balance").await;
+    assert_eq!(status, 401, "the revoked key is refused");
     b.click("#verify").await;
     b.wait_text("#ledger-result", "to report the ledger", |t| {
         t.starts_with("Ledger OK")
@@ -541,7 +564,7 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
     let accounts = b.app.store.list_accounts().await.unwrap();
     assert!(accounts
         .iter()
-        .any(|(a, keys)| a.name == "Browser Co" && *keys == 2));
+        .any(|(a, keys)| a.name == "Browser Co" && *keys == 1));
     b.sign_in(&second_key).await;
     b.wait_text("#balance-available", "to show the granted credits", |t| {
         t == "500"
