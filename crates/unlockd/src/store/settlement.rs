@@ -20,6 +20,31 @@ pub(crate) const FINISH_TASK: &str =
      lease_owner = NULL, lease_expires_at = NULL WHERE id = $3";
 /// Records that a task moved.
 pub(crate) const TOUCH_TASK: &str = "UPDATE tasks SET updated_at = $1 WHERE id = $2";
+/// Numbers this settlement (the task's next round) on the items it settled, so progress
+/// events come out in settlement order and can be resumed.
+pub(crate) const NUMBER_SETTLED: &str =
+    "UPDATE task_items SET settle_round = \
+         (SELECT COALESCE(MAX(settle_round), 0) + 1 FROM task_items WHERE task_id = $1) \
+     WHERE task_id = $1 AND settle_round IS NULL AND status IN ('unlocked', 'failed')";
+/// The outbox: one delivery per live endpoint of the task's account that takes this event
+/// type ($2), due at once. The id is stable, so the event is enqueued at most once.
+pub(crate) const ENQUEUE_TASK_WEBHOOKS: &str =
+    "INSERT INTO webhook_deliveries \
+         (id, endpoint_id, account_id, event_type, task_id, task_kind, status, attempts, \
+          next_attempt_at, created_at) \
+     SELECT 'msg_' || e.id || '_' || t.id, e.id, e.account_id, $2, t.id, t.kind, 'pending', 0, $3, $3 \
+     FROM tasks t JOIN webhook_endpoints e ON e.account_id = t.account_id \
+     WHERE t.id = $1 AND e.deleted_at IS NULL \
+       AND (' ' || e.events || ' ') LIKE ('% ' || $2 || ' %') \
+     ON CONFLICT (id) DO NOTHING";
+
+/// The webhook event type of a task that ended as `status`.
+pub(crate) fn task_event_type(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Failed => "unlock_task.failed",
+        _ => "unlock_task.completed",
+    }
+}
 
 /// The task whose items are settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +85,15 @@ pub(crate) trait SettlementStatements: Send {
         now: i64,
         finished: Option<TaskStatus>,
     ) -> StoreResult<()>;
+    /// Runs `NUMBER_SETTLED` for the task.
+    async fn number_settled(&mut self, task_id: &str) -> StoreResult<()>;
+    /// Runs `ENQUEUE_TASK_WEBHOOKS` for the task.
+    async fn enqueue_task_webhooks(
+        &mut self,
+        task_id: &str,
+        event_type: &str,
+        now: i64,
+    ) -> StoreResult<()>;
 }
 
 /// Settles the reported items; the task ends as `finish_as` when nothing is left.
@@ -79,9 +113,14 @@ where
     let plan = plan_settlement(task.kind, &facts, outcomes);
     if !plan.items.is_empty() {
         conn.write_settlement(&task, now, &plan).await?;
+        conn.number_settled(task_id).await?;
     }
     let finished = (conn.open_items(task_id).await? == 0).then_some(finish_as);
     conn.mark_task(task_id, now, finished).await?;
+    if let Some(status) = finished {
+        conn.enqueue_task_webhooks(task_id, task_event_type(status), now)
+            .await?;
+    }
     Ok(SettleReport {
         settled: plan.items.len(),
         finished,

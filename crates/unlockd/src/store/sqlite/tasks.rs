@@ -654,4 +654,27 @@ impl SettlementStatements for SqliteConnection {
         }
         Ok(())
     }
+
+    async fn number_settled(&mut self, task_id: &str) -> StoreResult<()> {
+        sqlx::query(settlement::NUMBER_SETTLED)
+            .bind(task_id)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
+    async fn enqueue_task_webhooks(
+        &mut self,
+        task_id: &str,
+        event_type: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(settlement::ENQUEUE_TASK_WEBHOOKS)
+            .bind(task_id)
+            .bind(event_type)
+            .bind(now)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
 }
