@@ -30,6 +30,7 @@ CREATE TABLE webhook_deliveries (
     status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts         BIGINT NOT NULL DEFAULT 0,
     next_attempt_at  BIGINT NOT NULL,
+    retry_from       BIGINT NOT NULL, -- retries stop a day after this
     lease_owner      TEXT,
     lease_expires_at BIGINT,
     last_status_code BIGINT,

@@ -30,6 +30,7 @@ CREATE TABLE webhook_deliveries (
     status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_attempt_at  INTEGER NOT NULL,
+    retry_from       INTEGER NOT NULL, -- retries stop a day after this
     lease_owner      TEXT,
     lease_expires_at INTEGER,
     last_status_code INTEGER,

@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod event_search;
+pub mod integrations;
 pub mod invariants;
 mod operator;
 pub mod postgres;
@@ -613,6 +614,9 @@ pub trait Store: Send + Sync + 'static {
         _shutdown: tokio_util::sync::CancellationToken,
     ) {
     }
+
+    /// Live progress and webhooks (`store::integrations`).
+    fn integrations(&self) -> &dyn integrations::Integrations;
 }
 
 /// How [`connect_with`] opens a database.

@@ -31,8 +31,8 @@ pub(crate) const NUMBER_SETTLED: &str =
 pub(crate) const ENQUEUE_TASK_WEBHOOKS: &str =
     "INSERT INTO webhook_deliveries \
          (id, endpoint_id, account_id, event_type, task_id, task_kind, status, attempts, \
-          next_attempt_at, created_at) \
-     SELECT 'msg_' || e.id || '_' || t.id, e.id, e.account_id, $2, t.id, t.kind, 'pending', 0, $3, $3 \
+          next_attempt_at, retry_from, created_at) \
+     SELECT 'msg_' || e.id || '_' || t.id, e.id, e.account_id, $2, t.id, t.kind, 'pending', 0, $3, $3, $3 \
      FROM tasks t JOIN webhook_endpoints e ON e.account_id = t.account_id \
      WHERE t.id = $1 AND e.deleted_at IS NULL \
        AND (' ' || e.events || ' ') LIKE ('% ' || $2 || ' %') \

@@ -197,6 +197,10 @@ use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
 impl Store for PgStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         // The migrator takes an advisory lock: several processes may start at once.
         MIGRATOR.run(&self.pool).await?;
@@ -741,3 +745,5 @@ mod tests {
         assert!(split_pool_size("postgres://u@h/db?pool_size=0").is_err());
     }
 }
+
+crate::store::integrations::integrations_impl!(PgStore, pool, pool);

@@ -125,6 +125,10 @@ use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())
@@ -661,3 +665,5 @@ impl Store for SqliteStore {
         Ok(problems)
     }
 }
+
+crate::store::integrations::integrations_impl!(SqliteStore, reader, writer);
