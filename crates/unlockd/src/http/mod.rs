@@ -12,6 +12,7 @@ mod exhibitors;
 pub mod openapi;
 mod ops;
 mod personnel;
+mod progress;
 pub mod rate_limit;
 pub mod server;
 
@@ -189,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(exhibitors::routes())
         .merge(actions::routes())
+        .merge(progress::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -361,7 +363,7 @@ async fn time_limit(
     request: Request,
     next: Next,
 ) -> Response {
-    if is_long_poll(&request) {
+    if is_long_poll(&request) || progress::is_event_stream(request.uri().path()) {
         return next.run(request).await;
     }
     match tokio::time::timeout(limit, next.run(request)).await {

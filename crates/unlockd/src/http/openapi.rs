@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, exhibitors, ops, personnel};
+use super::{actions, contacts, credits, events, exhibitors, ops, personnel, progress};
 
 struct BearerAuth;
 
@@ -36,6 +36,8 @@ impl Modify for BearerAuth {
         contacts::get_email_task,
         contacts::create_phone,
         contacts::get_phone_task,
+        progress::email_events,
+        progress::phone_events,
         personnel::search,
         personnel::list,
         personnel::profile,
