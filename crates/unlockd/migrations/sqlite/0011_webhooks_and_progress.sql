@@ -13,6 +13,9 @@ CREATE TABLE webhook_endpoints (
     previous_secret       TEXT,
     previous_secret_until INTEGER,
     low_balance_threshold INTEGER,
+    -- credits.low fires once per crossing: disarmed when it fires, armed again when the
+    -- available balance is back at or over the threshold.
+    low_balance_armed     INTEGER NOT NULL DEFAULT 1,
     created_at            INTEGER NOT NULL,
     deleted_at            INTEGER
 );

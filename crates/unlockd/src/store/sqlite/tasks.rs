@@ -655,26 +655,19 @@ impl SettlementStatements for SqliteConnection {
         Ok(())
     }
 
-    async fn number_settled(&mut self, task_id: &str) -> StoreResult<()> {
-        sqlx::query(settlement::NUMBER_SETTLED)
-            .bind(task_id)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
-    }
 
-    async fn enqueue_task_webhooks(
+    async fn execute_shared(
         &mut self,
-        task_id: &str,
-        event_type: &str,
-        now: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(settlement::ENQUEUE_TASK_WEBHOOKS)
-            .bind(task_id)
-            .bind(event_type)
-            .bind(now)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
+        sql: &'static str,
+        binds: &[settlement::SharedBind<'_>],
+    ) -> StoreResult<u64> {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = match *bind {
+                settlement::SharedBind::Text(text) => query.bind(text),
+                settlement::SharedBind::Int(value) => query.bind(value),
+            };
+        }
+        Ok(query.execute(&mut *self).await?.rows_affected())
     }
 }
