@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub trust_forwarded_for: bool,
     /// Timeouts and caps on connections and requests.
     pub http: crate::http::HttpLimits,
+    /// The webhook sender (run with the worker) and the target checks at registration.
+    pub webhooks: crate::engine::webhooks::WebhookConfig,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             long_poll_recheck: Duration::from_millis(500),
             trust_forwarded_for: false,
             http: crate::http::HttpLimits::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -128,6 +131,7 @@ pub async fn start(
         long_polls: Default::default(),
         // Refusals of unauthenticated requests: at most this many log lines a second.
         unauthenticated_log: Arc::new(crate::http::LogSampler::new(10)),
+        webhooks_allow_private: config.webhooks.allow_private,
     };
     {
         let store = store.clone();
@@ -150,6 +154,13 @@ pub async fn start(
             store.clone(),
             clock.clone(),
             config.maintenance.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::engine::webhooks::run(
+            store.clone(),
+            clock.clone(),
+            config.webhooks.clone(),
+            engine.worker_id().to_string(),
             shutdown.clone(),
         ));
         tokio::spawn(engine.clone().run(shutdown.clone()))

@@ -15,6 +15,7 @@ mod personnel;
 mod progress;
 pub mod rate_limit;
 pub mod server;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ use crate::store::DynStore;
 use error::{ApiError, REQUEST_ID};
 use rate_limit::RateLimiter;
 
+pub use contacts::task_body;
 pub use server::serve;
 
 /// Request bodies larger than this get 413.
@@ -90,6 +92,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     pub long_polls: Arc<LongPolls>,
     pub unauthenticated_log: Arc<LogSampler>,
+    /// Webhook targets may be private addresses (`--webhooks-allow-private`).
+    pub webhooks_allow_private: bool,
 }
 
 /// Open long polls per API key.
@@ -191,6 +195,7 @@ pub fn router(state: AppState) -> Router {
         .merge(exhibitors::routes())
         .merge(actions::routes())
         .merge(progress::routes())
+        .merge(webhooks::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

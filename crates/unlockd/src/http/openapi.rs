@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, exhibitors, ops, personnel, progress};
+use super::{actions, contacts, credits, events, exhibitors, ops, personnel, progress, webhooks};
 
 struct BearerAuth;
 
@@ -38,6 +38,12 @@ impl Modify for BearerAuth {
         contacts::get_phone_task,
         progress::email_events,
         progress::phone_events,
+        webhooks::create,
+        webhooks::list,
+        webhooks::remove,
+        webhooks::deliveries,
+        webhooks::redeliver,
+        webhooks::rotate_secret,
         personnel::search,
         personnel::list,
         personnel::profile,
@@ -64,6 +70,7 @@ impl Modify for BearerAuth {
         (name = "Credits", description = "Balances"),
         (name = "Actions", description = "Prechecks"),
         (name = "Operations", description = "Health, readiness, this document"),
+        (name = "Webhooks", description = "Signed deliveries of task and credit events [extension]"),
     )
 )]
 struct ApiDoc;
