@@ -197,7 +197,8 @@ pub(crate) const FINISH_ATTEMPT: &str = "UPDATE webhook_deliveries \
      WHERE id = $1 AND lease_owner = $2 AND status = 'pending'";
 
 /// Implements [`Integrations`] for a backend store type with a `clock` field, reading from
-/// `$read` and writing to `$write` (both sqlx pools of that backend).
+/// `$read` and writing to `$write` (both sqlx pools of that backend); transactions come
+/// from its `write_tx` (`BEGIN IMMEDIATE` on SQLite).
 macro_rules! integrations_impl {
     ($store:ty, $read:ident, $write:ident) => {
         #[async_trait::async_trait]
@@ -218,7 +219,7 @@ macro_rules! integrations_impl {
                 let now = self.clock.now_ms();
                 let id = format!("wh_{}", uuid::Uuid::new_v4().simple());
                 let events = new.events.join(" ");
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.write_tx().await?;
                 let live: i64 = sqlx::query_scalar(COUNT_ENDPOINTS)
                     .bind(&new.account_id)
                     .fetch_one(&mut *tx)
@@ -272,7 +273,7 @@ macro_rules! integrations_impl {
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::integrations::*;
                 let now = self.clock.now_ms();
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.write_tx().await?;
                 let deleted = sqlx::query(DELETE_ENDPOINT)
                     .bind(endpoint_id)
                     .bind(account_id)
@@ -300,7 +301,7 @@ macro_rules! integrations_impl {
             ) -> $crate::store::StoreResult<Option<$crate::store::integrations::WebhookEndpoint>>
             {
                 use $crate::store::integrations::*;
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.write_tx().await?;
                 let rotated = sqlx::query(ROTATE_SECRET)
                     .bind(endpoint_id)
                     .bind(account_id)
