@@ -82,7 +82,31 @@ pub fn document() -> serde_json::Value {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     declare_limits(&mut value);
+    mark_extensions(&mut value);
     value
+}
+
+/// Whether a path is an unlockd extension (not in the upstream contract).
+fn is_extension(path: &str) -> bool {
+    path.starts_with("/external/webhooks")
+        || (path.starts_with("/external/contacts/") && path.ends_with("/events"))
+}
+
+/// Marks every operation of an extension path `x-unlockd-extension: true`.
+fn mark_extensions(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !is_extension(path) {
+            continue;
+        }
+        if let Some(operations) = item.as_object_mut() {
+            for operation in operations.values_mut().filter_map(|o| o.as_object_mut()) {
+                operation.insert("x-unlockd-extension".into(), true.into());
+            }
+        }
+    }
 }
 
 /// Limits on one query or path parameter, as the handlers enforce them.
@@ -107,6 +131,26 @@ const PAGE_MAX: u64 = 1_000_000;
 
 /// Every limit the server enforces on a parameter, by path and parameter name.
 const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
+    (
+        "/external/contacts/unlock-tasks/{taskId}/events",
+        "taskId",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}/events",
+        "taskId",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/webhooks/{id}/deliveries",
+        "id",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/webhooks/{id}/deliveries",
+        "limit",
+        Limit::Int(1, super::webhooks::MAX_DELIVERIES as u64),
+    ),
     (
         "/external/contacts/search",
         "company_name",
