@@ -543,3 +543,102 @@ async fn credits_low_fires_once_when_the_balance_crosses_the_threshold() {
     assert!(payload["data"]["availableCredits"].as_i64().unwrap() < 50, "{payload}");
     app.assert_ledger_ok().await;
 }
+
+#[tokio::test]
+async fn two_senders_on_one_database_never_send_a_delivery_twice() {
+    let app = app_with_webhooks(EngineConfig::default()).await;
+    let store = unlockd::store::connect(&app.dir.url, Durability::Normal, app.clock.clone())
+        .await
+        .unwrap();
+    let second = app::start(
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            run_worker: true,
+            key_rate_limit: 0,
+            ip_rate_limit: 0,
+            webhooks: fast_webhooks(),
+            ..ServerConfig::default()
+        },
+        store,
+        app.clock.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let (url, inbox) = receiver().await;
+    let (_, key) = app.account(10_000).await;
+    for _ in 0..3 {
+        register(&app, &key, json!({"url": url})).await;
+    }
+    let people: Vec<String> = (100..112).map(|i| i.to_string()).collect();
+    for person in &people {
+        let (status, body) = app.unlock_ids(&key, &[person.as_str()]).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let expected = people.len() * 3;
+    eventually("every delivery", Duration::from_secs(30), || async {
+        inbox.deliveries().len() >= expected
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let got = inbox.deliveries();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected, "one id per (endpoint, task)");
+    assert_eq!(got.len(), expected, "no delivery was sent twice");
+    second.stop().await.unwrap();
+    app.assert_ledger_ok().await;
+}
+
+#[tokio::test]
+async fn operators_manage_endpoints_with_the_cli() {
+    let app = spawn_app().await;
+    let (account, key) = app.account(100).await;
+    let run = |args: &[&str], allow: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"));
+        command
+            .env("UNLOCKD_DATABASE_URL", &app.dir.url)
+            .env("UNLOCKD_LOG", "warn")
+            .env_remove("UNLOCKD_WEBHOOKS_ALLOW_PRIVATE")
+            .args(args);
+        if allow {
+            command.env("UNLOCKD_WEBHOOKS_ALLOW_PRIVATE", "true");
+        }
+        command.output().expect("runs")
+    };
+    let create = [
+        "admin", "webhooks", "create", "--account", &account, "--url",
+        "http://127.0.0.1:9/hook", "--json",
+    ];
+    let refused = run(&create, false);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--url"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let created = run(&create, true);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap();
+
+    // The customer sees what the operator registered.
+    let (_, listed) = app.get(&key, "/external/webhooks").await;
+    assert_eq!(listed["items"][0]["id"], id);
+    let listed = run(&["admin", "webhooks", "list", "--account", &account, "--json"], false);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id);
+    assert!(listed[0].get("secret").is_none());
+
+    let deleted = run(&["admin", "webhooks", "delete", "--account", &account, id], false);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let again = run(&["admin", "webhooks", "delete", "--account", &account, id], false);
+    assert!(!again.status.success());
+    let (_, listed) = app.get(&key, "/external/webhooks").await;
+    assert_eq!(listed["items"], json!([]));
+}

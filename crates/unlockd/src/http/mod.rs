@@ -36,6 +36,7 @@ use error::{ApiError, REQUEST_ID};
 use rate_limit::RateLimiter;
 
 pub use contacts::task_body;
+pub use webhooks::MAX_URL_CHARS as MAX_WEBHOOK_URL_CHARS;
 pub use server::serve;
 
 /// Request bodies larger than this get 413.
