@@ -29,7 +29,12 @@ fn key_of(secret: &str) -> Result<Vec<u8>, WebhookError> {
         .map_err(|_| WebhookError::BadSecret)
 }
 
-fn mac_of(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Hmac<Sha256>, WebhookError> {
+fn mac_of(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<Hmac<Sha256>, WebhookError> {
     let key = key_of(secret)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| WebhookError::BadSecret)?;
     mac.update(id.as_bytes());
@@ -43,7 +48,10 @@ fn mac_of(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Hmac<Sh
 /// One `v1,<base64>` signature of a delivery.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, WebhookError> {
     let mac = mac_of(secret, id, timestamp, body)?;
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// Checks a delivery: `webhook-id`, `webhook-timestamp` (seconds, within `tolerance` of
@@ -82,7 +90,10 @@ pub fn verify_webhook(
         let Ok(expected) = STANDARD.decode(encoded) else {
             continue;
         };
-        if mac_of(secret, id, timestamp, body)?.verify_slice(&expected).is_ok() {
+        if mac_of(secret, id, timestamp, body)?
+            .verify_slice(&expected)
+            .is_ok()
+        {
             return Ok(());
         }
     }
@@ -110,20 +121,32 @@ mod tests {
     fn headers(timestamp: i64, signature: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("webhook-id", HeaderValue::from_static(ID));
-        h.insert("webhook-timestamp", HeaderValue::from_str(&timestamp.to_string()).unwrap());
-        h.insert("webhook-signature", HeaderValue::from_str(signature).unwrap());
+        h.insert(
+            "webhook-timestamp",
+            HeaderValue::from_str(&timestamp.to_string()).unwrap(),
+        );
+        h.insert(
+            "webhook-signature",
+            HeaderValue::from_str(signature).unwrap(),
+        );
         h
     }
 
     #[test]
     fn verifies_any_listed_signature_and_refuses_the_rest() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         let other = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         let good = sign(SECRET, ID, now, BODY).unwrap();
         let stale = sign(other, ID, now, BODY).unwrap();
         let tolerance = Duration::from_secs(300);
         let both = format!("{stale} {good}");
-        assert_eq!(verify_webhook(SECRET, &headers(now, &both), BODY, tolerance), Ok(()));
+        assert_eq!(
+            verify_webhook(SECRET, &headers(now, &both), BODY, tolerance),
+            Ok(())
+        );
         assert_eq!(
             verify_webhook(SECRET, &headers(now, &stale), BODY, tolerance),
             Err(WebhookError::SignatureMismatch)

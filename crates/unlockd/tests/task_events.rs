@@ -91,9 +91,9 @@ async fn the_stream_reports_each_settled_item_then_the_task_and_resumes() {
     let url = events_url(&app.url, &task_id);
     let live = {
         let (http, url, key) = (app.http.clone(), url.clone(), key.clone());
-        tokio::spawn(async move {
-            read_stream(&http, &url, &key, None, Duration::from_secs(20)).await
-        })
+        tokio::spawn(
+            async move { read_stream(&http, &url, &key, None, Duration::from_secs(20)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.drain().await;
@@ -104,7 +104,10 @@ async fn the_stream_reports_each_settled_item_then_the_task_and_resumes() {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["1", "2", "3", "4"]);
     let task = app.task(&key, &task_id).await;
-    assert_eq!(events[3].data, task, "the task event is the task as GET shows it");
+    assert_eq!(
+        events[3].data, task,
+        "the task event is the task as GET shows it"
+    );
     for event in &events[..3] {
         let person = event.data["personnelId"].as_str().unwrap();
         let shown = task["items"]
@@ -113,7 +116,10 @@ async fn the_stream_reports_each_settled_item_then_the_task_and_resumes() {
             .iter()
             .find(|i| i["personnelId"] == person)
             .unwrap();
-        assert_eq!(&event.data, shown, "an item event is the item as GET shows it");
+        assert_eq!(
+            &event.data, shown,
+            "an item event is the item as GET shows it"
+        );
     }
     let failed = events
         .iter()
@@ -143,7 +149,10 @@ async fn streams_are_per_account_and_refuse_bad_input() {
     let url = events_url(&app.url, &task_id);
     let (status, _) = read_stream(&app.http, &url, &other_key, None, Duration::from_secs(5)).await;
     assert_eq!(status, 404, "another account's task is not found");
-    let phone = format!("{}/external/contacts/unlock-phone-tasks/{task_id}/events", app.url);
+    let phone = format!(
+        "{}/external/contacts/unlock-phone-tasks/{task_id}/events",
+        app.url
+    );
     let (status, _) = read_stream(&app.http, &phone, &key, None, Duration::from_secs(5)).await;
     assert_eq!(status, 404, "an email task is not a phone task");
     let (status, _) = read_stream(&app.http, &url, &key, Some("x"), Duration::from_secs(5)).await;
@@ -169,9 +178,9 @@ async fn open_streams_are_bounded_per_key_and_outlive_the_request_time_limit() {
     let url = events_url(&app.url, &task_id);
     let first = {
         let (http, url, key) = (app.http.clone(), url.clone(), key.clone());
-        tokio::spawn(async move {
-            read_stream(&http, &url, &key, None, Duration::from_secs(20)).await
-        })
+        tokio::spawn(
+            async move { read_stream(&http, &url, &key, None, Duration::from_secs(20)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, _) = read_stream(&app.http, &url, &key, None, Duration::from_secs(5)).await;
@@ -195,9 +204,9 @@ async fn a_stream_sees_settlements_made_by_a_worker_in_another_instance() {
     let url = events_url(&api.url, &task_id);
     let live = {
         let (http, url, key) = (api.http.clone(), url.clone(), key.clone());
-        tokio::spawn(async move {
-            read_stream(&http, &url, &key, None, Duration::from_secs(30)).await
-        })
+        tokio::spawn(
+            async move { read_stream(&http, &url, &key, None, Duration::from_secs(30)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let worker_store = unlockd::store::connect(&api.dir.url, Durability::Normal, api.clock.clone())

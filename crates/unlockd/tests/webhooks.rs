@@ -133,7 +133,10 @@ async fn a_finished_task_is_delivered_once_signed_with_the_task_as_get_shows_it(
     let (status, listed) = app.get(&key, "/external/webhooks").await;
     assert_eq!(status, 200);
     assert_eq!(listed["items"][0]["id"], endpoint.as_str());
-    assert!(listed["items"][0].get("secret").is_none(), "shown once only");
+    assert!(
+        listed["items"][0].get("secret").is_none(),
+        "shown once only"
+    );
 
     let (status, created) = app.unlock_ids(&key, &["789", "790", "791"]).await;
     assert_eq!(status, 201, "{created}");
@@ -228,15 +231,20 @@ async fn a_receiver_down_for_a_while_gets_the_delivery_once_when_it_is_back() {
     .await;
     let log = log_of(&app, &key, &endpoint).await;
     assert_eq!(log[0]["status"], "pending");
-    assert!(log[0]["lastError"].as_str().unwrap().contains("sending"), "{log:?}");
+    assert!(
+        log[0]["lastError"].as_str().unwrap().contains("sending"),
+        "{log:?}"
+    );
     let inbox = Inbox::default();
     serve_receiver(
         tokio::net::TcpListener::bind(address).await.unwrap(),
         inbox.clone(),
     );
-    eventually("the delivery after retries", Duration::from_secs(20), || async {
-        !inbox.deliveries().is_empty()
-    })
+    eventually(
+        "the delivery after retries",
+        Duration::from_secs(20),
+        || async { !inbox.deliveries().is_empty() },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = inbox.deliveries();
@@ -288,7 +296,13 @@ async fn deliveries_survive_a_restart_of_unlockd_mid_retry() {
     })
     .await;
     // Stop the first instance (API, worker, sender) and start another on the database.
-    let TestApp { server, dir, clock, http, .. } = app;
+    let TestApp {
+        server,
+        dir,
+        clock,
+        http,
+        ..
+    } = app;
     server.stop().await.unwrap();
     let store = unlockd::store::connect(&dir.url, Durability::Normal, clock.clone())
         .await
@@ -313,16 +327,21 @@ async fn deliveries_survive_a_restart_of_unlockd_mid_retry() {
         tokio::net::TcpListener::bind(address).await.unwrap(),
         inbox.clone(),
     );
-    eventually("the delivery after the restart", Duration::from_secs(30), || async {
-        !inbox.deliveries().is_empty()
-    })
+    eventually(
+        "the delivery after the restart",
+        Duration::from_secs(30),
+        || async { !inbox.deliveries().is_empty() },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = inbox.deliveries();
     assert_eq!(got.len(), 1, "delivered once");
     verify_webhook(&secret, &got[0].0, &got[0].1, TOLERANCE).unwrap();
     let response = http
-        .get(format!("{}/external/webhooks/{endpoint}/deliveries", second.url()))
+        .get(format!(
+            "{}/external/webhooks/{endpoint}/deliveries",
+            second.url()
+        ))
         .bearer_auth(&key)
         .send()
         .await
@@ -415,7 +434,10 @@ async fn private_targets_are_refused_at_registration_and_at_send_time() {
     ] {
         let (status, body) = post(&app, &key, "/external/webhooks", json!({"url": target})).await;
         assert_eq!(status, 400, "{target}: {body}");
-        assert!(body["message"].as_str().unwrap().starts_with("url"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with("url"),
+            "{body}"
+        );
     }
     let (status, body) = post(
         &app,
@@ -445,8 +467,14 @@ async fn private_targets_are_refused_at_registration_and_at_send_time() {
     })
     .await;
     let log = log_of(&app, &key, "wh_sneaky").await;
-    assert!(log[0]["lastError"].as_str().unwrap().contains("127.0.0.1"), "{log:?}");
-    assert!(inbox.deliveries().is_empty(), "nothing reached the private address");
+    assert!(
+        log[0]["lastError"].as_str().unwrap().contains("127.0.0.1"),
+        "{log:?}"
+    );
+    assert!(
+        inbox.deliveries().is_empty(),
+        "nothing reached the private address"
+    );
 }
 
 #[tokio::test]
@@ -461,7 +489,10 @@ async fn an_account_sees_and_touches_only_its_own_endpoints() {
         inbox.deliveries().len() == 1
     })
     .await;
-    let delivery = log_of(&app, &key, &endpoint).await[0]["id"].as_str().unwrap().to_string();
+    let delivery = log_of(&app, &key, &endpoint).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let (status, listed) = app.get(&other, "/external/webhooks").await;
     assert_eq!((status, listed["items"].clone()), (200, json!([])));
@@ -540,7 +571,10 @@ async fn credits_low_fires_once_when_the_balance_crosses_the_threshold() {
     let payload = body_json(&got[0]);
     assert_eq!(payload["type"], "credits.low");
     assert_eq!(payload["data"]["threshold"], 50);
-    assert!(payload["data"]["availableCredits"].as_i64().unwrap() < 50, "{payload}");
+    assert!(
+        payload["data"]["availableCredits"].as_i64().unwrap() < 50,
+        "{payload}"
+    );
     app.assert_ledger_ok().await;
 }
 
@@ -611,8 +645,14 @@ async fn operators_manage_endpoints_with_the_cli() {
         command.output().expect("runs")
     };
     let create = [
-        "admin", "webhooks", "create", "--account", &account, "--url",
-        "http://127.0.0.1:9/hook", "--json",
+        "admin",
+        "webhooks",
+        "create",
+        "--account",
+        &account,
+        "--url",
+        "http://127.0.0.1:9/hook",
+        "--json",
     ];
     let refused = run(&create, false);
     assert!(!refused.status.success());
@@ -622,7 +662,11 @@ async fn operators_manage_endpoints_with_the_cli() {
         String::from_utf8_lossy(&refused.stderr)
     );
     let created = run(&create, true);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
     let id = created["id"].as_str().unwrap();
@@ -630,14 +674,27 @@ async fn operators_manage_endpoints_with_the_cli() {
     // The customer sees what the operator registered.
     let (_, listed) = app.get(&key, "/external/webhooks").await;
     assert_eq!(listed["items"][0]["id"], id);
-    let listed = run(&["admin", "webhooks", "list", "--account", &account, "--json"], false);
+    let listed = run(
+        &["admin", "webhooks", "list", "--account", &account, "--json"],
+        false,
+    );
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed[0]["id"], id);
     assert!(listed[0].get("secret").is_none());
 
-    let deleted = run(&["admin", "webhooks", "delete", "--account", &account, id], false);
-    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
-    let again = run(&["admin", "webhooks", "delete", "--account", &account, id], false);
+    let deleted = run(
+        &["admin", "webhooks", "delete", "--account", &account, id],
+        false,
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let again = run(
+        &["admin", "webhooks", "delete", "--account", &account, id],
+        false,
+    );
     assert!(!again.status.success());
     let (_, listed) = app.get(&key, "/external/webhooks").await;
     assert_eq!(listed["items"], json!([]));

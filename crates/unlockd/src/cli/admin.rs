@@ -74,7 +74,11 @@ pub enum WebhooksCommand {
         #[arg(long)]
         url: String,
         /// Comma-separated: unlock_task.completed, unlock_task.failed, credits.low.
-        #[arg(long, value_delimiter = ',', default_value = "unlock_task.completed,unlock_task.failed")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "unlock_task.completed,unlock_task.failed"
+        )]
         events: Vec<String>,
         /// `credits.low` fires when the available balance falls below this.
         #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
@@ -97,7 +101,9 @@ pub enum WebhooksCommand {
         json: bool,
     },
     /// Delete an endpoint; its pending deliveries are dropped.
-    #[command(after_help = "Example:\n  unlockd admin webhooks delete --account ACCOUNT_ID wh_0123")]
+    #[command(
+        after_help = "Example:\n  unlockd admin webhooks delete --account ACCOUNT_ID wh_0123"
+    )]
     Delete {
         /// The account's id (from `admin accounts list`).
         #[arg(long)]

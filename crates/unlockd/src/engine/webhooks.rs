@@ -48,11 +48,7 @@ impl Default for WebhookConfig {
 }
 
 /// The event types an endpoint may subscribe to.
-pub const EVENT_TYPES: [&str; 3] = [
-    "unlock_task.completed",
-    "unlock_task.failed",
-    "credits.low",
-];
+pub const EVENT_TYPES: [&str; 3] = ["unlock_task.completed", "unlock_task.failed", "credits.low"];
 
 /// Whether a target address may be sent to without `allow_private`.
 pub fn is_public(ip: IpAddr) -> bool {
@@ -105,7 +101,9 @@ pub async fn resolve_target(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let port = parsed.port_or_known_default().ok_or("the URL has no port")?;
+    let port = parsed
+        .port_or_known_default()
+        .ok_or("the URL has no port")?;
     let resolving = tokio::net::lookup_host((host.as_str(), port));
     let addresses: Vec<SocketAddr> = tokio::time::timeout(Duration::from_secs(5), resolving)
         .await
@@ -195,8 +193,9 @@ async fn payload(store: &DynStore, delivery: &DueDelivery, now: i64) -> Result<V
                 .await
                 .map_err(|e| format!("reading the task: {e}"))?;
             match view {
-                Some(view) => serde_json::to_value(crate::http::task_body(view))
-                    .map_err(|e| e.to_string())?,
+                Some(view) => {
+                    serde_json::to_value(crate::http::task_body(view)).map_err(|e| e.to_string())?
+                }
                 // Pruned since: only its id is left to tell.
                 None => json!({ "taskId": task_id }),
             }
@@ -242,7 +241,10 @@ async fn attempt(
     let response = client
         .post(url)
         .header("content-type", "application/json")
-        .header("user-agent", concat!("unlockd-webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("unlockd-webhooks/", env!("CARGO_PKG_VERSION")),
+        )
         .header("webhook-id", &delivery.id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signatures.join(" "))
@@ -258,7 +260,12 @@ async fn attempt(
     }
 }
 
-fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, (Option<u16>, String)> {
+fn sign(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, (Option<u16>, String)> {
     unlockd_client::webhooks::sign(secret, id, timestamp, body).map_err(|e| (None, e.to_string()))
 }
 
@@ -302,8 +309,12 @@ async fn send(
         .await;
     match recorded {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(delivery_id = %delivery.id, "webhook lease lost before recording"),
-        Err(e) => tracing::warn!(delivery_id = %delivery.id, error = %e, "recording a webhook attempt failed"),
+        Ok(false) => {
+            tracing::warn!(delivery_id = %delivery.id, "webhook lease lost before recording")
+        }
+        Err(e) => {
+            tracing::warn!(delivery_id = %delivery.id, error = %e, "recording a webhook attempt failed")
+        }
     }
 }
 
@@ -314,8 +325,19 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_not_public() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

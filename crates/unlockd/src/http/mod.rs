@@ -36,8 +36,8 @@ use error::{ApiError, REQUEST_ID};
 use rate_limit::RateLimiter;
 
 pub use contacts::task_body;
-pub use webhooks::MAX_URL_CHARS as MAX_WEBHOOK_URL_CHARS;
 pub use server::serve;
+pub use webhooks::MAX_URL_CHARS as MAX_WEBHOOK_URL_CHARS;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

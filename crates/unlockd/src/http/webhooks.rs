@@ -110,7 +110,11 @@ pub struct RotateSecretRequest {
     pub overlap_seconds: Option<u64>,
 }
 
-fn endpoint_body(endpoint: WebhookEndpoint, secret: Option<String>, now: i64) -> WebhookEndpointBody {
+fn endpoint_body(
+    endpoint: WebhookEndpoint,
+    secret: Option<String>,
+    now: i64,
+) -> WebhookEndpointBody {
     WebhookEndpointBody {
         id: endpoint.id,
         url: endpoint.url,
@@ -169,10 +173,16 @@ fn parse_events(body: &Map<String, Value>) -> ApiResult<Vec<String>> {
             EVENT_TYPES.join(", ")
         ))
     };
-    let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(invalid)?;
+    let list = value
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(invalid)?;
     let mut events: Vec<String> = Vec::new();
     for item in list {
-        let name = item.as_str().filter(|n| EVENT_TYPES.contains(n)).ok_or_else(invalid)?;
+        let name = item
+            .as_str()
+            .filter(|n| EVENT_TYPES.contains(n))
+            .ok_or_else(invalid)?;
         if !events.iter().any(|e| e == name) {
             events.push(name.to_string());
         }
@@ -203,11 +213,9 @@ pub(super) async fn create(
     let events = parse_events(&body)?;
     let threshold = match body.get("lowBalanceThreshold") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .filter(|t| *t >= 0)
-                .ok_or_else(|| ApiError::validation("lowBalanceThreshold must be a whole number >= 0"))?,
-        ),
+        Some(v) => Some(v.as_i64().filter(|t| *t >= 0).ok_or_else(|| {
+            ApiError::validation("lowBalanceThreshold must be a whole number >= 0")
+        })?),
     };
     if events.iter().any(|e| e == "credits.low") && threshold.is_none() {
         return Err(ApiError::validation(
@@ -325,7 +333,9 @@ pub(super) async fn deliveries(
         Some(raw) => super::body::parse_whole(raw)
             .filter(|l| (1..=MAX_DELIVERIES).contains(l))
             .ok_or_else(|| {
-                ApiError::validation(format!("limit must be a whole number from 1 to {MAX_DELIVERIES}"))
+                ApiError::validation(format!(
+                    "limit must be a whole number from 1 to {MAX_DELIVERIES}"
+                ))
             })?,
     };
     let rows = state

@@ -146,8 +146,7 @@ pub(crate) const INSERT_ENDPOINT: &str = "INSERT INTO webhook_endpoints \
 pub(crate) const ENDPOINT_COLUMNS: &str =
     "id, account_id, url, events, low_balance_threshold, created_at, previous_secret_until";
 
-pub(crate) const LIVE_ENDPOINT: &str =
-    "WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL";
+pub(crate) const LIVE_ENDPOINT: &str = "WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL";
 
 pub(crate) const DELETE_ENDPOINT: &str = "UPDATE webhook_endpoints SET deleted_at = $3 \
      WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL";
@@ -254,8 +253,7 @@ macro_rules! integrations_impl {
             async fn list_webhooks(
                 &self,
                 account_id: &str,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::integrations::WebhookEndpoint>>
-            {
+            ) -> $crate::store::StoreResult<Vec<$crate::store::integrations::WebhookEndpoint>> {
                 use $crate::store::integrations::*;
                 Ok(sqlx::query_as(&format!(
                     "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \

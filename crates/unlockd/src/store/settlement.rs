@@ -9,7 +9,6 @@ use crate::domain::settle::{plan_settlement, LookupOutcome, SettlementFacts, Set
 use crate::domain::ContactKind;
 use crate::store::{SettleReport, StoreResult};
 
-
 // The statements both dialects read alike (`$N` placeholders work on SQLite too).
 
 /// Unsettled items left in a task.
@@ -23,8 +22,7 @@ pub(crate) const FINISH_TASK: &str =
 pub(crate) const TOUCH_TASK: &str = "UPDATE tasks SET updated_at = $1 WHERE id = $2";
 /// Numbers this settlement (the task's next round) on the items it settled, so progress
 /// events come out in settlement order and can be resumed.
-pub(crate) const NUMBER_SETTLED: &str =
-    "UPDATE task_items SET settle_round = \
+pub(crate) const NUMBER_SETTLED: &str = "UPDATE task_items SET settle_round = \
          (SELECT COALESCE(MAX(settle_round), 0) + 1 FROM task_items WHERE task_id = $1) \
      WHERE task_id = $1 AND settle_round IS NULL AND status IN ('unlocked', 'failed')";
 /// The outbox: one delivery per live endpoint of the task's account that takes this event
@@ -133,8 +131,11 @@ pub(crate) trait SettlementStatements: Send {
     ) -> StoreResult<()>;
     /// Runs one of the statements written once for both dialects (this module's
     /// constants); returns the rows it changed.
-    async fn execute_shared(&mut self, sql: &'static str, binds: &[SharedBind<'_>])
-        -> StoreResult<u64>;
+    async fn execute_shared(
+        &mut self,
+        sql: &'static str,
+        binds: &[SharedBind<'_>],
+    ) -> StoreResult<u64>;
 }
 
 /// Settles the reported items; the task ends as `finish_as` when nothing is left.
@@ -161,7 +162,11 @@ where
     conn.mark_task(task_id, now, finished).await?;
     if let Some(status) = finished {
         let event_type = task_event_type(status);
-        let binds = [SharedBind::Text(task_id), SharedBind::Text(event_type), SharedBind::Int(now)];
+        let binds = [
+            SharedBind::Text(task_id),
+            SharedBind::Text(event_type),
+            SharedBind::Int(now),
+        ];
         conn.execute_shared(ENQUEUE_TASK_WEBHOOKS, &binds).await?;
     }
     if !plan.items.is_empty() {

@@ -640,7 +640,6 @@ impl SettlementStatements for PgConnection {
         Ok(())
     }
 
-
     async fn execute_shared(
         &mut self,
         sql: &'static str,

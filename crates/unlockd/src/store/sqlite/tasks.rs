@@ -655,7 +655,6 @@ impl SettlementStatements for SqliteConnection {
         Ok(())
     }
 
-
     async fn execute_shared(
         &mut self,
         sql: &'static str,
