@@ -17,6 +17,7 @@ use common::*;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use unlockd::app::{self, ServerConfig};
+use unlockd::engine::maintenance::{self, MaintenanceConfig};
 use unlockd::engine::webhooks::WebhookConfig;
 use unlockd::engine::EngineConfig;
 use unlockd::store::sqlite::Durability;
@@ -180,6 +181,22 @@ async fn a_finished_task_is_delivered_once_signed_with_the_task_as_get_shows_it(
     assert_eq!(again.0["webhook-id"], headers["webhook-id"]);
     verify_webhook(&secret, &again.0, &again.1, TOLERANCE).unwrap();
     app.assert_ledger_ok().await;
+
+    // Upkeep prunes finished deliveries past the retention, like finished tasks.
+    eventually("delivered again", Duration::from_secs(10), || async {
+        log_of(&app, &key, &endpoint).await[0]["status"] == "delivered"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let upkeep = MaintenanceConfig {
+        retention: Duration::ZERO,
+        ..MaintenanceConfig::default()
+    };
+    let report = maintenance::run_once(&app.store, &app.clock, &upkeep)
+        .await
+        .unwrap();
+    assert_eq!(report.webhook_deliveries_pruned, 1);
+    assert_eq!(log_of(&app, &key, &endpoint).await, Vec::<Value>::new());
 }
 
 #[tokio::test]

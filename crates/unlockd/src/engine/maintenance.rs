@@ -31,6 +31,8 @@ impl Default for MaintenanceConfig {
 pub struct MaintenanceReport {
     pub credits_expired: i64,
     pub tasks_pruned: i64,
+    /// Finished webhook deliveries older than the retention.
+    pub webhook_deliveries_pruned: i64,
 }
 
 /// One round of upkeep.
@@ -53,9 +55,21 @@ pub async fn run_once(
             break;
         }
     }
+    let mut webhook_deliveries_pruned = 0;
+    loop {
+        let pruned = store
+            .integrations()
+            .prune_webhook_deliveries(before, config.prune_batch)
+            .await?;
+        webhook_deliveries_pruned += pruned;
+        if pruned < config.prune_batch {
+            break;
+        }
+    }
     Ok(MaintenanceReport {
         credits_expired,
         tasks_pruned,
+        webhook_deliveries_pruned,
     })
 }
 

@@ -130,11 +130,14 @@ pub trait Integrations: Send + Sync {
         status_code: Option<u16>,
         error: Option<&str>,
     ) -> StoreResult<bool>;
+    /// Deletes up to `limit` finished (delivered or failed) deliveries created before
+    /// `before_ms`; returns how many.
+    async fn prune_webhook_deliveries(&self, before_ms: i64, limit: i64) -> StoreResult<i64>;
 }
 
 pub(crate) const SETTLED_ORDER: &str = "SELECT id FROM task_items WHERE task_id = $1 \
      AND status IN ('unlocked', 'failed') \
-     ORDER BY COALESCE(settle_round, 9223372036854775807), id";
+     ORDER BY COALESCE(settle_round, 0), id";
 
 pub(crate) const COUNT_ENDPOINTS: &str =
     "SELECT COUNT(*) FROM webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL";
@@ -194,6 +197,9 @@ pub(crate) const FINISH_ATTEMPT: &str = "UPDATE webhook_deliveries \
      SET status = $3, attempts = attempts + 1, next_attempt_at = $4, last_status_code = $5, \
          last_error = $6, delivered_at = $7, lease_owner = NULL, lease_expires_at = NULL \
      WHERE id = $1 AND lease_owner = $2 AND status = 'pending'";
+
+pub(crate) const PRUNE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE id IN \
+     (SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1 LIMIT $2)";
 
 /// Implements [`Integrations`] for a backend store type with a `clock` field, reading from
 /// `$read` and writing to `$write` (both sqlx pools of that backend); transactions come
@@ -422,6 +428,20 @@ macro_rules! integrations_impl {
                     .await?
                     .rows_affected();
                 Ok(done > 0)
+            }
+
+            async fn prune_webhook_deliveries(
+                &self,
+                before_ms: i64,
+                limit: i64,
+            ) -> $crate::store::StoreResult<i64> {
+                let pruned = sqlx::query($crate::store::integrations::PRUNE_DELIVERIES)
+                    .bind(before_ms)
+                    .bind(limit)
+                    .execute(&self.$write)
+                    .await?
+                    .rows_affected();
+                Ok(pruned as i64)
             }
         }
     };
