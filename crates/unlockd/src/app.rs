@@ -132,6 +132,7 @@ pub async fn start(
         // Refusals of unauthenticated requests: at most this many log lines a second.
         unauthenticated_log: Arc::new(crate::http::LogSampler::new(10)),
         webhooks_allow_private: config.webhooks.allow_private,
+        shutdown: shutdown.clone(),
     };
     {
         let store = store.clone();
@@ -156,14 +157,19 @@ pub async fn start(
             config.maintenance.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(crate::engine::webhooks::run(
+        let sender = tokio::spawn(crate::engine::webhooks::run(
             store.clone(),
             clock.clone(),
             config.webhooks.clone(),
             engine.worker_id().to_string(),
             shutdown.clone(),
         ));
-        tokio::spawn(engine.clone().run(shutdown.clone()))
+        let work = engine.clone().run(shutdown.clone());
+        tokio::spawn(async move {
+            work.await;
+            // Sends in flight finish (or time out) before the worker counts as stopped.
+            let _ = sender.await;
+        })
     });
     let stop = shutdown.clone();
     let http = tokio::spawn(http::serve(

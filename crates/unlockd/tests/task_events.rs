@@ -236,3 +236,27 @@ async fn a_stream_sees_settlements_made_by_a_worker_in_another_instance() {
     worker.stop().await.unwrap();
     api.assert_ledger_ok().await;
 }
+
+#[tokio::test]
+async fn open_streams_end_at_shutdown_instead_of_holding_the_drain() {
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    // No worker runs: the task never finishes while the stream is open.
+    let task_id = create_task(&app, &key, &["789"]).await;
+    let url = events_url(&app.url, &task_id);
+    let live = {
+        let (http, url, key) = (app.http.clone(), url.clone(), key.clone());
+        tokio::spawn(async move {
+            read_stream(&http, &url, &key, None, Duration::from_secs(10)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), app.server.stop())
+        .await
+        .expect("shutdown is not held by the stream")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let (status, events) = live.await.unwrap();
+    assert_eq!((status, events.len()), (200, 0), "{events:?}");
+}

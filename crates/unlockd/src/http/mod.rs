@@ -95,6 +95,9 @@ pub struct AppState {
     pub unauthenticated_log: Arc<LogSampler>,
     /// Webhook targets may be private addresses (`--webhooks-allow-private`).
     pub webhooks_allow_private: bool,
+    /// Fires at shutdown: open event streams end (clients resume elsewhere with
+    /// `Last-Event-ID`) instead of holding the drain.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Open long polls per API key.

@@ -229,6 +229,7 @@ async fn relay(
             _ = notified => {}
             _ = tokio::time::sleep(state.long_poll_recheck) => {}
             _ = tx.closed() => return,
+            _ = state.shutdown.cancelled() => return,
         }
     }
 }
