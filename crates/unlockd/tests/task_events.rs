@@ -246,9 +246,9 @@ async fn open_streams_end_at_shutdown_instead_of_holding_the_drain() {
     let url = events_url(&app.url, &task_id);
     let live = {
         let (http, url, key) = (app.http.clone(), url.clone(), key.clone());
-        tokio::spawn(async move {
-            read_stream(&http, &url, &key, None, Duration::from_secs(10)).await
-        })
+        tokio::spawn(
+            async move { read_stream(&http, &url, &key, None, Duration::from_secs(10)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
@@ -256,7 +256,11 @@ async fn open_streams_end_at_shutdown_instead_of_holding_the_drain() {
         .await
         .expect("shutdown is not held by the stream")
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let (status, events) = live.await.unwrap();
     assert_eq!((status, events.len()), (200, 0), "{events:?}");
 }

@@ -716,3 +716,115 @@ async fn operators_manage_endpoints_with_the_cli() {
     let (_, listed) = app.get(&key, "/external/webhooks").await;
     assert_eq!(listed["items"], json!([]));
 }
+
+/// `unlockd serve` as a child process; killed with SIGKILL when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve_process(db_url: &str, log: &std::path::Path) -> ServeProcess {
+    let file = std::fs::File::create(log).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"))
+        .env("UNLOCKD_DATABASE_URL", db_url)
+        .env("UNLOCKD_LOG", "info")
+        .env("UNLOCKD_LOG_FORMAT", "json")
+        .env("UNLOCKD_RATE_LIMIT_PER_MINUTE", "0")
+        .env("UNLOCKD_IP_RATE_LIMIT_PER_MINUTE", "0")
+        .env("UNLOCKD_WEBHOOKS_ALLOW_PRIVATE", "true")
+        .env("UNLOCKD_WEBHOOK_FIRST_RETRY_MS", "200")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let url = text.lines().find_map(|line| {
+            serde_json::from_str::<Value>(line).ok()?["fields"]["url"]
+                .as_str()
+                .map(str::to_string)
+        });
+        if let Some(url) = url {
+            return ServeProcess { child, url };
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no url announced: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_survives_unlockd_killed_mid_retry() {
+    // The test's own app only seeds the catalog and the account; real `unlockd serve`
+    // processes do the work, and the first is killed with SIGKILL between two attempts.
+    let app = spawn_app().await;
+    let (_, key) = app.account(1_000).await;
+    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let first = serve_process(&app.dir.url, &app.dir.path().join("first.log")).await;
+    let send = |url: String, body: Value| app.http.post(url).bearer_auth(&key).json(&body).send();
+    let created: Value = send(
+        format!("{}/external/webhooks", first.url),
+        json!({"url": format!("http://{address}/hook")}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let (endpoint, secret) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["secret"].as_str().unwrap().to_string(),
+    );
+    let response = send(
+        format!("{}/external/contacts/unlock", first.url),
+        json!({"event_id": "139574", "personnel_ids": ["789", "790"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    eventually("two failed attempts", Duration::from_secs(30), || async {
+        let log = log_of(&app, &key, &endpoint).await;
+        log.len() == 1 && log[0]["attempts"].as_i64().unwrap() >= 2
+    })
+    .await;
+    drop(first);
+    let inbox = Inbox::default();
+    serve_receiver(
+        tokio::net::TcpListener::bind(address).await.unwrap(),
+        inbox.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        inbox.deliveries().is_empty(),
+        "nobody sends while unlockd is down"
+    );
+    let _second = serve_process(&app.dir.url, &app.dir.path().join("second.log")).await;
+    // Killed in the middle of an attempt, the delivery's lease (40 s) must run out first.
+    eventually(
+        "the delivery after the restart",
+        Duration::from_secs(60),
+        || async { !inbox.deliveries().is_empty() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = inbox.deliveries();
+    assert_eq!(got.len(), 1, "delivered once");
+    verify_webhook(&secret, &got[0].0, &got[0].1, TOLERANCE).unwrap();
+    assert_eq!(body_json(&got[0])["type"], "unlock_task.completed");
+    let log = log_of(&app, &key, &endpoint).await;
+    assert_eq!(log[0]["status"], "delivered");
+    app.assert_ledger_ok().await;
+}
