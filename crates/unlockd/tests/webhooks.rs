@@ -732,19 +732,23 @@ impl Drop for ServeProcess {
 
 async fn serve_process(db_url: &str, log: &std::path::Path) -> ServeProcess {
     let file = std::fs::File::create(log).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"))
-        .env("UNLOCKD_DATABASE_URL", db_url)
-        .env("UNLOCKD_LOG", "info")
-        .env("UNLOCKD_LOG_FORMAT", "json")
-        .env("UNLOCKD_RATE_LIMIT_PER_MINUTE", "0")
-        .env("UNLOCKD_IP_RATE_LIMIT_PER_MINUTE", "0")
-        .env("UNLOCKD_WEBHOOKS_ALLOW_PRIVATE", "true")
-        .env("UNLOCKD_WEBHOOK_FIRST_RETRY_MS", "200")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("spawn");
+    // Owned at once, so it is killed even if it never announces its URL.
+    let mut process = ServeProcess {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"))
+            .env("UNLOCKD_DATABASE_URL", db_url)
+            .env("UNLOCKD_LOG", "info")
+            .env("UNLOCKD_LOG_FORMAT", "json")
+            .env("UNLOCKD_RATE_LIMIT_PER_MINUTE", "0")
+            .env("UNLOCKD_IP_RATE_LIMIT_PER_MINUTE", "0")
+            .env("UNLOCKD_WEBHOOKS_ALLOW_PRIVATE", "true")
+            .env("UNLOCKD_WEBHOOK_FIRST_RETRY_MS", "200")
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn"),
+        url: String::new(),
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -754,7 +758,8 @@ async fn serve_process(db_url: &str, log: &std::path::Path) -> ServeProcess {
                 .map(str::to_string)
         });
         if let Some(url) = url {
-            return ServeProcess { child, url };
+            process.url = url;
+            return process;
         }
         assert!(
             std::time::Instant::now() < deadline,
