@@ -31,6 +31,7 @@ impl Default for MaintenanceConfig {
 pub struct MaintenanceReport {
     pub credits_expired: i64,
     pub tasks_pruned: i64,
+    pub idempotency_keys_pruned: i64,
     /// Finished webhook deliveries older than the retention.
     pub webhook_deliveries_pruned: i64,
 }
@@ -55,6 +56,9 @@ pub async fn run_once(
             break;
         }
     }
+    // Idempotency keys are answered for 24 hours, then forgotten.
+    let keys_before = clock.now_ms() - crate::store::integrators::IDEMPOTENCY_KEY_TTL_MS;
+    let idempotency_keys_pruned = store.prune_idempotency_keys(keys_before).await?;
     let mut webhook_deliveries_pruned = 0;
     loop {
         let pruned = store
@@ -69,6 +73,7 @@ pub async fn run_once(
     Ok(MaintenanceReport {
         credits_expired,
         tasks_pruned,
+        idempotency_keys_pruned,
         webhook_deliveries_pruned,
     })
 }

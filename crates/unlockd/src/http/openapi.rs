@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, exhibitors, ops, personnel, progress, webhooks};
+use super::{
+    actions, contacts, credits, events, exhibitors, integrators, ops, personnel, progress, webhooks,
+};
 
 struct BearerAuth;
 
@@ -59,6 +61,9 @@ impl Modify for BearerAuth {
         ops::readyz,
         ops::openapi,
         ops::metrics,
+        integrators::list_email_tasks,
+        integrators::list_phone_tasks,
+        integrators::usage,
     ),
     components(schemas(unlockd_api::ApiError)),
     modifiers(&BearerAuth),
@@ -86,25 +91,77 @@ pub fn document() -> serde_json::Value {
     value
 }
 
-/// Whether a path is an unlockd extension (not in the upstream contract).
-fn is_extension(path: &str) -> bool {
-    path.starts_with("/external/webhooks")
-        || (path.starts_with("/external/contacts/") && path.ends_with("/events"))
-}
+/// Operations unlockd adds to the upstream contract, by path and method.
+const EXTENSION_OPERATIONS: &[(&str, &str)] = &[
+    ("/external/contacts/unlock-tasks", "get"),
+    ("/external/contacts/unlock-phone-tasks", "get"),
+    ("/external/usage", "get"),
+    ("/external/contacts/unlock-tasks/{taskId}/events", "get"),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}/events",
+        "get",
+    ),
+    ("/external/webhooks", "post"),
+    ("/external/webhooks", "get"),
+    ("/external/webhooks/{id}", "delete"),
+    ("/external/webhooks/{id}/deliveries", "get"),
+    (
+        "/external/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+        "post",
+    ),
+    ("/external/webhooks/{id}/rotate-secret", "post"),
+];
 
-/// Marks every operation of an extension path `x-unlockd-extension: true`.
+/// Parameters unlockd adds to upstream operations, by path, method and name.
+const EXTENSION_PARAMETERS: &[(&str, &str, &str)] = &[
+    ("/external/contacts/unlock", "post", "Idempotency-Key"),
+    ("/external/contacts/unlock-phone", "post", "Idempotency-Key"),
+];
+
+/// Schemas only extensions use.
+const EXTENSION_SCHEMAS: &[&str] = &[
+    "UnlockTaskListEntry",
+    "UnlockTaskPage",
+    "UsageGroupRow",
+    "UsageReport",
+    "CreateWebhookRequest",
+    "RotateSecretRequest",
+    "WebhookEndpointBody",
+    "WebhookEndpointList",
+    "WebhookDeliveryBody",
+    "WebhookDeliveryList",
+];
+
+/// Marks what unlockd adds to the upstream contract with `x-unlockd-extension: true`.
 fn mark_extensions(doc: &mut serde_json::Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    for (path, item) in paths.iter_mut() {
-        if !is_extension(path) {
-            continue;
+    for (path, method) in EXTENSION_OPERATIONS {
+        if let Some(operation) = doc["paths"][*path].get_mut(*method) {
+            operation["x-unlockd-extension"] = true.into();
         }
-        if let Some(operations) = item.as_object_mut() {
-            for operation in operations.values_mut().filter_map(|o| o.as_object_mut()) {
-                operation.insert("x-unlockd-extension".into(), true.into());
-            }
+    }
+    for (path, method, name) in EXTENSION_PARAMETERS {
+        let Some(parameters) = doc["paths"][*path][*method]["parameters"].as_array_mut() else {
+            continue;
+        };
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
+            parameter["x-unlockd-extension"] = true.into();
+        }
+    }
+    for path in [
+        "/external/contacts/unlock",
+        "/external/contacts/unlock-phone",
+    ] {
+        let responses = &mut doc["paths"][path]["post"]["responses"];
+        if let Some(reused) = responses.get_mut("422") {
+            reused["x-unlockd-extension"] = true.into();
+        }
+        if let Some(header) = responses["201"]["headers"].get_mut("Idempotent-Replayed") {
+            header["x-unlockd-extension"] = true.into();
+        }
+    }
+    for name in EXTENSION_SCHEMAS {
+        if let Some(schema) = doc["components"]["schemas"].get_mut(*name) {
+            schema["x-unlockd-extension"] = true.into();
         }
     }
 }
@@ -125,6 +182,8 @@ enum Limit {
     OneOf(&'static [&'static str]),
     /// A repeatable parameter: at most this many values of at most this many characters.
     List(u64, u64),
+    /// An RFC 3339 time or a `YYYY-MM-DD` date, or empty for absent.
+    Instant,
 }
 
 const PAGE_MAX: u64 = 1_000_000;
@@ -270,6 +329,73 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         "pageSize",
         Limit::Int(1, 100),
     ),
+    (
+        "/external/contacts/unlock-tasks",
+        "status",
+        Limit::OneOf(&super::integrators::TASK_STATUSES),
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "call_source",
+        Limit::OneOf(&super::integrators::CALL_SOURCES),
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "created_after",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "created_before",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "page",
+        Limit::Int(1, PAGE_MAX),
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "pageSize",
+        Limit::Int(1, 100),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "status",
+        Limit::OneOf(&super::integrators::TASK_STATUSES),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "call_source",
+        Limit::OneOf(&super::integrators::CALL_SOURCES),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "created_after",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "created_before",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "page",
+        Limit::Int(1, PAGE_MAX),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "pageSize",
+        Limit::Int(1, 100),
+    ),
+    ("/external/usage", "from", Limit::Instant),
+    ("/external/usage", "to", Limit::Instant),
+    (
+        "/external/usage",
+        "group_by",
+        Limit::OneOf(&["day", "kind", "call_source"]),
+    ),
 ];
 
 fn limit_schema(limit: &Limit) -> serde_json::Value {
@@ -296,6 +422,11 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
             "maxItems": items,
             "items": {"type": "string", "maxLength": max},
         }),
+        Limit::Instant => json!({"anyOf": [
+            {"type": "string", "maxLength": 0},
+            {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+            {"type": "string", "format": "date-time"},
+        ]}),
         Limit::OneOf(values) => {
             let mut values: Vec<&str> = values.to_vec();
             values.push("");

@@ -4,11 +4,13 @@
 pub mod audit;
 mod event_search;
 pub mod integrations;
+pub mod integrators;
 pub mod invariants;
 mod operator;
 pub mod postgres;
 mod rows;
 mod settlement;
+pub mod sources;
 pub mod sqlite;
 mod verify;
 
@@ -447,6 +449,31 @@ pub trait Store: Send + Sync + 'static {
         kind: ContactKind,
     ) -> StoreResult<std::collections::HashMap<String, Option<String>>>;
 
+    // Contact sources (see `sources`).
+    /// What providers can be asked with, for the people still in the catalog.
+    async fn person_fields(
+        &self,
+        personnel_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, sources::PersonFields>>;
+    /// Persists what providers answered, in one transaction: a found contact goes into the
+    /// catalog (with its source and time), a not-found answer is remembered for a while, and
+    /// every request is logged with its cost.
+    async fn record_lookups(&self, records: &[sources::LookupRecord]) -> StoreResult<()>;
+    /// For each person, the sources whose not-found answer is still remembered.
+    async fn remembered_not_found(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Vec<String>>>;
+    /// Replaces this worker's latest health report of its sources.
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()>;
+    /// The latest health report of every source in every worker.
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>>;
+
     // Accounts, keys, credits.
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>>;
@@ -614,6 +641,47 @@ pub trait Store: Send + Sync + 'static {
         _shutdown: tokio_util::sync::CancellationToken,
     ) {
     }
+
+    // Integrators (extensions): idempotency keys, task listing, usage.
+    /// Reserves an `Idempotency-Key` for one create, or says why not. A reservation older
+    /// than `lock_ms` that never completed (its process died) is taken over.
+    async fn reserve_idempotency_key(
+        &self,
+        key: &integrators::IdempotencyKey,
+        lock_ms: i64,
+    ) -> StoreResult<integrators::KeyReservation>;
+    /// `create_unlock_task` with the key's answer (`render`ed from the result) recorded in
+    /// the same transaction as the task.
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &integrators::IdempotencyKey,
+        token: &str,
+        render: integrators::ResponseRenderer,
+    ) -> StoreResult<integrators::KeyedCreate>;
+    /// Frees a reservation that got no answer worth replaying (the database failed).
+    async fn release_idempotency_key(
+        &self,
+        key: &integrators::IdempotencyKey,
+        token: &str,
+    ) -> StoreResult<()>;
+    /// Forgets keys created before `before_ms`; returns how many.
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64>;
+    /// An account's tasks of one kind, newest first (ties by id, descending). Items carry
+    /// no contact values.
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        filter: &integrators::TaskFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<TaskView>>;
+    /// An account's usage from the ledger, grouped.
+    async fn usage(
+        &self,
+        account_id: &str,
+        query: integrators::UsageQuery,
+    ) -> StoreResult<Vec<integrators::UsageRow>>;
 
     /// Live progress and webhooks (`store::integrations`).
     fn integrations(&self) -> &dyn integrations::Integrations;

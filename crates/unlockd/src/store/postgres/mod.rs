@@ -12,6 +12,7 @@
 mod admin;
 mod catalog;
 mod exhibitors;
+mod integrators;
 mod reads;
 mod search;
 mod shared;
@@ -305,6 +306,64 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    async fn person_fields(
+        &self,
+        personnel_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, sources::PersonFields>> {
+        let sql = format!("{}p.id = ANY($1)", sources::PERSON_FIELDS_SELECT);
+        let rows: Vec<sources::PersonFieldsRow> = sqlx::query_as(&sql)
+            .bind(personnel_ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.id.clone(), row.into()))
+            .collect())
+    }
+
+    async fn record_lookups(&self, records: &[sources::LookupRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        sources::write_lookups::<Postgres>(&mut tx, records, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remembered_not_found(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Vec<String>>> {
+        let pairs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT personnel_id, source FROM lookup_not_found \
+             WHERE personnel_id = ANY($1) AND kind = $2 AND until_ms > $3",
+        )
+        .bind(personnel_ids)
+        .bind(kind.as_str())
+        .bind(self.now())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(sources::sources_by_person(pairs))
+    }
+
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sources::write_health::<Postgres>(&mut tx, worker_id, health, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
+        let mut conn = self.pool.acquire().await?;
+        sources::read_health::<Postgres>(&mut conn).await
     }
 
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
@@ -727,6 +786,54 @@ impl Store for PgStore {
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         shared::relay_changes(self, signals, shutdown).await
+    }
+
+    async fn reserve_idempotency_key(
+        &self,
+        key: &crate::store::integrators::IdempotencyKey,
+        lock_ms: i64,
+    ) -> StoreResult<crate::store::integrators::KeyReservation> {
+        integrators::reserve_key(self, key, lock_ms).await
+    }
+
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+        render: crate::store::integrators::ResponseRenderer,
+    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
+        retrying(|| integrators::create_keyed(self, request, key, token, render.clone())).await
+    }
+
+    async fn release_idempotency_key(
+        &self,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+    ) -> StoreResult<()> {
+        integrators::release_key(self, key, token).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
+        integrators::prune_keys(self, before_ms).await
+    }
+
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        filter: &crate::store::integrators::TaskFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<TaskView>> {
+        integrators::list_tasks(self, account_id, kind, filter, page).await
+    }
+
+    async fn usage(
+        &self,
+        account_id: &str,
+        query: crate::store::integrators::UsageQuery,
+    ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
+        integrators::usage(self, account_id, query).await
     }
 }
 

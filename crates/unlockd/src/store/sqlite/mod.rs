@@ -6,6 +6,7 @@ mod admin;
 pub mod backup;
 mod catalog;
 mod exhibitors;
+mod integrators;
 mod reads;
 mod search;
 mod tasks;
@@ -244,6 +245,72 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    async fn person_fields(
+        &self,
+        personnel_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, sources::PersonFields>> {
+        let sql = format!(
+            "{}p.id IN (SELECT value FROM json_each(?1))",
+            sources::PERSON_FIELDS_SELECT
+        );
+        let rows: Vec<sources::PersonFieldsRow> = sqlx::query_as(&sql)
+            .bind(crate::store::rows::json(&personnel_ids)?)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.id.clone(), row.into()))
+            .collect())
+    }
+
+    async fn record_lookups(&self, records: &[sources::LookupRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = records.to_vec();
+        let now = self.now();
+        // Through the group-committing writer: every lookup of a busy worker writes here.
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move { sources::write_lookups::<Sqlite>(conn, &records, now).await })
+            })
+            .await
+    }
+
+    async fn remembered_not_found(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Vec<String>>> {
+        let pairs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT personnel_id, source FROM lookup_not_found \
+             WHERE personnel_id IN (SELECT value FROM json_each(?1)) AND kind = ?2 AND until_ms > ?3",
+        )
+        .bind(crate::store::rows::json(&personnel_ids)?)
+        .bind(kind.as_str())
+        .bind(self.now())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(sources::sources_by_person(pairs))
+    }
+
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sources::write_health::<Sqlite>(&mut tx, worker_id, health, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
+        let mut conn = self.reader.acquire().await?;
+        sources::read_health::<Sqlite>(&mut conn).await
     }
 
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
@@ -669,6 +736,54 @@ impl Store for SqliteStore {
         let problems = crate::store::verify::verify::<sqlx::Sqlite>(&mut tx).await?;
         tx.commit().await?;
         Ok(problems)
+    }
+
+    async fn reserve_idempotency_key(
+        &self,
+        key: &crate::store::integrators::IdempotencyKey,
+        lock_ms: i64,
+    ) -> StoreResult<crate::store::integrators::KeyReservation> {
+        integrators::reserve_key(self, key, lock_ms).await
+    }
+
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+        render: crate::store::integrators::ResponseRenderer,
+    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
+        integrators::create_keyed(self, request, key, token, render).await
+    }
+
+    async fn release_idempotency_key(
+        &self,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+    ) -> StoreResult<()> {
+        integrators::release_key(self, key, token).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
+        integrators::prune_keys(self, before_ms).await
+    }
+
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        filter: &crate::store::integrators::TaskFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<TaskView>> {
+        integrators::list_tasks(self, account_id, kind, filter, page).await
+    }
+
+    async fn usage(
+        &self,
+        account_id: &str,
+        query: crate::store::integrators::UsageQuery,
+    ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
+        integrators::usage(self, account_id, query).await
     }
 }
 
