@@ -174,6 +174,10 @@ pub(crate) const REDELIVER: &str = "UPDATE webhook_deliveries \
                            WHERE account_id = $3 AND deleted_at IS NULL) \
        AND (status <> 'pending' OR lease_expires_at IS NULL OR lease_expires_at <= $4)";
 
+pub(crate) const ANY_DUE: &str = "SELECT id FROM webhook_deliveries \
+     WHERE status = 'pending' AND next_attempt_at <= $1 \
+       AND (lease_expires_at IS NULL OR lease_expires_at <= $1) LIMIT 1";
+
 /// Re-checks the outer conditions on each row it updates, so two workers racing for the
 /// same rows (PostgreSQL re-evaluates them after the row lock) never both lease one.
 pub(crate) const CLAIM_DELIVERIES: &str = "UPDATE webhook_deliveries \
@@ -382,6 +386,15 @@ macro_rules! integrations_impl {
             ) -> $crate::store::StoreResult<Vec<$crate::store::integrations::DueDelivery>> {
                 use $crate::store::integrations::*;
                 let now = self.clock.now_ms();
+                // A read first: an idle sender polls often, and on SQLite even an UPDATE
+                // that changes nothing takes the write lock.
+                let due: Option<String> = sqlx::query_scalar(ANY_DUE)
+                    .bind(now)
+                    .fetch_optional(&self.$read)
+                    .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
                 let until = now + lease_ms;
                 let claimed = sqlx::query(CLAIM_DELIVERIES)
                     .bind(worker)
