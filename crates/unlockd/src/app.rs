@@ -147,7 +147,7 @@ pub async fn start(
         store.clone(),
         signals.clone(),
         config.engine.clone(),
-        metrics,
+        metrics.clone(),
     );
     // The worker process also does the upkeep (bucket expiry, pruning).
     let worker = config.run_worker.then(|| {
@@ -162,6 +162,7 @@ pub async fn start(
             clock.clone(),
             config.webhooks.clone(),
             engine.worker_id().to_string(),
+            metrics.clone(),
             shutdown.clone(),
         ));
         let work = engine.clone().run(shutdown.clone());

@@ -165,6 +165,19 @@ async fn a_finished_task_is_delivered_once_signed_with_the_task_as_get_shows_it(
     assert_eq!(log[0]["attempts"], 1);
     assert_eq!(log[0]["lastStatusCode"], 200);
     assert_eq!(log[0]["taskId"], task_id);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("unlockd_webhook_attempts_total{outcome=\"delivered\"} 1"),
+        "{metrics}"
+    );
 
     // Redelivery on request: the same message (same webhook-id) once more.
     let path = format!(

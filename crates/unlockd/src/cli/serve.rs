@@ -253,17 +253,19 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { store.relay_changes(signals, shutdown).await })
     };
     // A worker process serves no HTTP; its counters show in its logs, not on /metrics.
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let engine = app::engine(
         store.clone(),
         signals,
         args.engine_config(),
-        Default::default(),
+        metrics.clone(),
     );
     let webhooks = tokio::spawn(crate::engine::webhooks::run(
         store,
         cli.clock(),
         args.webhook_config(),
         engine.worker_id().to_string(),
+        metrics,
         shutdown.clone(),
     ));
     engine.run(shutdown).await;

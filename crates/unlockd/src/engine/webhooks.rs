@@ -4,6 +4,7 @@
 //! retried with exponential backoff for about a day, then the delivery fails.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{rfc3339, DynClock};
 use crate::domain::ContactKind;
+use crate::metrics::Metrics;
 use crate::store::integrations::{AttemptOutcome, DueDelivery};
 use crate::store::DynStore;
 
@@ -151,6 +153,7 @@ pub async fn run(
     clock: DynClock,
     config: WebhookConfig,
     worker_id: String,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let lease_ms = (config.timeout.as_millis() as i64) * 3 + 10_000;
@@ -174,7 +177,7 @@ pub async fn run(
         }
         let sends = due
             .into_iter()
-            .map(|delivery| send(&store, &clock, &config, &worker_id, delivery));
+            .map(|delivery| send(&store, &clock, &config, &worker_id, &metrics, delivery));
         futures::future::join_all(sends).await;
         if shutdown.is_cancelled() {
             return;
@@ -274,6 +277,7 @@ async fn send(
     clock: &DynClock,
     config: &WebhookConfig,
     worker_id: &str,
+    metrics: &Metrics,
     delivery: DueDelivery,
 ) {
     let now = clock.now_ms();
@@ -294,6 +298,11 @@ async fn send(
             (outcome, status, Some(error))
         }
     };
+    metrics.webhook_attempt(match outcome {
+        AttemptOutcome::Delivered => "delivered",
+        AttemptOutcome::RetryAt(_) => "retry",
+        AttemptOutcome::GaveUp => "failed",
+    });
     tracing::info!(
         delivery_id = %delivery.id,
         event_type = %delivery.event_type,
