@@ -14,6 +14,9 @@ use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+pub mod webhooks;
+pub use webhooks::{verify_webhook, WebhookError};
+
 pub use unlockd_api::{
     ApiError, CallSource, ContactItem, ContactPage, CreditBalance, EventItem, EventPage,
     ExhibitorItem, ExhibitorPage, ItemStatus, PrecheckResponse, ReasonCode, SubmissionStatus,

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub http: crate::http::HttpLimits,
     /// The operator token for `/admin/api/`; `None` keeps the operator API off.
     pub admin_token: Option<String>,
+    /// The webhook sender (run with the worker) and the target checks at registration.
+    pub webhooks: crate::engine::webhooks::WebhookConfig,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             trust_forwarded_for: false,
             http: crate::http::HttpLimits::default(),
             admin_token: None,
+            webhooks: Default::default(),
         }
     }
 }
@@ -132,6 +135,8 @@ pub async fn start(
         // Refusals of unauthenticated requests: at most this many log lines a second.
         unauthenticated_log: Arc::new(crate::http::LogSampler::new(10)),
         admin_token: config.admin_token.as_deref().map(Arc::from),
+        webhooks_allow_private: config.webhooks.allow_private,
+        shutdown: shutdown.clone(),
     };
     {
         let store = store.clone();
@@ -146,7 +151,7 @@ pub async fn start(
         store.clone(),
         signals.clone(),
         config.engine.clone(),
-        metrics,
+        metrics.clone(),
     );
     // The worker process also does the upkeep (bucket expiry, pruning).
     let worker = config.run_worker.then(|| {
@@ -156,7 +161,20 @@ pub async fn start(
             config.maintenance.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(engine.clone().run(shutdown.clone()))
+        let sender = tokio::spawn(crate::engine::webhooks::run(
+            store.clone(),
+            clock.clone(),
+            config.webhooks.clone(),
+            engine.worker_id().to_string(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        let work = engine.clone().run(shutdown.clone());
+        tokio::spawn(async move {
+            work.await;
+            // Sends in flight finish (or time out) before the worker counts as stopped.
+            let _ = sender.await;
+        })
     });
     let stop = shutdown.clone();
     let http = tokio::spawn(http::serve(

@@ -66,6 +66,10 @@ impl Default for Metrics {
                 Unit::Seconds,
                 "Time from a task's creation to its end, for tasks this process's worker finished."
             );
+            describe_counter!(
+                "unlockd_webhook_attempts_total",
+                "Webhook delivery attempts this process made, by outcome (delivered, retry, failed)."
+            );
             describe_gauge!("unlockd_live_tasks", "Tasks pending or processing (the queue).");
             describe_gauge!(
                 "unlockd_unsettled_items",
@@ -86,6 +90,10 @@ impl Default for Metrics {
                 }
             }
             metrics::counter!("unlockd_lookup_errors_total").absolute(0);
+            for outcome in ["delivered", "retry", "failed"] {
+                metrics::counter!("unlockd_webhook_attempts_total", "outcome" => outcome)
+                    .absolute(0);
+            }
         });
         metrics
     }
@@ -145,6 +153,13 @@ impl Metrics {
         self.with(|| {
             metrics::counter!("unlockd_items_worked_total", "kind" => kind.as_str(), "outcome" => outcome)
                 .increment(1)
+        });
+    }
+
+    /// One webhook delivery attempt: `delivered`, `retry` or `failed` (retries used up).
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.with(|| {
+            metrics::counter!("unlockd_webhook_attempts_total", "outcome" => outcome).increment(1)
         });
     }
 

@@ -118,6 +118,42 @@ fn every_endpoint_is_described_with_its_errors() {
             "get",
             &[200, 400, 401, 403, 429, 503][..],
         ),
+        (
+            "/external/contacts/unlock-tasks/{taskId}/events",
+            "get",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/external/contacts/unlock-phone-tasks/{taskId}/events",
+            "get",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/external/webhooks",
+            "post",
+            &[201, 400, 401, 403, 415, 429, 503][..],
+        ),
+        ("/external/webhooks", "get", &[200, 401, 403, 429, 503][..]),
+        (
+            "/external/webhooks/{id}",
+            "delete",
+            &[204, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/external/webhooks/{id}/deliveries",
+            "get",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/external/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+            "post",
+            &[202, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/external/webhooks/{id}/rotate-secret",
+            "post",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
         ("/admin/api/status", "get", &[200, 401, 403, 404, 429][..]),
         (
             "/admin/api/accounts",
@@ -242,6 +278,26 @@ fn every_endpoint_is_described_with_its_errors() {
         doc["components"]["securitySchemes"]["adminToken"]["scheme"],
         "bearer"
     );
+}
+
+#[test]
+fn extensions_are_marked_and_upstream_paths_are_not() {
+    let doc = generated();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let extension = path.starts_with("/admin/")
+            || path.starts_with("/external/webhooks")
+            || (path.starts_with("/external/contacts/") && path.ends_with("/events"))
+            || [
+                "/external/contacts/unlock-tasks",
+                "/external/contacts/unlock-phone-tasks",
+                "/external/usage",
+            ]
+            .contains(&path.as_str());
+        for (method, op) in item.as_object().unwrap() {
+            let marked = op["x-unlockd-extension"] == true;
+            assert_eq!(marked, extension, "{method} {path}");
+        }
+    }
 }
 
 #[tokio::test]

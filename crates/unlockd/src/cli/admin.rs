@@ -52,6 +52,12 @@ pub enum AdminCommand {
         after_help = "Example:\n  unlockd admin restore --from /backups/unlockd-2026-11-29.db --database-url sqlite://unlockd.db"
     )]
     Restore(super::backup::RestoreArgs),
+    /// Register, list and delete an account's webhook endpoints.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  unlockd admin webhooks create --account ACCOUNT_ID --url https://hooks.example.com/unlockd"
+    )]
+    Webhooks(WebhooksCommand),
     /// An account's usage from the ledger: credits charged and released, contacts
     /// unlocked, tasks created (as `GET /external/usage` reports it).
     #[command(
@@ -80,6 +86,59 @@ pub enum AdminCommand {
 pub enum UsageFormat {
     Csv,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register an endpoint; its signing secret is printed once.
+    #[command(
+        after_help = "Example:\n  unlockd admin webhooks create --account ACCOUNT_ID --url https://hooks.example.com/unlockd --events unlock_task.completed,credits.low --low-balance-threshold 500"
+    )]
+    Create {
+        /// The account's id (from `admin accounts list`).
+        #[arg(long)]
+        account: String,
+        /// http(s) URL; private, loopback and link-local targets are refused.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated: unlock_task.completed, unlock_task.failed, credits.low.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "unlock_task.completed,unlock_task.failed"
+        )]
+        events: Vec<String>,
+        /// `credits.low` fires when the available balance falls below this.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        low_balance_threshold: Option<i64>,
+        /// Accept private, loopback and link-local targets.
+        #[arg(long, env = "UNLOCKD_WEBHOOKS_ALLOW_PRIVATE")]
+        webhooks_allow_private: bool,
+        /// Print `{"id", "url", "events", "secret"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an account's endpoints (secrets are never shown again).
+    #[command(after_help = "Example:\n  unlockd admin webhooks list --account ACCOUNT_ID")]
+    List {
+        /// The account's id (from `admin accounts list`).
+        #[arg(long)]
+        account: String,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an endpoint; its pending deliveries are dropped.
+    #[command(
+        after_help = "Example:\n  unlockd admin webhooks delete --account ACCOUNT_ID wh_0123"
+    )]
+    Delete {
+        /// The account's id (from `admin accounts list`).
+        #[arg(long)]
+        account: String,
+        /// The endpoint id (from `admin webhooks list`).
+        webhook_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,7 +255,8 @@ impl AdminCommand {
             | AdminCommand::Keys(KeysCommand::List { .. })
             | AdminCommand::Accounts(AccountsCommand::List { .. })
             | AdminCommand::Audit { .. }
-            | AdminCommand::Usage { .. } => Access::ReadOnly,
+            | AdminCommand::Usage { .. }
+            | AdminCommand::Webhooks(WebhooksCommand::List { .. }) => Access::ReadOnly,
             _ if create => Access::Create,
             _ => Access::Existing,
         }
@@ -515,6 +575,118 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
                 eprintln!("{} ledger invariant violation(s)", problems.len());
                 return Ok(ExitCode::from(2));
             }
+        }
+        AdminCommand::Webhooks(command) => return webhooks(&store, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn webhooks(store: &DynStore, command: &WebhooksCommand) -> anyhow::Result<ExitCode> {
+    use crate::engine::webhooks::{new_secret, resolve_target, EVENT_TYPES};
+    use crate::store::integrations::NewWebhook;
+    match command {
+        WebhooksCommand::Create {
+            account,
+            url,
+            events,
+            low_balance_threshold,
+            webhooks_allow_private,
+            json,
+        } => {
+            require_account(store, account).await?;
+            let mut chosen: Vec<String> = Vec::new();
+            for event in events.iter().map(|e| e.trim()) {
+                if !EVENT_TYPES.contains(&event) {
+                    anyhow::bail!(
+                        "--events: unknown event {event:?} (one of {})",
+                        EVENT_TYPES.join(", ")
+                    );
+                }
+                if !chosen.iter().any(|c| c == event) {
+                    chosen.push(event.to_string());
+                }
+            }
+            if chosen.iter().any(|e| e == "credits.low") && low_balance_threshold.is_none() {
+                anyhow::bail!("--low-balance-threshold is required with credits.low");
+            }
+            if url.chars().count() > crate::http::MAX_WEBHOOK_URL_CHARS {
+                anyhow::bail!(
+                    "--url: at most {} characters",
+                    crate::http::MAX_WEBHOOK_URL_CHARS
+                );
+            }
+            resolve_target(url, *webhooks_allow_private)
+                .await
+                .map_err(|e| anyhow::anyhow!("--url: {e}"))?;
+            let secret = new_secret();
+            let endpoint = store
+                .integrations()
+                .create_webhook(&NewWebhook {
+                    account_id: account.clone(),
+                    url: url.clone(),
+                    events: chosen,
+                    secret: secret.clone(),
+                    low_balance_threshold: *low_balance_threshold,
+                })
+                .await?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({"id": endpoint.id, "url": endpoint.url,
+                           "events": endpoint.events.split(' ').collect::<Vec<_>>(),
+                           "low_balance_threshold": endpoint.low_balance_threshold,
+                           "secret": secret})
+                );
+            } else {
+                println!("webhook {} created for {}", endpoint.id, endpoint.url);
+                println!("signing secret (shown once): {secret}");
+            }
+        }
+        WebhooksCommand::List { account, json } => {
+            require_account(store, account).await?;
+            let endpoints = store.integrations().list_webhooks(account).await?;
+            if *json {
+                let rows: Vec<_> = endpoints
+                    .iter()
+                    .map(|e| {
+                        json!({"id": e.id, "url": e.url,
+                               "events": e.events.split(' ').collect::<Vec<_>>(),
+                               "low_balance_threshold": e.low_balance_threshold,
+                               "created_at": rfc3339(e.created_at)})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                let rows: Vec<Vec<String>> = endpoints
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.clone(),
+                            e.url.clone(),
+                            e.events.replace(' ', ","),
+                            e.low_balance_threshold
+                                .map(|t| t.to_string())
+                                .unwrap_or_default(),
+                            rfc3339(e.created_at),
+                        ]
+                    })
+                    .collect();
+                print_table(&["ID", "URL", "EVENTS", "LOW BALANCE", "CREATED"], &rows);
+            }
+        }
+        WebhooksCommand::Delete {
+            account,
+            webhook_id,
+        } => {
+            require_account(store, account).await?;
+            if !store
+                .integrations()
+                .delete_webhook(account, webhook_id)
+                .await?
+            {
+                anyhow::bail!("webhook {webhook_id:?} not found for account {account}");
+            }
+            println!("webhook {webhook_id} deleted");
         }
     }
     Ok(ExitCode::SUCCESS)

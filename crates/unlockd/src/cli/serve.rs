@@ -13,6 +13,7 @@ use crate::domain::keys::{self, KeyPrefix};
 use crate::domain::ledger::BucketKind;
 use crate::domain::Pricing;
 use crate::engine::maintenance::{self, MaintenanceConfig};
+use crate::engine::webhooks::WebhookConfig;
 use crate::engine::EngineConfig;
 use crate::signals::TaskSignals;
 use crate::store::{DynStore, Grant};
@@ -37,6 +38,14 @@ pub struct WorkerArgs {
     /// Seconds between upkeep rounds (bucket expiry, pruning).
     #[arg(long, env = "UNLOCKD_MAINTENANCE_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     maintenance_interval_seconds: u64,
+    /// Let webhook targets resolve to private, loopback, link-local or unspecified
+    /// addresses (refused by default, at registration and at every send).
+    #[arg(long, env = "UNLOCKD_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// Milliseconds before the first retry of a failed webhook delivery (doubled per
+    /// attempt, up to an hour; retries stop a day after the event).
+    #[arg(long, env = "UNLOCKD_WEBHOOK_FIRST_RETRY_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    webhook_first_retry_ms: u64,
 }
 
 impl WorkerArgs {
@@ -47,6 +56,14 @@ impl WorkerArgs {
             max_attempts: self.max_attempts,
             lookups_per_second: self.lookups_per_second,
             ..EngineConfig::default()
+        }
+    }
+
+    fn webhook_config(&self) -> WebhookConfig {
+        WebhookConfig {
+            allow_private: self.webhooks_allow_private,
+            first_retry: Duration::from_millis(self.webhook_first_retry_ms),
+            ..WebhookConfig::default()
         }
     }
 
@@ -199,6 +216,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
         trust_forwarded_for: args.trust_forwarded_for,
         http: args.http_limits(),
+        webhooks: args.worker.webhook_config(),
     };
     let server = app::start(config, store, cli.clock(), shutdown_on_signals())
         .await
@@ -253,8 +271,23 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { store.relay_changes(signals, shutdown).await })
     };
     // A worker process serves no HTTP; its counters show in its logs, not on /metrics.
-    let engine = app::engine(store, signals, args.engine_config(), Default::default());
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let engine = app::engine(
+        store.clone(),
+        signals,
+        args.engine_config(),
+        metrics.clone(),
+    );
+    let webhooks = tokio::spawn(crate::engine::webhooks::run(
+        store,
+        cli.clock(),
+        args.webhook_config(),
+        engine.worker_id().to_string(),
+        metrics,
+        shutdown.clone(),
+    ));
     engine.run(shutdown).await;
+    webhooks.await?;
     relay.await?;
     upkeep.await?;
     Ok(ExitCode::SUCCESS)

@@ -32,6 +32,8 @@ pub struct MaintenanceReport {
     pub credits_expired: i64,
     pub tasks_pruned: i64,
     pub idempotency_keys_pruned: i64,
+    /// Finished webhook deliveries older than the retention.
+    pub webhook_deliveries_pruned: i64,
 }
 
 /// One round of upkeep.
@@ -57,10 +59,22 @@ pub async fn run_once(
     // Idempotency keys are answered for 24 hours, then forgotten.
     let keys_before = clock.now_ms() - crate::store::integrators::IDEMPOTENCY_KEY_TTL_MS;
     let idempotency_keys_pruned = store.prune_idempotency_keys(keys_before).await?;
+    let mut webhook_deliveries_pruned = 0;
+    loop {
+        let pruned = store
+            .integrations()
+            .prune_webhook_deliveries(before, config.prune_batch)
+            .await?;
+        webhook_deliveries_pruned += pruned;
+        if pruned < config.prune_batch {
+            break;
+        }
+    }
     Ok(MaintenanceReport {
         credits_expired,
         tasks_pruned,
         idempotency_keys_pruned,
+        webhook_deliveries_pruned,
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod maintenance;
 pub mod source;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

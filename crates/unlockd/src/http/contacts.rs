@@ -459,7 +459,7 @@ pub(super) fn parse_wait(raw: Option<&str>) -> ApiResult<Option<Duration>> {
     }
 }
 
-pub(super) fn task_body(view: TaskView) -> UnlockTask {
+pub fn task_body(view: TaskView) -> UnlockTask {
     let mut summary = TaskSummary {
         total: view.items.len() as u32,
         ..TaskSummary::default()

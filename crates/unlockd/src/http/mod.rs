@@ -15,10 +15,12 @@ pub mod integrators;
 pub mod openapi;
 mod ops;
 mod personnel;
+mod progress;
 pub mod rate_limit;
 pub use admin::MIN_TOKEN_CHARS as MIN_ADMIN_TOKEN_CHARS;
 pub use console::CONTENT_SECURITY_POLICY;
 pub mod server;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,7 +40,9 @@ use crate::store::DynStore;
 use error::{ApiError, REQUEST_ID};
 use rate_limit::RateLimiter;
 
+pub use contacts::task_body;
 pub use server::serve;
+pub use webhooks::MAX_URL_CHARS as MAX_WEBHOOK_URL_CHARS;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -100,6 +104,11 @@ pub struct AppState {
     pub unauthenticated_log: Arc<LogSampler>,
     /// The operator token; `None` turns the operator API off.
     pub admin_token: Option<Arc<str>>,
+    /// Webhook targets may be private addresses (`--webhooks-allow-private`).
+    pub webhooks_allow_private: bool,
+    /// Fires at shutdown: open event streams end (clients resume elsewhere with
+    /// `Last-Event-ID`) instead of holding the drain.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Open long polls per API key.
@@ -200,6 +209,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(exhibitors::routes())
         .merge(actions::routes())
+        .merge(progress::routes())
+        .merge(webhooks::routes())
         .merge(integrators::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -375,7 +386,7 @@ async fn time_limit(
     request: Request,
     next: Next,
 ) -> Response {
-    if is_long_poll(&request) {
+    if is_long_poll(&request) || progress::is_event_stream(request.uri().path()) {
         return next.run(request).await;
     }
     match tokio::time::timeout(limit, next.run(request)).await {

@@ -3,7 +3,10 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, admin, contacts, credits, events, exhibitors, integrators, ops, personnel};
+use super::{
+    actions, admin, contacts, credits, events, exhibitors, integrators, ops, personnel, progress,
+    webhooks,
+};
 
 struct BearerAuth;
 
@@ -45,6 +48,14 @@ impl Modify for BearerAuth {
         contacts::get_email_task,
         contacts::create_phone,
         contacts::get_phone_task,
+        progress::email_events,
+        progress::phone_events,
+        webhooks::create,
+        webhooks::list,
+        webhooks::remove,
+        webhooks::deliveries,
+        webhooks::redeliver,
+        webhooks::rotate_secret,
         personnel::search,
         personnel::list,
         personnel::profile,
@@ -83,6 +94,7 @@ impl Modify for BearerAuth {
         (name = "Credits", description = "Balances"),
         (name = "Actions", description = "Prechecks"),
         (name = "Operations", description = "Health, readiness, this document"),
+        (name = "Webhooks", description = "Signed deliveries of task and credit events [extension]"),
         (name = "Operator", description = "Operator API behind the operator token (extension)"),
     )
 )]
@@ -105,6 +117,20 @@ const EXTENSION_OPERATIONS: &[(&str, &str)] = &[
     ("/external/contacts/unlock-tasks", "get"),
     ("/external/contacts/unlock-phone-tasks", "get"),
     ("/external/usage", "get"),
+    ("/external/contacts/unlock-tasks/{taskId}/events", "get"),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}/events",
+        "get",
+    ),
+    ("/external/webhooks", "post"),
+    ("/external/webhooks", "get"),
+    ("/external/webhooks/{id}", "delete"),
+    ("/external/webhooks/{id}/deliveries", "get"),
+    (
+        "/external/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+        "post",
+    ),
+    ("/external/webhooks/{id}/rotate-secret", "post"),
 ];
 
 /// Parameters unlockd adds to upstream operations, by path, method and name.
@@ -119,6 +145,12 @@ const EXTENSION_SCHEMAS: &[&str] = &[
     "UnlockTaskPage",
     "UsageGroupRow",
     "UsageReport",
+    "CreateWebhookRequest",
+    "RotateSecretRequest",
+    "WebhookEndpointBody",
+    "WebhookEndpointList",
+    "WebhookDeliveryBody",
+    "WebhookDeliveryList",
 ];
 
 /// Marks what unlockd adds to the upstream contract with `x-unlockd-extension: true`.
@@ -189,6 +221,26 @@ const PAGE_MAX: u64 = 1_000_000;
 
 /// Every limit the server enforces on a parameter, by path and parameter name.
 const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
+    (
+        "/external/contacts/unlock-tasks/{taskId}/events",
+        "taskId",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}/events",
+        "taskId",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/webhooks/{id}/deliveries",
+        "id",
+        Limit::RequiredText(64),
+    ),
+    (
+        "/external/webhooks/{id}/deliveries",
+        "limit",
+        Limit::Int(1, super::webhooks::MAX_DELIVERIES as u64),
+    ),
     (
         "/external/contacts/search",
         "company_name",

@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod event_search;
+pub mod integrations;
 pub mod integrators;
 pub mod invariants;
 mod operator;
@@ -684,6 +685,9 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks still kept (finished ones until they are pruned), counted by
     /// `(kind, status)`, for the operator's view of the queue.
     async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
+
+    /// Live progress and webhooks (`store::integrations`).
+    fn integrations(&self) -> &dyn integrations::Integrations;
 }
 
 /// The statement both backends run for [`Store::task_counts`].

@@ -91,8 +91,14 @@ macro_rules! operator_actions {
             .bind(bucket_id)
             .bind(grant.amount)
             .bind(at)
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+            // The balance may be back over a `credits.low` threshold.
+            sqlx::query($crate::store::settlement::REARM_LOW_BALANCE)
+                .bind(&grant.account_id)
+                .bind(at)
+                .execute(conn)
+                .await?;
             Ok(())
         }
 

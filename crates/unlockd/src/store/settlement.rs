@@ -20,6 +20,75 @@ pub(crate) const FINISH_TASK: &str =
      lease_owner = NULL, lease_expires_at = NULL WHERE id = $3";
 /// Records that a task moved.
 pub(crate) const TOUCH_TASK: &str = "UPDATE tasks SET updated_at = $1 WHERE id = $2";
+/// Numbers this settlement (the task's next round) on the items it settled, so progress
+/// events come out in settlement order and can be resumed.
+pub(crate) const NUMBER_SETTLED: &str = "UPDATE task_items SET settle_round = \
+         (SELECT COALESCE(MAX(settle_round), 0) + 1 FROM task_items WHERE task_id = $1) \
+     WHERE task_id = $1 AND settle_round IS NULL AND status IN ('unlocked', 'failed')";
+/// The outbox: one delivery per live endpoint of the task's account that takes this event
+/// type ($2), due at once. The id is stable, so the event is enqueued at most once.
+pub(crate) const ENQUEUE_TASK_WEBHOOKS: &str =
+    "INSERT INTO webhook_deliveries \
+         (id, endpoint_id, account_id, event_type, task_id, task_kind, status, attempts, \
+          next_attempt_at, retry_from, created_at) \
+     SELECT 'msg_' || e.id || '_' || t.id, e.id, e.account_id, $2, t.id, t.kind, 'pending', 0, $3, $3, $3 \
+     FROM tasks t JOIN webhook_endpoints e ON e.account_id = t.account_id \
+     WHERE t.id = $1 AND e.deleted_at IS NULL \
+       AND (' ' || e.events || ' ') LIKE ('% ' || $2 || ' %') \
+     ON CONFLICT (id) DO NOTHING";
+
+/// A value bound to a shared statement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SharedBind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Endpoints of account $1 watching `credits.low` whose threshold the balance is under.
+macro_rules! low_balance_endpoints {
+    () => {
+        "FROM webhook_endpoints e WHERE e.account_id = $1 AND e.deleted_at IS NULL \
+           AND e.low_balance_threshold IS NOT NULL AND e.low_balance_armed = 1 \
+           AND (' ' || e.events || ' ') LIKE '% credits.low %' \
+           AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = $1) \
+               < e.low_balance_threshold"
+    };
+}
+
+/// `credits.low` fires once per crossing: an endpoint is armed while the balance is at or
+/// over its threshold, fires and disarms when it falls under.
+pub(crate) const ENQUEUE_LOW_BALANCE: &str = concat!(
+    "INSERT INTO webhook_deliveries \
+         (id, endpoint_id, account_id, event_type, data, status, attempts, next_attempt_at, \
+          retry_from, created_at) \
+     SELECT 'msg_' || e.id || '_low_' || $2, e.id, e.account_id, 'credits.low', \
+            '{\"availableCredits\":' || \
+              (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = $1) || \
+              ',\"threshold\":' || e.low_balance_threshold || '}', \
+            'pending', 0, $2, $2, $2 ",
+    low_balance_endpoints!(),
+    " ON CONFLICT (id) DO NOTHING"
+);
+/// Disarms the endpoints `ENQUEUE_LOW_BALANCE` just fired for ($2 unused but bound).
+pub(crate) const DISARM_LOW_BALANCE: &str = concat!(
+    "UPDATE webhook_endpoints SET low_balance_armed = 0 WHERE $2 >= 0 AND id IN (SELECT e.id ",
+    low_balance_endpoints!(),
+    ")"
+);
+/// Re-arms the endpoints whose threshold the balance is back at or over.
+pub(crate) const REARM_LOW_BALANCE: &str =
+    "UPDATE webhook_endpoints SET low_balance_armed = 1 \
+     WHERE account_id = $1 AND $2 >= 0 AND low_balance_armed = 0 AND low_balance_threshold IS NOT NULL \
+       AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = $1) \
+           >= low_balance_threshold";
+
+/// The webhook event type of a task that ended as `status`.
+pub(crate) fn task_event_type(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Failed => "unlock_task.failed",
+        _ => "unlock_task.completed",
+    }
+}
 
 /// The task whose items are settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +129,13 @@ pub(crate) trait SettlementStatements: Send {
         now: i64,
         finished: Option<TaskStatus>,
     ) -> StoreResult<()>;
+    /// Runs one of the statements written once for both dialects (this module's
+    /// constants); returns the rows it changed.
+    async fn execute_shared(
+        &mut self,
+        sql: &'static str,
+        binds: &[SharedBind<'_>],
+    ) -> StoreResult<u64>;
 }
 
 /// Settles the reported items; the task ends as `finish_as` when nothing is left.
@@ -79,9 +155,27 @@ where
     let plan = plan_settlement(task.kind, &facts, outcomes);
     if !plan.items.is_empty() {
         conn.write_settlement(&task, now, &plan).await?;
+        conn.execute_shared(NUMBER_SETTLED, &[SharedBind::Text(task_id)])
+            .await?;
     }
     let finished = (conn.open_items(task_id).await? == 0).then_some(finish_as);
     conn.mark_task(task_id, now, finished).await?;
+    if let Some(status) = finished {
+        let event_type = task_event_type(status);
+        let binds = [
+            SharedBind::Text(task_id),
+            SharedBind::Text(event_type),
+            SharedBind::Int(now),
+        ];
+        conn.execute_shared(ENQUEUE_TASK_WEBHOOKS, &binds).await?;
+    }
+    if !plan.items.is_empty() {
+        // Releases raise the balance, holds taken since the last settlement lowered it.
+        let binds = [SharedBind::Text(&task.account_id), SharedBind::Int(now)];
+        conn.execute_shared(REARM_LOW_BALANCE, &binds).await?;
+        conn.execute_shared(ENQUEUE_LOW_BALANCE, &binds).await?;
+        conn.execute_shared(DISARM_LOW_BALANCE, &binds).await?;
+    }
     Ok(SettleReport {
         settled: plan.items.len(),
         finished,

@@ -45,6 +45,8 @@ pub struct Options {
     pub http: unlockd::http::HttpLimits,
     /// The operator token (`--admin-token`); `None` keeps the operator API off.
     pub admin_token: Option<String>,
+    /// The webhook sender (runs with `worker`) and target checks.
+    pub webhooks: unlockd::engine::webhooks::WebhookConfig,
 }
 
 /// The PostgreSQL server the tests run on, if any.
@@ -377,6 +379,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         long_poll_recheck: Duration::from_millis(200),
         http: options.http,
         admin_token: options.admin_token,
+        webhooks: options.webhooks,
         ..ServerConfig::default()
     };
     let server = app::start(

@@ -198,6 +198,10 @@ use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
 impl Store for PgStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         // The migrator takes an advisory lock: several processes may start at once.
         MIGRATOR.run(&self.pool).await?;
@@ -529,6 +533,12 @@ impl Store for PgStore {
                 grant.account_id
             )));
         }
+        // The balance may be back over a `credits.low` threshold.
+        sqlx::query(crate::store::settlement::REARM_LOW_BALANCE)
+            .bind(&grant.account_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(bucket_id)
     }
 
@@ -854,3 +864,5 @@ mod tests {
         assert!(split_pool_size("postgres://u@h/db?pool_size=0").is_err());
     }
 }
+
+crate::store::integrations::integrations_impl!(PgStore, pool, pool);

@@ -649,4 +649,19 @@ impl SettlementStatements for PgConnection {
         }
         Ok(())
     }
+
+    async fn execute_shared(
+        &mut self,
+        sql: &'static str,
+        binds: &[settlement::SharedBind<'_>],
+    ) -> StoreResult<u64> {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = match *bind {
+                settlement::SharedBind::Text(text) => query.bind(text),
+                settlement::SharedBind::Int(value) => query.bind(value),
+            };
+        }
+        Ok(query.execute(&mut *self).await?.rows_affected())
+    }
 }

@@ -126,6 +126,10 @@ use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())
@@ -489,6 +493,12 @@ impl Store for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // The balance may be back over a `credits.low` threshold.
+        sqlx::query(crate::store::settlement::REARM_LOW_BALANCE)
+            .bind(&grant.account_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(bucket_id)
     }
@@ -782,3 +792,5 @@ impl Store for SqliteStore {
             .await?)
     }
 }
+
+crate::store::integrations::integrations_impl!(SqliteStore, reader, writer);
