@@ -99,7 +99,7 @@ async function openAccount(accountId) {
   $("account-panel").hidden = false;
   $("account-title").textContent = account ? `Account: ${account.name}` : "Account";
   $("account-id").textContent = accountId;
-  await loadKeys();
+  await Promise.all([loadKeys(), loadUsage()]);
   $("grant-amount").focus();
 }
 
@@ -110,6 +110,20 @@ async function loadKeys() {
     el("span", { class: "muted", text: k.revokedAt ? `revoked ${new Date(k.revokedAt).toLocaleString()}` : `created ${new Date(k.createdAt).toLocaleString()}` }),
     k.revokedAt ? null : el("button", { type: "button", class: "quiet", onclick: () => guarded(() => revoke(k.keyId)) }, "Revoke"),
   )) : [el("li", { class: "muted", text: "No keys." })]));
+}
+
+async function loadUsage() {
+  const report = await api(`/accounts/${encodeURIComponent(state.account)}/usage?group_by=day`);
+  const row = (r, label) => el("tr", {},
+    el("td", { class: "mono", text: label }),
+    el("td", { class: "num", text: credits(r.creditsCharged) }),
+    el("td", { class: "num", text: credits(r.creditsReleased) }),
+    el("td", { class: "num", text: credits(r.contactsUnlocked) }),
+    el("td", { class: "num", text: credits(r.tasksCreated) }),
+  );
+  $("usage-body").replaceChildren(...(report.rows.length
+    ? [...report.rows.map((r) => row(r, r.group)), row(report.totals, "Total")]
+    : [el("tr", {}, el("td", { colspan: "5", class: "muted", text: "No usage in the last 30 days." }))]));
 }
 
 function showSecret(key) {

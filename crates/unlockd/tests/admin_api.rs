@@ -325,6 +325,48 @@ async fn queue_state_counts_live_tasks_and_held_credits() {
 }
 
 #[tokio::test]
+async fn an_accounts_usage_reads_as_the_account_sees_it() {
+    let app = app_with_token().await;
+    let (account, key) = app.account(100).await;
+    let (_other, other_key) = app.account(100).await;
+    // 789 and 790 have emails, 791 has none: 30 charged, 15 released.
+    let (status, body) = app.unlock_ids(&key, &["789", "790", "791"]).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app.unlock_ids(&other_key, &["789"]).await;
+    assert_eq!(status, 201, "{body}");
+    app.drain().await;
+
+    let path = format!("/admin/api/accounts/{account}/usage?group_by=kind");
+    let (status, usage) = admin_get(&app, &path).await;
+    assert_eq!(status, 200, "{usage}");
+    let (_, own) = app.get(&key, "/external/usage?group_by=kind").await;
+    assert_eq!(
+        usage["rows"], own["rows"],
+        "the operator sees what the account sees"
+    );
+    assert_eq!(usage["totals"]["creditsCharged"], 30, "{usage}");
+    assert_eq!(usage["totals"]["creditsReleased"], 15, "{usage}");
+    assert_eq!(usage["totals"]["contactsUnlocked"], 2, "{usage}");
+    assert_eq!(usage["totals"]["tasksCreated"], 1, "{usage}");
+
+    let (status, body) = admin_get(&app, "/admin/api/accounts/nobody/usage").await;
+    assert_envelope(status, &body, "ACCOUNT_NOT_FOUND", &[]);
+    let (status, body) = admin_get(
+        &app,
+        &format!("/admin/api/accounts/{account}/usage?group_by=week"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("group_by"),
+        "{body}"
+    );
+    // A customer key cannot read it, not even for its own account.
+    let (status, _) = call(&app, reqwest::Method::GET, Some(&key), &path, None).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
 async fn the_console_pages_carry_a_strict_content_security_policy() {
     let app = app_with_token().await;
     for path in [

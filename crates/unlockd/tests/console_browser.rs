@@ -511,6 +511,10 @@ async fn an_operator_creates_an_account_grants_credits_and_issues_a_key_that_sig
         t.contains("Browser Co")
     })
     .await;
+    b.wait_text("#usage-body", "to show the account's (empty) usage", |t| {
+        t.contains("No usage in the last 30 days")
+    })
+    .await;
 
     b.type_into("#grant-amount", "500").await;
     b.click("#grant").await;

@@ -195,6 +195,11 @@ fn every_endpoint_is_described_with_its_errors() {
             "get",
             &[200, 401, 403, 404, 429, 503][..],
         ),
+        (
+            "/admin/api/accounts/{accountId}/usage",
+            "get",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let described: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.0).collect();

@@ -51,6 +51,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/api/keys/{keyId}", delete(revoke_key))
         .route("/admin/api/ledger/verify", get(verify_ledger))
         .route("/admin/api/queue", get(queue))
+        .route("/admin/api/accounts/{accountId}/usage", get(account_usage))
         .route_layer(middleware::from_fn_with_state(state, authenticate_operator))
 }
 
@@ -755,4 +756,35 @@ mod tests {
         assert_eq!(ok.kind, BucketKind::Addon);
         assert!(ok.expires_at.is_some());
     }
+}
+
+#[utoipa::path(
+    get, path = "/admin/api/accounts/{accountId}/usage", tag = "Operator",
+    description = "One account's usage from the ledger, as the account itself sees it at `GET /external/usage`.",
+    params(
+        ("accountId" = String, Path, description = "The account's id"),
+        ("from" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD (UTC midnight), inclusive; default 30 days before `to`"),
+        ("to" = Option<String>, Query, description = "RFC 3339 (exclusive) or YYYY-MM-DD (through the end of that day); default now. At most 366 days after `from`"),
+        ("group_by" = Option<String>, Query, description = "day (default), kind or call_source"),
+    ),
+    responses(
+        (status = 200, description = "Usage rows and their totals", body = unlockd_api::UsageReport),
+        (status = 400, description = "VALIDATION_ERROR naming the parameter", body = unlockd_api::ApiError),
+        (status = 401, description = "INVALID_ADMIN_TOKEN", body = unlockd_api::ApiError),
+        (status = 403, description = "ADMIN_TOKEN_REQUIRED: a customer API key was sent", body = unlockd_api::ApiError),
+        (status = 404, description = "ACCOUNT_NOT_FOUND or ADMIN_API_DISABLED", body = unlockd_api::ApiError),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = unlockd_api::ApiError),
+    ),
+    security(("adminToken" = []))
+)]
+pub(super) async fn account_usage(
+    State(state): State<AppState>,
+    Path(account_id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> ApiResult<Json<unlockd_api::UsageReport>> {
+    require_account(&state, &account_id).await?;
+    Ok(Json(
+        super::integrators::account_usage(&state, &account_id, query.as_deref()).await?,
+    ))
 }

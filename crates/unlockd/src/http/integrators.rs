@@ -279,7 +279,19 @@ pub(super) async fn usage(
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<UsageReport>> {
-    let q = QueryParams::parse(query.as_deref());
+    Ok(Json(
+        account_usage(&state, &principal.account_id, query.as_deref()).await?,
+    ))
+}
+
+/// One account's usage report for a `from`/`to`/`group_by` query string; the customer's
+/// `/external/usage` and the operator's `/admin/api/accounts/{id}/usage` read alike.
+pub(super) async fn account_usage(
+    state: &AppState,
+    account_id: &str,
+    query: Option<&str>,
+) -> ApiResult<UsageReport> {
+    let q = QueryParams::parse(query);
     let group_by = match q.raw("group_by").filter(|v| !v.is_empty()) {
         None => UsageGroup::Day,
         Some(v) => UsageGroup::parse(v).ok_or_else(|| {
@@ -293,6 +305,6 @@ pub(super) async fn usage(
         to_ms,
         group_by,
     };
-    let rows = state.store.usage(&principal.account_id, query).await?;
-    Ok(Json(usage_report(query, rows)))
+    let rows = state.store.usage(account_id, query).await?;
+    Ok(usage_report(query, rows))
 }

@@ -83,6 +83,7 @@ impl Modify for BearerAuth {
         admin::grant,
         admin::verify_ledger,
         admin::queue,
+        admin::account_usage,
     ),
     components(schemas(unlockd_api::ApiError)),
     modifiers(&BearerAuth),
@@ -157,7 +158,10 @@ const EXTENSION_SCHEMAS: &[&str] = &[
 fn mark_extensions(doc: &mut serde_json::Value) {
     // Every operation of the operator API is an extension.
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for (_, item) in paths.iter_mut().filter(|(path, _)| path.starts_with("/admin/")) {
+        for (_, item) in paths
+            .iter_mut()
+            .filter(|(path, _)| path.starts_with("/admin/"))
+        {
             if let Some(operations) = item.as_object_mut() {
                 for operation in operations.values_mut().filter(|o| o.is_object()) {
                     operation["x-unlockd-extension"] = true.into();
@@ -439,6 +443,26 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         Limit::PersonnelId,
     ),
     ("/admin/api/keys/{keyId}", "keyId", Limit::PersonnelId),
+    (
+        "/admin/api/accounts/{accountId}/usage",
+        "accountId",
+        Limit::PersonnelId,
+    ),
+    (
+        "/admin/api/accounts/{accountId}/usage",
+        "from",
+        Limit::Instant,
+    ),
+    (
+        "/admin/api/accounts/{accountId}/usage",
+        "to",
+        Limit::Instant,
+    ),
+    (
+        "/admin/api/accounts/{accountId}/usage",
+        "group_by",
+        Limit::OneOf(&["day", "kind", "call_source"]),
+    ),
 ];
 
 fn limit_schema(limit: &Limit) -> serde_json::Value {
