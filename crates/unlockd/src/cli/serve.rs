@@ -37,17 +37,26 @@ pub struct WorkerArgs {
     /// Seconds between upkeep rounds (bucket expiry, pruning).
     #[arg(long, env = "UNLOCKD_MAINTENANCE_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     maintenance_interval_seconds: u64,
+    /// Contact sources file (TOML): HTTP providers tried after the catalog. Without it,
+    /// only the catalog's contacts are delivered.
+    #[arg(long, env = "UNLOCKD_SOURCES")]
+    sources: Option<std::path::PathBuf>,
 }
 
 impl WorkerArgs {
-    fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
+    fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let sources = match &self.sources {
+            Some(path) => Some(std::sync::Arc::new(super::sources::load(path)?)),
+            None => None,
+        };
+        Ok(EngineConfig {
             lease: Duration::from_secs(self.lease_seconds),
             concurrency: self.worker_concurrency as usize,
             max_attempts: self.max_attempts,
             lookups_per_second: self.lookups_per_second,
+            sources,
             ..EngineConfig::default()
-        }
+        })
     }
 
     fn maintenance_config(&self) -> MaintenanceConfig {
@@ -157,6 +166,8 @@ fn shutdown_on_signals() -> CancellationToken {
 }
 
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // The sources file is checked before anything else starts.
+    let engine = args.worker.engine_config()?;
     let store = cli.open_store().await?;
     let demo_key = if args.demo {
         Some(prepare_demo(&store).await?)
@@ -172,7 +183,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
         key_rate_limit: args.rate_limit_per_minute,
         ip_rate_limit: args.ip_rate_limit_per_minute,
-        engine: args.worker.engine_config(),
+        engine,
         maintenance: args.worker.maintenance_config(),
         long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
         trust_forwarded_for: args.trust_forwarded_for,
@@ -214,6 +225,7 @@ fn listen_error(listen: &str, error: anyhow::Error) -> anyhow::Error {
 }
 
 pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let engine_config = args.engine_config()?;
     let store = cli.open_store().await?;
     let shutdown = shutdown_on_signals();
     let upkeep = tokio::spawn(maintenance::run(
@@ -230,7 +242,7 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { store.relay_changes(signals, shutdown).await })
     };
     // A worker process serves no HTTP; its counters show in its logs, not on /metrics.
-    let engine = app::engine(store, signals, args.engine_config(), Default::default());
+    let engine = app::engine(store, signals, engine_config, Default::default())?;
     engine.run(shutdown).await;
     relay.await?;
     upkeep.await?;
