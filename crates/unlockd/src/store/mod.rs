@@ -8,6 +8,7 @@ mod operator;
 pub mod postgres;
 mod rows;
 mod settlement;
+pub mod sources;
 pub mod sqlite;
 mod verify;
 
@@ -445,6 +446,31 @@ pub trait Store: Send + Sync + 'static {
         personnel_ids: &[String],
         kind: ContactKind,
     ) -> StoreResult<std::collections::HashMap<String, Option<String>>>;
+
+    // Contact sources (see `sources`).
+    /// What providers can be asked with, for the people still in the catalog.
+    async fn person_fields(
+        &self,
+        personnel_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, sources::PersonFields>>;
+    /// Persists what providers answered, in one transaction: a found contact goes into the
+    /// catalog (with its source and time), a not-found answer is remembered for a while, and
+    /// every request is logged with its cost.
+    async fn record_lookups(&self, records: &[sources::LookupRecord]) -> StoreResult<()>;
+    /// For each person, the sources whose not-found answer is still remembered.
+    async fn remembered_not_found(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Vec<String>>>;
+    /// Replaces this worker's latest health report of its sources.
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()>;
+    /// The latest health report of every source in every worker.
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>>;
 
     // Accounts, keys, credits.
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;

@@ -266,7 +266,19 @@ async fn write_personnel(tx: &mut SqliteConnection, chunk: &[PersonRecord]) -> S
             department = excluded.department, seniority_level = excluded.seniority_level, \
             linkedin_url = excluded.linkedin_url, company_name = excluded.company_name, \
             exhibitor_id = excluded.exhibitor_id, source_type = excluded.source_type, \
-            email = excluded.email, phone = excluded.phone, event_tokens = excluded.event_tokens",
+            email = CASE WHEN COALESCE(excluded.email, '') = '' AND personnel.email_source IS NOT NULL \
+                THEN personnel.email ELSE excluded.email END, \
+            email_source = CASE WHEN COALESCE(excluded.email, '') = '' OR excluded.email = personnel.email \
+                THEN personnel.email_source END, \
+            email_found_at = CASE WHEN COALESCE(excluded.email, '') = '' OR excluded.email = personnel.email \
+                THEN personnel.email_found_at END, \
+            phone = CASE WHEN COALESCE(excluded.phone, '') = '' AND personnel.phone_source IS NOT NULL \
+                THEN personnel.phone ELSE excluded.phone END, \
+            phone_source = CASE WHEN COALESCE(excluded.phone, '') = '' OR excluded.phone = personnel.phone \
+                THEN personnel.phone_source END, \
+            phone_found_at = CASE WHEN COALESCE(excluded.phone, '') = '' OR excluded.phone = personnel.phone \
+                THEN personnel.phone_found_at END, \
+            event_tokens = excluded.event_tokens",
     )
     .bind(&rows_json)
     .execute(&mut *tx)

@@ -242,6 +242,72 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().collect())
     }
 
+    async fn person_fields(
+        &self,
+        personnel_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, sources::PersonFields>> {
+        let sql = format!(
+            "{}p.id IN (SELECT value FROM json_each(?1))",
+            sources::PERSON_FIELDS_SELECT
+        );
+        let rows: Vec<sources::PersonFieldsRow> = sqlx::query_as(&sql)
+            .bind(crate::store::rows::json(&personnel_ids)?)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.id.clone(), row.into()))
+            .collect())
+    }
+
+    async fn record_lookups(&self, records: &[sources::LookupRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = records.to_vec();
+        let now = self.now();
+        // Through the group-committing writer: every lookup of a busy worker writes here.
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move { sources::write_lookups::<Sqlite>(conn, &records, now).await })
+            })
+            .await
+    }
+
+    async fn remembered_not_found(
+        &self,
+        personnel_ids: &[String],
+        kind: ContactKind,
+    ) -> StoreResult<std::collections::HashMap<String, Vec<String>>> {
+        let pairs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT personnel_id, source FROM lookup_not_found \
+             WHERE personnel_id IN (SELECT value FROM json_each(?1)) AND kind = ?2 AND until_ms > ?3",
+        )
+        .bind(crate::store::rows::json(&personnel_ids)?)
+        .bind(kind.as_str())
+        .bind(self.now())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(sources::sources_by_person(pairs))
+    }
+
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sources::write_health::<Sqlite>(&mut tx, worker_id, health, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
+        let mut conn = self.reader.acquire().await?;
+        sources::read_health::<Sqlite>(&mut conn).await
+    }
+
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
         let account = AccountInfo {
             id: uuid::Uuid::now_v7().to_string(),

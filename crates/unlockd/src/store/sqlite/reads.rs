@@ -296,6 +296,11 @@ pub(super) async fn prune_finished_tasks(
         .bind(&ids_json)
         .execute(&mut *tx)
         .await?;
+    // Not-found answers past their time go with the same upkeep.
+    sqlx::query(crate::store::sources::FORGET_EXPIRED_NOT_FOUND)
+        .bind(store.now())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(ids.len() as i64)
 }

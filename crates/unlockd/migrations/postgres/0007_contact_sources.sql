@@ -1,0 +1,45 @@
+-- Contacts found by an enrichment source are written into the catalog, with the source and
+-- the time, before the item that asked settles: a resumed task reads them from the catalog
+-- instead of paying the provider again. NULL source: the contact came with an import.
+ALTER TABLE personnel ADD COLUMN email_source TEXT;
+ALTER TABLE personnel ADD COLUMN email_found_at BIGINT;
+ALTER TABLE personnel ADD COLUMN phone_source TEXT;
+ALTER TABLE personnel ADD COLUMN phone_found_at BIGINT;
+
+-- A source's "not found" for a person, remembered until `until_ms` so the provider is not
+-- asked again for the same person every minute.
+CREATE TABLE lookup_not_found (
+    personnel_id TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    until_ms     BIGINT NOT NULL,
+    PRIMARY KEY (personnel_id, kind, source)
+);
+
+-- Every request made to a provider, with what it cost (the operator's accounting).
+CREATE TABLE source_lookups (
+    id           BIGSERIAL PRIMARY KEY,
+    at_ms        BIGINT NOT NULL,
+    source       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    personnel_id TEXT NOT NULL,
+    task_id      TEXT,
+    outcome      TEXT NOT NULL,   -- found | not_found | failed
+    cost_micros  BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX source_lookups_by_time ON source_lookups (at_ms);
+CREATE INDEX source_lookups_by_task ON source_lookups (task_id);
+
+-- The last health report of each source in each worker process, so an operator can see
+-- the breakers of a whole deployment from any process.
+CREATE TABLE source_health (
+    worker_id      TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    breaker        TEXT NOT NULL,
+    requests       BIGINT NOT NULL,
+    failures       BIGINT NOT NULL,
+    cost_micros    BIGINT NOT NULL,
+    last_error     TEXT,
+    reported_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (worker_id, source)
+);
