@@ -560,7 +560,7 @@ impl Engine {
 #[derive(Default)]
 struct Ready {
     outcomes: Vec<(i64, LookupOutcome)>,
-    records: Vec<crate::store::LookupRecord>,
+    records: Vec<crate::store::sources::LookupRecord>,
 }
 
 /// A catalog answer that is final (not transient).

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::domain::settle::LookupOutcome;
 use crate::domain::{ContactKind, ContactValue};
 use crate::metrics::Metrics;
-use crate::store::{LookupRecord, LookupRecordOutcome, PersonFields, SourceHealth};
+use crate::store::sources::{LookupRecord, LookupRecordOutcome, PersonFields, SourceHealth};
 pub use config::SourcesConfig;
 use provider::{LogContext, Provider, SourceResult};
 
