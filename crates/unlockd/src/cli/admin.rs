@@ -52,6 +52,21 @@ pub enum AdminCommand {
         after_help = "Example:\n  unlockd admin restore --from /backups/unlockd-2026-11-29.db --database-url sqlite://unlockd.db"
     )]
     Restore(super::backup::RestoreArgs),
+    /// The contact sources of running workers: breaker states and recent error rates.
+    #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd admin sources status")]
+    Sources(SourcesAdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesAdminCommand {
+    /// Each worker's latest report of each source (read from the database).
+    #[command(after_help = "Example:\n  unlockd admin sources status --json")]
+    Status {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,7 +182,8 @@ impl AdminCommand {
             AdminCommand::Ledger(LedgerCommand::Verify)
             | AdminCommand::Keys(KeysCommand::List { .. })
             | AdminCommand::Accounts(AccountsCommand::List { .. })
-            | AdminCommand::Audit { .. } => Access::ReadOnly,
+            | AdminCommand::Audit { .. }
+            | AdminCommand::Sources(SourcesAdminCommand::Status { .. }) => Access::ReadOnly,
             _ if create => Access::Create,
             _ => Access::Existing,
         }
@@ -428,6 +444,9 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
             print_audit(&entries, *json);
         }
         AdminCommand::Backup(_) | AdminCommand::Restore(_) => {}
+        AdminCommand::Sources(SourcesAdminCommand::Status { json }) => {
+            print_source_health(&store.source_health().await?, cli.clock().now_ms(), *json)?;
+        }
         AdminCommand::Ledger(LedgerCommand::Verify) => {
             let problems = store.verify_ledger().await?;
             if problems.is_empty() {
@@ -442,6 +461,67 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_source_health(
+    rows: &[crate::store::sources::SourceHealthRow],
+    now_ms: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let error_rate = |h: &crate::store::sources::SourceHealth| {
+        if h.requests == 0 {
+            0.0
+        } else {
+            h.failures as f64 / h.requests as f64
+        }
+    };
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "worker_id": r.worker_id,
+                    "reported_at": rfc3339(r.reported_at_ms),
+                    "source": r.health.source,
+                    "breaker": r.health.breaker,
+                    "requests": r.health.requests,
+                    "failures": r.health.failures,
+                    "error_rate": error_rate(&r.health),
+                    "last_error": r.health.last_error,
+                    "cost_micros": r.health.cost_micros,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no source health reported (no worker runs with --sources)");
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let h = &r.health;
+            vec![
+                h.source.clone(),
+                h.breaker.clone(),
+                r.worker_id.clone(),
+                format!("{}s ago", (now_ms - r.reported_at_ms).max(0) / 1000),
+                h.requests.to_string(),
+                format!("{:.0}%", error_rate(h) * 100.0),
+                format!("{:.6}", h.cost_micros as f64 / 1_000_000.0),
+                h.last_error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SOURCE", "BREAKER", "WORKER", "REPORTED", "REQUESTS", "ERRORS", "COST", "LAST ERROR",
+        ],
+        &table,
+    );
+    Ok(())
 }
 
 fn print_audit(entries: &[AuditEntry], json: bool) {

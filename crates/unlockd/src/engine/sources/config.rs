@@ -363,6 +363,15 @@ impl SourcesConfig {
                 ));
             }
         }
+        for (key, value) in [
+            ("not_found_ttl", &defaults.not_found_ttl),
+            ("timeout", &defaults.timeout),
+            ("backoff", &defaults.backoff),
+            ("max_backoff", &defaults.max_backoff),
+            ("breaker_cool_down", &defaults.breaker_cool_down),
+        ] {
+            duration(file, None, &format!("defaults.{key}"), value, Duration::ZERO)?;
+        }
         let patience = duration(
             file,
             None,
