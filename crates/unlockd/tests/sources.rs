@@ -126,17 +126,27 @@ async fn start_provider() -> TestProvider {
 
 /// A sources file over the test provider; `extra` is added to [defaults].
 fn config(provider: &str, extra: &str, waterfall: &str) -> SourcesConfig {
+    let base = [
+        "timeout = \"300ms\"",
+        "attempts = 2",
+        "backoff = \"20ms\"",
+        "max_backoff = \"2s\"",
+        "breaker_failures = 50",
+        "breaker_cool_down = \"300ms\"",
+        "patience = \"30s\"",
+    ];
+    let key_of = |line: &str| line.split('=').next().unwrap_or_default().trim().to_string();
+    let overridden: Vec<String> = extra.lines().map(key_of).collect();
+    let mut defaults: Vec<&str> = base
+        .into_iter()
+        .filter(|line| !overridden.contains(&key_of(line)))
+        .collect();
+    defaults.extend(extra.lines());
+    let defaults = defaults.join("\n");
     let text = format!(
         r#"
 [defaults]
-timeout = "300ms"
-attempts = 2
-backoff = "20ms"
-max_backoff = "2s"
-breaker_failures = 50
-breaker_cool_down = "300ms"
-patience = "30s"
-{extra}
+{defaults}
 
 [[source]]
 name = "a"
@@ -174,6 +184,15 @@ email = {waterfall}
 }
 
 async fn app_with(config: SourcesConfig, people: &[&str]) -> TestApp {
+    app_with_exhibitor(config, people, None).await
+}
+
+/// `website`: the people work for an exhibitor with this website (their company domain).
+async fn app_with_exhibitor(
+    config: SourcesConfig,
+    people: &[&str],
+    website: Option<&str>,
+) -> TestApp {
     let app = spawn_app_with(Options {
         engine: EngineConfig {
             sources: Some(Arc::new(config)),
@@ -183,9 +202,28 @@ async fn app_with(config: SourcesConfig, people: &[&str]) -> TestApp {
         ..Options::default()
     })
     .await;
+    if let Some(website) = website {
+        app.store
+            .import_exhibitors(
+                &[unlockd::catalog::ExhibitorRecord {
+                    id: "x1".into(),
+                    event_id: "1001".into(),
+                    company_name: Some("Acme".into()),
+                    website: Some(website.into()),
+                    country: None,
+                }],
+                &|_| {},
+            )
+            .await
+            .expect("exhibitor");
+    }
     let records: Vec<_> = people
         .iter()
-        .map(|id| common::person(id, &["1001"], None))
+        .map(|id| {
+            let mut person = common::person(id, &["1001"], None);
+            person.exhibitor_id = website.map(|_| "x1".to_string());
+            person
+        })
         .collect();
     app.store
         .import_personnel(&records, &|_| {})
@@ -514,10 +552,19 @@ async fn the_stand_in_provider_end_to_end() {
     let config = SourcesConfig::parse("sources.demo.toml", &text, &|_| None).unwrap();
     let ids: Vec<String> = (0..40).map(|i| format!("bulk-{i}")).collect();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let app = app_with(config, &id_refs).await;
+    let app = app_with_exhibitor(config, &id_refs, Some("https://www.acme-x.example/")).await;
     let (_, key) = app.account(10_000).await;
     let task = unlock_and_work(&app, &key, &id_refs).await;
     let states = item_states(&task);
+    let sample = app
+        .store
+        .contacts_of(&id_refs.iter().map(|s| s.to_string()).collect::<Vec<_>>(), ContactKind::Email)
+        .await
+        .unwrap();
+    assert!(
+        sample.values().flatten().all(|e| e.ends_with("@acme-x.example")),
+        "the company domain comes from the exhibitor's website: {sample:?}"
+    );
     let found = states.values().filter(|s| **s == unlocked()).count();
     assert!(found > 10 && found < 40, "{found} found");
     for (id, state) in &states {
