@@ -72,6 +72,23 @@ impl Default for Metrics {
                 "Items of live tasks not yet settled."
             );
             describe_gauge!("unlockd_credits_held", "Credits held by open unlock tasks.");
+            describe_counter!(
+                "unlockd_source_requests_total",
+                "Requests to contact sources (enrichment providers), by source and outcome."
+            );
+            describe_histogram!(
+                "unlockd_source_request_duration_seconds",
+                Unit::Seconds,
+                "Time a contact source took to answer, by source."
+            );
+            describe_gauge!(
+                "unlockd_source_breaker_state",
+                "A contact source's circuit breaker: 0 closed, 1 half-open, 2 open."
+            );
+            describe_counter!(
+                "unlockd_source_cost_micros_total",
+                "What the requests to a contact source cost, in millionths of the provider's currency."
+            );
             // Every counter series exists from the start, at 0, so rates work from the
             // first scrape.
             for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
