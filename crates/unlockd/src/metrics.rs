@@ -184,7 +184,9 @@ impl Metrics {
     /// A source's breaker: 0 closed, 1 half-open, 2 open.
     pub fn source_breaker(&self, source: &str, state: f64) {
         let source = source.to_string();
-        self.with(|| metrics::gauge!("unlockd_source_breaker_state", "source" => source).set(state));
+        self.with(|| {
+            metrics::gauge!("unlockd_source_breaker_state", "source" => source).set(state)
+        });
     }
 
     /// What the provider charges for the requests made, in millionths of its currency.
@@ -192,7 +194,8 @@ impl Metrics {
         let source = source.to_string();
         let micros = u64::try_from(micros).unwrap_or(0);
         self.with(|| {
-            metrics::counter!("unlockd_source_cost_micros_total", "source" => source).increment(micros)
+            metrics::counter!("unlockd_source_cost_micros_total", "source" => source)
+                .increment(micros)
         });
     }
 

@@ -77,7 +77,8 @@ async fn find(
     if state.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
     }
-    let found = |email: String| Json(json!({"data": {"email": email, "status": "valid"}})).into_response();
+    let found =
+        |email: String| Json(json!({"data": {"email": email, "status": "valid"}})).into_response();
     if flavour == "b" {
         return if id.starts_with("nf") {
             StatusCode::NOT_FOUND.into_response()
@@ -88,16 +89,23 @@ async fn find(
     let prefix = id.split('-').next().unwrap_or_default();
     match prefix {
         "found" | "cache" | "wait" | "bulk" => found(format!("{id}@a.example")),
-        "nf" | "fall" => (StatusCode::NOT_FOUND, Json(json!({"error": "no match"}))).into_response(),
+        "nf" | "fall" => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": "no match"}))).into_response()
+        }
         "empty" => Json(json!({"data": {"email": "", "status": "valid"}})).into_response(),
-        "invalid" => Json(json!({"data": {"email": format!("{id}@a.example"), "status": "invalid"}}))
-            .into_response(),
+        "invalid" => {
+            Json(json!({"data": {"email": format!("{id}@a.example"), "status": "invalid"}}))
+                .into_response()
+        }
         "err500" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         "perm" => (StatusCode::FORBIDDEN, "plan does not include this").into_response(),
         "garbage" => (StatusCode::OK, "<html>gateway says hi</html>").into_response(),
-        "r429" if count == 1 => {
-            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
-        }
+        "r429" if count == 1 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
         "r429" => found(format!("{id}@a.example")),
         "slowfirst" | "timeout" => {
             if prefix == "timeout" || count == 1 {
@@ -135,7 +143,13 @@ fn config(provider: &str, extra: &str, waterfall: &str) -> SourcesConfig {
         "breaker_cool_down = \"300ms\"",
         "patience = \"30s\"",
     ];
-    let key_of = |line: &str| line.split('=').next().unwrap_or_default().trim().to_string();
+    let key_of = |line: &str| {
+        line.split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     let overridden: Vec<String> = extra.lines().map(key_of).collect();
     let mut defaults: Vec<&str> = base
         .into_iter()
@@ -290,17 +304,81 @@ async fn found_not_found_and_undeliverable_answers() {
     assert_eq!(app.balance(&key).await["totalBalance"], 1_000 - 2 * 15);
     // The found contact is in the catalog now.
     assert_eq!(
-        app.store.contact_of("found-1", ContactKind::Email).await.unwrap(),
+        app.store
+            .contact_of("found-1", ContactKind::Email)
+            .await
+            .unwrap(),
         Some(Some("found-1@a.example".into()))
     );
     assert!(provider.state.secret_seen.load(Ordering::SeqCst));
+
+    // Per-source metrics on /metrics.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "unlockd_source_requests_total{source=\"a\",outcome=\"found\"} 1",
+        "unlockd_source_requests_total{source=\"a\",outcome=\"not_found\"} 3",
+        "unlockd_source_requests_total{source=\"a\",outcome=\"permanent\"} 1",
+        "unlockd_source_request_duration_seconds_count{source=\"a\"} 5",
+        "unlockd_source_breaker_state{source=\"a\"} 0",
+        "unlockd_source_cost_micros_total{source=\"a\"} 50000",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+
+    // The health report, read back by `admin sources status` from the database.
+    app.server.engine.flush_source_health().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"))
+        .args([
+            "admin",
+            "sources",
+            "status",
+            "--json",
+            "--database-url",
+            &app.dir.url,
+        ])
+        .env_remove("UNLOCKD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["source"] == "a")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(a["breaker"], "closed");
+    assert_eq!(a["requests"], 5);
+    assert_eq!(
+        a["failures"], 0,
+        "a 403 is an answer, not a failure of the source"
+    );
+    assert_eq!(a["cost_micros"], 50_000);
     app.assert_ledger_ok().await;
 }
 
 #[tokio::test]
 async fn transient_failures_are_retried_then_fail_with_provider_error() {
     let provider = start_provider().await;
-    let ids = ["err500-1", "r429-1", "slowfirst-1", "timeout-1", "garbage-1"];
+    let ids = [
+        "err500-1",
+        "r429-1",
+        "slowfirst-1",
+        "timeout-1",
+        "garbage-1",
+    ];
     let app = app_with(config(&provider.url, "", r#"["a"]"#), &ids).await;
     let (_, key) = app.account(1_000).await;
     let started = Instant::now();
@@ -312,7 +390,11 @@ async fn transient_failures_are_retried_then_fail_with_provider_error() {
     assert_eq!(states["timeout-1"], failed("PROVIDER_ERROR"));
     assert_eq!(states["garbage-1"], failed("PROVIDER_ERROR"));
     for id in ids {
-        assert_eq!(provider.requests(&format!("a:{id}")), 2, "{id}: attempts = 2");
+        assert_eq!(
+            provider.requests(&format!("a:{id}")),
+            2,
+            "{id}: attempts = 2"
+        );
     }
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -343,7 +425,10 @@ async fn the_waterfall_falls_through_and_remembers_not_found() {
     assert_eq!(states["fall-1"], unlocked(), "{task}");
     assert_eq!(states["nf-1"], failed("EMAIL_NOT_FOUND"));
     assert_eq!(
-        app.store.contact_of("fall-1", ContactKind::Email).await.unwrap(),
+        app.store
+            .contact_of("fall-1", ContactKind::Email)
+            .await
+            .unwrap(),
         Some(Some("fall-1@b.example".into()))
     );
     assert_eq!(provider.requests("a:fall-1"), 1);
@@ -471,10 +556,16 @@ async fn secrets_and_contacts_stay_out_of_the_logs() {
     assert!(provider.state.secret_seen.load(Ordering::SeqCst));
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("source answered garbage"), "{logs}");
-    assert!(logs.contains("source=a"), "log lines name the source: {logs}");
+    assert!(
+        logs.contains("source=a"),
+        "log lines name the source: {logs}"
+    );
     assert!(logs.contains("task_id="), "and the task: {logs}");
     assert!(!logs.contains(SECRET), "the secret leaked: {logs}");
-    assert!(!logs.contains("found-1@a.example"), "a contact leaked: {logs}");
+    assert!(
+        !logs.contains("found-1@a.example"),
+        "a contact leaked: {logs}"
+    );
     app.assert_ledger_ok().await;
 }
 
@@ -501,7 +592,9 @@ email = ["hunter"]
     let run = |with_secret: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_unlockd"));
         command.args(["sources", "check", "--sources"]).arg(&file);
-        command.env_remove("H7_CHECK_KEY").env_remove("UNLOCKD_SOURCES");
+        command
+            .env_remove("H7_CHECK_KEY")
+            .env_remove("UNLOCKD_SOURCES");
         if with_secret {
             command.env("H7_CHECK_KEY", SECRET);
         }
@@ -512,7 +605,10 @@ email = ["hunter"]
     let stderr = String::from_utf8_lossy(&ok.stderr);
     assert!(ok.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("X-Api-Key: <redacted>"), "{stdout}");
-    assert!(stdout.contains("waterfall email: catalog -> hunter"), "{stdout}");
+    assert!(
+        stdout.contains("waterfall email: catalog -> hunter"),
+        "{stdout}"
+    );
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
     let missing = run(false);
     assert!(!missing.status.success());
@@ -558,11 +654,17 @@ async fn the_stand_in_provider_end_to_end() {
     let states = item_states(&task);
     let sample = app
         .store
-        .contacts_of(&id_refs.iter().map(|s| s.to_string()).collect::<Vec<_>>(), ContactKind::Email)
+        .contacts_of(
+            &id_refs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            ContactKind::Email,
+        )
         .await
         .unwrap();
     assert!(
-        sample.values().flatten().all(|e| e.ends_with("@acme-x.example")),
+        sample
+            .values()
+            .flatten()
+            .all(|e| e.ends_with("@acme-x.example")),
         "the company domain comes from the exhibitor's website: {sample:?}"
     );
     let found = states.values().filter(|s| **s == unlocked()).count();

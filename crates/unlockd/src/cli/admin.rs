@@ -517,7 +517,14 @@ fn print_source_health(
         .collect();
     print_table(
         &[
-            "SOURCE", "BREAKER", "WORKER", "REPORTED", "REQUESTS", "ERRORS", "COST", "LAST ERROR",
+            "SOURCE",
+            "BREAKER",
+            "WORKER",
+            "REPORTED",
+            "REQUESTS",
+            "ERRORS",
+            "COST",
+            "LAST ERROR",
         ],
         &table,
     );

@@ -188,7 +188,11 @@ pub async fn sources(cli: &Cli, command: &SourcesCommand) -> anyhow::Result<Exit
                 },
                 Attempt::Garbage(reason) => format!("garbage: {reason}"),
             };
-            println!("  {} ({}): {said} in {ms} ms", provider.name(), kind.as_str());
+            println!(
+                "  {} ({}): {said} in {ms} ms",
+                provider.name(),
+                kind.as_str()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

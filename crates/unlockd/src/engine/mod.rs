@@ -4,8 +4,8 @@
 
 pub mod maintenance;
 pub mod retry;
-pub mod sources;
 pub mod source;
+pub mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -335,7 +335,13 @@ impl Engine {
                             item_id: item.item_id,
                         };
                         let lookup = providers
-                            .look_up_item(&item.personnel_id, person.as_ref(), &remembered, kind, log)
+                            .look_up_item(
+                                &item.personnel_id,
+                                person.as_ref(),
+                                &remembered,
+                                kind,
+                                log,
+                            )
                             .await;
                         (item.item_id, lookup)
                     });

@@ -152,15 +152,12 @@ impl Template {
                 .unwrap_or(after.len());
             if name_len > 0 && after[name_len..].starts_with('}') {
                 let name = &after[..name_len];
-                let field = PLACEHOLDERS
-                    .iter()
-                    .find(|p| **p == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown placeholder {{{name}}} (known: {})",
-                            PLACEHOLDERS.join(", ")
-                        )
-                    })?;
+                let field = PLACEHOLDERS.iter().find(|p| **p == name).ok_or_else(|| {
+                    format!(
+                        "unknown placeholder {{{name}}} (known: {})",
+                        PLACEHOLDERS.join(", ")
+                    )
+                })?;
                 if !literal.is_empty() {
                     parts.push(Part::Text(std::mem::take(&mut literal)));
                 }
@@ -370,7 +367,13 @@ impl SourcesConfig {
             ("max_backoff", &defaults.max_backoff),
             ("breaker_cool_down", &defaults.breaker_cool_down),
         ] {
-            duration(file, None, &format!("defaults.{key}"), value, Duration::ZERO)?;
+            duration(
+                file,
+                None,
+                &format!("defaults.{key}"),
+                value,
+                Duration::ZERO,
+            )?;
         }
         let patience = duration(
             file,
@@ -617,12 +620,7 @@ fn build_source(
             RawHeader::Literal(v) => (v, false),
             RawHeader::Env(RawEnv { env: var }) => match env(&var) {
                 Some(v) if !v.is_empty() => (v, true),
-                _ => {
-                    return Err(fail(
-                        &key,
-                        format!("environment variable {var} is not set"),
-                    ))
-                }
+                _ => return Err(fail(&key, format!("environment variable {var} is not set"))),
             },
         };
         if reqwest::header::HeaderValue::from_str(&value).is_err() {
@@ -635,7 +633,13 @@ fn build_source(
             secret,
         });
     }
-    let timeout = duration(file, source, "timeout", &raw.timeout, Duration::from_secs(10))?;
+    let timeout = duration(
+        file,
+        source,
+        "timeout",
+        &raw.timeout,
+        Duration::from_secs(10),
+    )?;
     let backoff = duration(
         file,
         source,
@@ -808,7 +812,9 @@ phone = ["pdl"]
             assert!(err.starts_with("sources.toml: "), "{err}");
             assert!(err.contains(expected), "expected {expected:?} in {err}");
         }
-        let unknown = parse(&GOOD.replacen("max_concurrency = 8", "max_concurrency = 8\nretries = 2", 1)).unwrap_err();
+        let unknown =
+            parse(&GOOD.replacen("max_concurrency = 8", "max_concurrency = 8\nretries = 2", 1))
+                .unwrap_err();
         assert!(unknown.contains("retries"), "{unknown}");
     }
 

@@ -141,11 +141,7 @@ async fn find(State(state): State<Arc<ProviderState>>, Query(query): Query<FindQ
         )
             .into_response();
     }
-    let draw: f64 = state
-        .rng
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .random();
+    let draw: f64 = state.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
     let options = &state.options;
     if draw < options.rate_429 {
         let mut response = (

@@ -80,10 +80,11 @@ pub fn http_client(config: &SourcesConfig) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("unlockd/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10));
     if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow::anyhow!("ca_file {}: not a PEM certificate: {e}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            anyhow::anyhow!("ca_file {}: not a PEM certificate: {e}", path.display())
+        })?;
         if certificates.is_empty() {
             anyhow::bail!("ca_file {}: no certificate in it", path.display());
         }
@@ -100,7 +101,13 @@ impl Sources {
         let providers = config
             .sources
             .iter()
-            .map(|source| Arc::new(Provider::new(source.clone(), client.clone(), metrics.clone())))
+            .map(|source| {
+                Arc::new(Provider::new(
+                    source.clone(),
+                    client.clone(),
+                    metrics.clone(),
+                ))
+            })
             .collect();
         Ok(Sources { config, providers })
     }
@@ -155,13 +162,23 @@ impl Sources {
         let mut left: Vec<Arc<Provider>> = Vec::new();
         for provider in self.waterfall(kind) {
             if remembered.iter().any(|r| r == provider.name()) {
-                tracing::debug!(task_id = log.task_id, item_id = log.item_id, source = provider.name(), "not-found remembered; source skipped");
+                tracing::debug!(
+                    task_id = log.task_id,
+                    item_id = log.item_id,
+                    source = provider.name(),
+                    "not-found remembered; source skipped"
+                );
                 continue;
             }
             match person {
                 Some(person) if provider.can_ask_about(person) => left.push(provider),
                 _ => {
-                    tracing::debug!(task_id = log.task_id, item_id = log.item_id, source = provider.name(), "person lacks a field the source needs; skipped")
+                    tracing::debug!(
+                        task_id = log.task_id,
+                        item_id = log.item_id,
+                        source = provider.name(),
+                        "person lacks a field the source needs; skipped"
+                    )
                 }
             }
         }
@@ -182,7 +199,12 @@ impl Sources {
                 };
                 match result {
                     SourceResult::Found(value) => {
-                        tracing::info!(task_id = log.task_id, item_id = log.item_id, source = provider.name(), "contact found");
+                        tracing::info!(
+                            task_id = log.task_id,
+                            item_id = log.item_id,
+                            source = provider.name(),
+                            "contact found"
+                        );
                         records.push(record(LookupRecordOutcome::Found {
                             value: value.clone(),
                         }));

@@ -303,7 +303,12 @@ impl Provider {
 
     /// One request: waits for a concurrency permit (FIFO, shared by every task of the
     /// process) and a rate slot, sends, reads the answer.
-    pub async fn request(&self, person: &Person, kind: ContactKind, log: LogContext<'_>) -> Attempt {
+    pub async fn request(
+        &self,
+        person: &Person,
+        kind: ContactKind,
+        log: LogContext<'_>,
+    ) -> Attempt {
         let _permit = match self.permits.acquire().await {
             Ok(permit) => permit,
             Err(_) => {
@@ -327,13 +332,16 @@ impl Provider {
         } else {
             self.breaker.record_success();
         }
-        self.metrics.source_breaker(name, self.breaker.gauge_value());
+        self.metrics
+            .source_breaker(name, self.breaker.gauge_value());
         {
             let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
             tally.requests += 1;
             tally.cost_micros += self.config.cost_micros;
             match &answer {
-                Attempt::Transient { reason, .. } | Attempt::Garbage(reason) | Attempt::Permanent(reason) => {
+                Attempt::Transient { reason, .. }
+                | Attempt::Garbage(reason)
+                | Attempt::Permanent(reason) => {
                     tally.failures += i64::from(failed);
                     tally.last_error = Some(reason.clone());
                 }
@@ -482,12 +490,7 @@ async fn read_body(mut response: reqwest::Response, timeout: Duration) -> Result
 pub fn read_answer(config: &HttpSourceConfig, kind: ContactKind, body: &[u8]) -> Attempt {
     let json: serde_json::Value = match serde_json::from_slice(body) {
         Ok(json) => json,
-        Err(e) => {
-            return Attempt::Garbage(format!(
-                "body is not JSON ({e}; {} bytes)",
-                body.len()
-            ))
-        }
+        Err(e) => return Attempt::Garbage(format!("body is not JSON ({e}; {} bytes)", body.len())),
     };
     let Some(pointer) = config.pointer(kind) else {
         return Attempt::NotFound;
@@ -497,10 +500,7 @@ pub fn read_answer(config: &HttpSourceConfig, kind: ContactKind, body: &[u8]) ->
         Some(serde_json::Value::String(s)) => s.trim().to_string(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
         Some(other) => {
-            return Attempt::Garbage(format!(
-                "{pointer} is a {}, not a string",
-                json_type(other)
-            ))
+            return Attempt::Garbage(format!("{pointer} is a {}, not a string", json_type(other)))
         }
     };
     if value.is_empty() {
@@ -560,7 +560,11 @@ mod tests {
         assert!(breaker.try_acquire(), "the probe");
         assert!(!breaker.try_acquire(), "one probe at a time");
         breaker.record_failure();
-        assert_eq!(breaker.state_name(), "open", "a failed probe opens it again");
+        assert_eq!(
+            breaker.state_name(),
+            "open",
+            "a failed probe opens it again"
+        );
         std::thread::sleep(Duration::from_millis(40));
         assert!(breaker.try_acquire());
         breaker.record_success();
