@@ -53,6 +53,15 @@ impl Default for DevProviderOptions {
     }
 }
 
+impl DevProviderOptions {
+    /// Whether the stand-in answers this person with a deliverable email when it answers
+    /// at all (not a 500, 429 or outage): what a crash-free run delivers.
+    pub fn delivers_email(&self, personnel_id: &str) -> bool {
+        fraction(self.seed, "not_found", personnel_id) >= self.not_found_rate
+            && fraction(self.seed, "invalid", personnel_id) >= self.invalid_rate
+    }
+}
+
 struct ProviderState {
     options: DevProviderOptions,
     started: Instant,
