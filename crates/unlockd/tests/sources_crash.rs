@@ -18,7 +18,7 @@ use unlockd::engine::sources::dev_provider::{DevProvider, DevProviderOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_unlockd");
 const KILLS: usize = 50;
-const TASKS: usize = 16;
+const TASKS: usize = 24;
 const ITEMS_PER_TASK: usize = 25;
 const MAX_CONCURRENCY: u64 = 4;
 const EMAIL_PRICE: i64 = 15;
@@ -171,7 +171,7 @@ email = ["standin"]
     let began = Instant::now();
     for kill in 0..KILLS {
         let worker = start_worker(&db_url, &sources, &dir.join(format!("worker-{kill}.log")));
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..=2_000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..=1_500))).await;
         drop(worker); // SIGKILL, then reaped
     }
     let killed_for = began.elapsed();
@@ -198,7 +198,11 @@ email = ["standin"]
     }
     drop(worker);
 
-    let completed = scalar(&app.dir, "SELECT COUNT(*) FROM tasks WHERE status = 'completed'").await;
+    let completed = scalar(
+        &app.dir,
+        "SELECT COUNT(*) FROM tasks WHERE status = 'completed'",
+    )
+    .await;
     assert_eq!(completed, TASKS as i64, "every task completed");
     common::assert_ledger_ok(&app.store).await;
     let settled_twice = scalar(
@@ -215,7 +219,7 @@ email = ["standin"]
     .await;
     let charged = scalar(
         &app.dir,
-        "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE entry_type = 'capture'",
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE entry_type = 'capture'",
     )
     .await;
     assert_eq!(unlocked, expected_found, "the crash-free run's deliveries");

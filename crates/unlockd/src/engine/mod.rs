@@ -284,8 +284,9 @@ impl Engine {
     ///
     /// The catalog answers a batch at a time; the items it cannot answer go down the
     /// providers' waterfall concurrently (each source bounds its own requests), and are
-    /// settled in batches as they complete: their provider answers first, so a contact
-    /// paid for is kept even if the worker dies before settling.
+    /// settled in batches as they complete. Each item's provider answers are persisted as
+    /// soon as its waterfall ends, so a contact paid for is kept even if the worker dies
+    /// before settling.
     async fn work_items(
         &self,
         task: &ClaimedTask,
@@ -343,7 +344,15 @@ impl Engine {
                                 log,
                             )
                             .await;
-                        (item.item_id, lookup)
+                        // Persisted at once, before the item waits for its batch: a
+                        // worker killed now does not pay the provider again on resume.
+                        if !lookup.records.is_empty() {
+                            self.patiently(lease, shutdown, lost, "recording lookups", || {
+                                self.store.record_lookups(&lookup.records)
+                            })
+                            .await?;
+                        }
+                        Ok::<_, StoreError>((item.item_id, lookup.outcome))
                     });
                 }
             }
@@ -367,9 +376,8 @@ impl Engine {
             }
             let wake = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                Some((item_id, lookup)) = futures::StreamExt::next(&mut pending) => {
-                    ready.outcomes.push((item_id, lookup.outcome));
-                    ready.records.extend(lookup.records);
+                Some(done) = futures::StreamExt::next(&mut pending) => {
+                    ready.outcomes.push(done?);
                     flush_at.get_or_insert_with(|| Instant::now() + self.config.settle_interval);
                 }
                 _ = tokio::time::sleep_until(wake) => {}
@@ -385,8 +393,8 @@ impl Engine {
         Ok(true)
     }
 
-    /// Persists the providers' answers, then settles the items (in that order: a found
-    /// contact is in the catalog before its item settles).
+    /// Settles the items whose lookups finished (their provider answers were persisted
+    /// as each finished, so a found contact is in the catalog before its item settles).
     async fn flush(
         &self,
         task: &ClaimedTask,
@@ -395,13 +403,6 @@ impl Engine {
         lost: &CancellationToken,
     ) -> StoreResult<()> {
         let lease = &task.lease;
-        if !ready.records.is_empty() {
-            let records = std::mem::take(&mut ready.records);
-            self.patiently(lease, shutdown, lost, "recording lookups", || {
-                self.store.record_lookups(&records)
-            })
-            .await?;
-        }
         if ready.outcomes.is_empty() {
             return Ok(());
         }
@@ -562,11 +563,10 @@ impl Engine {
     }
 }
 
-/// Finished lookups not yet settled, and the provider answers to persist first.
+/// Finished lookups not yet settled (their provider answers are already persisted).
 #[derive(Default)]
 struct Ready {
     outcomes: Vec<(i64, LookupOutcome)>,
-    records: Vec<crate::store::sources::LookupRecord>,
 }
 
 /// A catalog answer that is final (not transient).
