@@ -529,7 +529,7 @@ fn build_source(
 
     let url_template = Template::parse(url).map_err(|e| fail("url", e))?;
     let sample = url_template
-        .render(|_| Some("x".into()), |v| url_escape(v))
+        .render(|_| Some("x".into()), url_escape)
         .unwrap_or_default();
     match reqwest::Url::parse(&sample) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
@@ -546,7 +546,7 @@ fn build_source(
         Some(text) => {
             let template = Template::parse(text).map_err(|e| fail("body", e))?;
             let sample = template
-                .render(|_| Some("x".into()), |v| json_escape(v))
+                .render(|_| Some("x".into()), json_escape)
                 .unwrap_or_default();
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&sample) {
                 return Err(fail("body", format!("not a JSON template: {e}")));
