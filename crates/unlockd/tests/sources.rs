@@ -737,3 +737,25 @@ async fn items_are_looked_up_concurrently() {
     assert_eq!(app.balance(&key).await["totalBalance"], 10_000 - 20 * 15);
     app.assert_ledger_ok().await;
 }
+
+/// `requests_per_second` spaces the requests of the whole process out.
+#[tokio::test]
+async fn requests_per_second_paces_a_source() {
+    let provider = start_provider().await;
+    let ids = [
+        "found-1", "found-2", "found-3", "found-4", "found-5", "found-6",
+    ];
+    let app = app_with(
+        config(&provider.url, "requests_per_second = 10.0", r#"["a"]"#),
+        &ids,
+    )
+    .await;
+    let (_, key) = app.account(1_000).await;
+    let started = Instant::now();
+    let task = unlock_and_work(&app, &key, &ids).await;
+    let elapsed = started.elapsed();
+    assert!(item_states(&task).values().all(|s| *s == unlocked()));
+    // Six requests at 10 a second: the last goes out 0.5 s after the first.
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+    app.assert_ledger_ok().await;
+}
