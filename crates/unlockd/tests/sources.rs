@@ -694,26 +694,35 @@ async fn the_stand_in_provider_end_to_end() {
     standin.stop().await.unwrap();
 }
 
-/// A 100-item task against a provider answering in 200 ms. Run with
+/// A 100-item task against a provider answering in 200 ms, with the default
+/// `max_concurrency` (8) and with 50. Run with
 /// `cargo test -p unlockd --test sources -- --ignored --nocapture hundred`.
 #[tokio::test]
 #[ignore]
 async fn hundred_items_against_a_200ms_provider() {
-    let provider = start_provider().await;
-    let ids: Vec<String> = (0..100).map(|i| format!("slow200-{i}")).collect();
-    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let app = app_with(
-        config(&provider.url, "max_concurrency = 50", r#"["a"]"#),
-        &id_refs,
-    )
-    .await;
-    let (_, key) = app.account(10_000).await;
-    let started = Instant::now();
-    let task = unlock_and_work(&app, &key, &id_refs).await;
-    let elapsed = started.elapsed();
-    assert!(item_states(&task).values().all(|s| *s == unlocked()));
-    println!("100 items against a 200 ms provider (max_concurrency 50): {elapsed:?}");
-    app.assert_ledger_ok().await;
+    for max_concurrency in [8, 50] {
+        let provider = start_provider().await;
+        let ids: Vec<String> = (0..100).map(|i| format!("slow200-{i}")).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let app = app_with(
+            config(
+                &provider.url,
+                &format!("max_concurrency = {max_concurrency}"),
+                r#"["a"]"#,
+            ),
+            &id_refs,
+        )
+        .await;
+        let (_, key) = app.account(10_000).await;
+        let started = Instant::now();
+        let task = unlock_and_work(&app, &key, &id_refs).await;
+        let elapsed = started.elapsed();
+        assert!(item_states(&task).values().all(|s| *s == unlocked()));
+        println!(
+            "100 items against a 200 ms provider (max_concurrency {max_concurrency}): {elapsed:?}"
+        );
+        app.assert_ledger_ok().await;
+    }
 }
 
 /// Items of one task are looked up concurrently: 20 items at 200 ms each take well under

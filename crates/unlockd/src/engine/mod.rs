@@ -347,10 +347,28 @@ impl Engine {
                         // Persisted at once, before the item waits for its batch: a
                         // worker killed now does not pay the provider again on resume.
                         if !lookup.records.is_empty() {
-                            self.patiently(lease, shutdown, lost, "recording lookups", || {
-                                self.store.record_lookups(&lookup.records)
+                            let store = self.store.clone();
+                            let records = lookup.records;
+                            let task_id = lease.task_id.clone();
+                            let patience = self.config.lease;
+                            let (shutdown, lost) = (shutdown.clone(), lost.clone());
+                            // A task of its own: it runs (and gives its connection back)
+                            // while this one settles a batch and polls no lookup.
+                            tokio::spawn(async move {
+                                write_patiently(
+                                    &task_id,
+                                    patience,
+                                    &shutdown,
+                                    &lost,
+                                    "recording lookups",
+                                    || store.record_lookups(&records),
+                                )
+                                .await
                             })
-                            .await?;
+                            .await
+                            .map_err(|e| {
+                                StoreError::Unavailable(format!("recording lookups: {e}"))
+                            })??;
                         }
                         Ok::<_, StoreError>((item.item_id, lookup.outcome))
                     });
@@ -447,24 +465,15 @@ impl Engine {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = StoreResult<T>>,
     {
-        let give_up = Instant::now() + self.config.lease;
-        write
-            .retry(FullJitter::new(
-                Duration::from_millis(100),
-                Duration::from_secs(2),
-                None,
-            ))
-            .sleep(tokio::time::sleep)
-            .when(|e: &StoreError| {
-                e.is_unavailable()
-                    && Instant::now() < give_up
-                    && !shutdown.is_cancelled()
-                    && !lost.is_cancelled()
-            })
-            .notify(|e, delay| {
-                tracing::warn!(task_id = %lease.task_id, error = %e, ?delay, "database unavailable; {what} retried");
-            })
-            .await
+        write_patiently(
+            &lease.task_id,
+            self.config.lease,
+            shutdown,
+            lost,
+            what,
+            write,
+        )
+        .await
     }
 
     /// The create-to-finish time of a task this settlement finished, for the histogram
@@ -561,6 +570,40 @@ impl Engine {
         };
         tokio::time::sleep_until(at).await;
     }
+}
+
+/// Runs a write, retrying with backoff while the database is unavailable, for at most
+/// `patience` and while neither shutdown nor the loss of the lease stops the task.
+async fn write_patiently<T, F, Fut>(
+    task_id: &str,
+    patience: Duration,
+    shutdown: &CancellationToken,
+    lost: &CancellationToken,
+    what: &str,
+    write: F,
+) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let give_up = Instant::now() + patience;
+    write
+        .retry(FullJitter::new(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            None,
+        ))
+        .sleep(tokio::time::sleep)
+        .when(|e: &StoreError| {
+            e.is_unavailable()
+                && Instant::now() < give_up
+                && !shutdown.is_cancelled()
+                && !lost.is_cancelled()
+        })
+        .notify(|e, delay| {
+            tracing::warn!(task_id, error = %e, ?delay, "database unavailable; {what} retried");
+        })
+        .await
 }
 
 /// Finished lookups not yet settled (their provider answers are already persisted).

@@ -256,6 +256,8 @@ impl Sources {
                 .min()
                 .unwrap_or(now)
                 .max(now + Duration::from_millis(20))
+                // Another item's probe may close the breaker sooner: look again soon.
+                .min(now + Duration::from_millis(250))
                 .min(give_up);
             tokio::time::sleep_until(wake).await;
             left = blocked;
