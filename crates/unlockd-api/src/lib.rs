@@ -472,3 +472,64 @@ pub struct ExhibitorProfile {
     pub personnel_count: i64,
     pub events: Vec<ExhibitorEventRef>,
 }
+
+/// *extension*: one task in `GET /external/contacts/unlock-tasks` (and the phone twin):
+/// the task body as `GET .../unlock-tasks/{taskId}` returns it, without `items`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UnlockTaskListEntry {
+    pub task_id: String,
+    pub task_status: TaskStatus,
+    pub event_id: Option<String>,
+    pub call_source: Option<CallSource>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub summary: Option<TaskSummary>,
+    pub credits: Option<TaskCredits>,
+}
+
+/// *extension*: response of `GET /external/contacts/unlock-tasks`: the account's tasks,
+/// newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UnlockTaskPage {
+    pub items: Vec<UnlockTaskListEntry>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_pages: i64,
+    pub has_more: bool,
+}
+
+/// *extension*: one group of `GET /external/usage`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageGroupRow {
+    /// `YYYY-MM-DD` (UTC) with `group_by=day`, else the kind (`email`, `phone`) or call
+    /// source (`api`, `agent`).
+    pub group: String,
+    /// Credits captured (contacts delivered).
+    pub credits_charged: i64,
+    /// Credits released (failed or already-unlocked items).
+    pub credits_released: i64,
+    pub contacts_unlocked: i64,
+    pub tasks_created: i64,
+}
+
+/// *extension*: response of `GET /external/usage`, from the ledger.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    /// RFC 3339, inclusive.
+    pub from: String,
+    /// RFC 3339, exclusive.
+    pub to: String,
+    pub group_by: String,
+    pub rows: Vec<UsageGroupRow>,
+    pub totals: UsageGroupRow,
+}

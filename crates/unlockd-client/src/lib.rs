@@ -17,7 +17,8 @@ use tokio::time::Instant;
 pub use unlockd_api::{
     ApiError, CallSource, ContactItem, ContactPage, CreditBalance, EventItem, EventPage,
     ExhibitorItem, ExhibitorPage, ItemStatus, PrecheckResponse, ReasonCode, SubmissionStatus,
-    TaskStatus, UnlockRequest, UnlockSubmission, UnlockTask, UnlockTaskItem,
+    TaskStatus, UnlockRequest, UnlockSubmission, UnlockTask, UnlockTaskItem, UnlockTaskListEntry,
+    UnlockTaskPage,
 };
 
 /// Most personnel ids the server accepts in one unlock request.
@@ -311,6 +312,25 @@ impl Client {
             "event page",
         )
         .await
+    }
+
+    /// *unlockd extension*: `GET /external/contacts/unlock-tasks` (or the phone twin) with
+    /// the given query parameters (`status`, `created_after`, `created_before`,
+    /// `call_source`, `page`, `pageSize`): the account's tasks, newest first.
+    pub async fn list_tasks(
+        &self,
+        phone: bool,
+        query: &[(&str, String)],
+    ) -> Result<UnlockTaskPage, ClientError> {
+        let route = if phone {
+            "unlock-phone-tasks"
+        } else {
+            "unlock-tasks"
+        };
+        let mut url = self.endpoint(&["external", "contacts", route])?;
+        url.query_pairs_mut().extend_pairs(query);
+        self.send(self.request(Method::GET, url, REQUEST_TIMEOUT), "task page")
+            .await
     }
 
     /// `GET /external/personnel/list?event_id=...` with further query parameters

@@ -21,6 +21,7 @@ fn short_limits() -> HttpLimits {
         request_timeout: Duration::from_secs(5),
         max_connections: 1000,
         long_polls_per_key: 20,
+        idempotency_lock: Duration::from_secs(60),
     }
 }
 

@@ -102,6 +102,22 @@ fn every_endpoint_is_described_with_its_errors() {
         ("/readyz", "get", &[200, 503][..]),
         ("/openapi.json", "get", &[200][..]),
         ("/metrics", "get", &[200][..]),
+        // Extensions.
+        (
+            "/external/contacts/unlock-tasks",
+            "get",
+            &[200, 400, 401, 403, 429, 503][..],
+        ),
+        (
+            "/external/contacts/unlock-phone-tasks",
+            "get",
+            &[200, 400, 401, 403, 429, 503][..],
+        ),
+        (
+            "/external/usage",
+            "get",
+            &[200, 400, 401, 403, 429, 503][..],
+        ),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -135,6 +151,30 @@ fn every_endpoint_is_described_with_its_errors() {
         doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
         "bearer"
     );
+    // What unlockd adds is marked as an extension.
+    for path in [
+        "/external/contacts/unlock-tasks",
+        "/external/contacts/unlock-phone-tasks",
+        "/external/usage",
+    ] {
+        assert_eq!(
+            doc["paths"][path]["get"]["x-unlockd-extension"], true,
+            "{path}"
+        );
+    }
+    for path in [
+        "/external/contacts/unlock",
+        "/external/contacts/unlock-phone",
+    ] {
+        let key = doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap_or_else(|| panic!("{path}: no Idempotency-Key"));
+        assert_eq!(key["x-unlockd-extension"], true, "{path}");
+        assert!(doc["paths"][path]["post"]["responses"]["422"].is_object());
+    }
 }
 
 #[tokio::test]

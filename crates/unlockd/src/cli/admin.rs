@@ -52,10 +52,38 @@ pub enum AdminCommand {
         after_help = "Example:\n  unlockd admin restore --from /backups/unlockd-2026-11-29.db --database-url sqlite://unlockd.db"
     )]
     Restore(super::backup::RestoreArgs),
+    /// An account's usage from the ledger: credits charged and released, contacts
+    /// unlocked, tasks created (as `GET /external/usage` reports it).
+    #[command(
+        after_help = "Example:\n  unlockd admin usage --account ACCOUNT_ID --from 2026-11-01 --to 2026-11-30 --group-by kind --format json"
+    )]
+    Usage {
+        #[arg(long)]
+        account: String,
+        /// RFC 3339 or YYYY-MM-DD (UTC midnight), inclusive; default 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 (exclusive) or YYYY-MM-DD (through that day); default now. At most
+        /// 366 days after --from.
+        #[arg(long)]
+        to: Option<String>,
+        /// day, kind or call_source.
+        #[arg(long, default_value = "day")]
+        group_by: String,
+        #[arg(long, value_enum, default_value_t = UsageFormat::Csv)]
+        format: UsageFormat,
+    },
     /// The contact sources of running workers: breaker states and recent error rates.
     #[command(subcommand)]
     #[command(after_help = "Example:\n  unlockd admin sources status")]
     Sources(SourcesAdminCommand),
+}
+
+/// How `admin usage` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsageFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +211,7 @@ impl AdminCommand {
             | AdminCommand::Keys(KeysCommand::List { .. })
             | AdminCommand::Accounts(AccountsCommand::List { .. })
             | AdminCommand::Audit { .. }
+            | AdminCommand::Usage { .. }
             | AdminCommand::Sources(SourcesAdminCommand::Status { .. }) => Access::ReadOnly,
             _ if create => Access::Create,
             _ => Access::Existing,
@@ -444,6 +473,53 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
             print_audit(&entries, *json);
         }
         AdminCommand::Backup(_) | AdminCommand::Restore(_) => {}
+        AdminCommand::Usage {
+            account,
+            from,
+            to,
+            group_by,
+            format,
+        } => {
+            use crate::store::integrators::{UsageGroup, UsageQuery};
+            let group_by = UsageGroup::parse(group_by).ok_or_else(|| {
+                anyhow::anyhow!("--group-by must be one of day, kind, call_source")
+            })?;
+            let now = cli.clock().now_ms();
+            let (from_ms, to_ms) =
+                crate::http::integrators::usage_window(from.as_deref(), to.as_deref(), now)
+                    .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            require_account(&store, account).await?;
+            let query = UsageQuery {
+                from_ms,
+                to_ms,
+                group_by,
+            };
+            let rows = store.usage(account, query).await?;
+            let report = crate::http::integrators::usage_report(query, rows);
+            match format {
+                UsageFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                UsageFormat::Csv => {
+                    let mut out = csv::Writer::from_writer(std::io::stdout());
+                    out.write_record([
+                        group_by.as_str(),
+                        "credits_charged",
+                        "credits_released",
+                        "contacts_unlocked",
+                        "tasks_created",
+                    ])?;
+                    for r in &report.rows {
+                        out.write_record([
+                            r.group.clone(),
+                            r.credits_charged.to_string(),
+                            r.credits_released.to_string(),
+                            r.contacts_unlocked.to_string(),
+                            r.tasks_created.to_string(),
+                        ])?;
+                    }
+                    out.flush()?;
+                }
+            }
+        }
         AdminCommand::Sources(SourcesAdminCommand::Status { json }) => {
             print_source_health(&store.source_health().await?, cli.clock().now_ms(), *json)?;
         }

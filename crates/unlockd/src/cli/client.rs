@@ -156,6 +156,27 @@ pub struct TaskArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Only tasks in this status: pending, processing, completed or failed.
+    #[arg(long)]
+    status: Option<String>,
+    /// Phone tasks instead of email tasks.
+    #[arg(long)]
+    phone: bool,
+    /// Page number, from 1.
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    /// Tasks per page (at most 100).
+    #[arg(long, default_value_t = 20)]
+    page_size: u32,
+    /// Print the page as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CreditsArgs {
     #[command(flatten)]
     client: ClientArgs,
@@ -877,5 +898,55 @@ pub async fn events(command: &EventsCommand) -> anyhow::Result<ExitCode> {
             page.page, page.total_pages, page.total
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `unlockd tasks`: the account's tasks, newest first (an unlockd extension).
+pub async fn tasks(args: &TasksArgs) -> anyhow::Result<ExitCode> {
+    let mut query = vec![
+        ("page", args.page.to_string()),
+        ("pageSize", args.page_size.to_string()),
+    ];
+    if let Some(status) = &args.status {
+        query.push(("status", status.clone()));
+    }
+    let session = args.client.session()?;
+    let page = session
+        .client
+        .list_tasks(args.phone, &query)
+        .await
+        .map_err(|e| session.explain(e))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = page
+        .items
+        .iter()
+        .map(|t| {
+            let summary = t.summary.clone().unwrap_or_default();
+            let credits = t.credits.clone().unwrap_or_default();
+            vec![
+                t.task_id.clone(),
+                wire_name(&t.task_status),
+                t.created_at.clone().unwrap_or_default(),
+                t.event_id.clone().unwrap_or_default(),
+                format!("{}/{}", summary.unlocked, summary.total),
+                credits.charged.to_string(),
+                credits.held.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &["TASK", "STATUS", "CREATED", "EVENT", "UNLOCKED", "CHARGED", "HELD"],
+            &rows
+        )
+    );
+    eprintln!(
+        "page {} of {} ({} tasks)",
+        page.page, page.total_pages, page.total
+    );
     Ok(ExitCode::SUCCESS)
 }

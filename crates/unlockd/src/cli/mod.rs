@@ -152,6 +152,11 @@ enum Command {
     /// Client: show an unlock task.
     #[command(after_help = "Example:\n  unlockd task 0190c6d2-7e4f-7a51-9f00-3c1e2a4b5d6e --wait")]
     Task(client::TaskArgs),
+    /// Client: the account's unlock tasks, newest first (an unlockd extension).
+    #[command(
+        after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd tasks --status completed --json"
+    )]
+    Tasks(client::TasksArgs),
     /// Client: show the credit balance.
     #[command(after_help = "Example:\n  UNLOCKD_API_KEY=sk_... unlockd credits --json")]
     Credits(client::CreditsArgs),
@@ -342,6 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => client::unlock(args).await,
         Command::Task(args) => client::task(args).await,
         Command::Credits(args) => client::credits(args).await,
+        Command::Tasks(args) => client::tasks(args).await,
         Command::Personnel(command) => client::personnel(command).await,
         Command::Events(command) => client::events(command).await,
         Command::Exhibitors(command) => exhibitors::exhibitors(command).await,

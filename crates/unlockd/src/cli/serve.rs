@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Long polls (`?wait=`) one API key may hold open at once (429 over it).
     #[arg(long, env = "UNLOCKD_LONG_POLLS_PER_KEY", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     long_polls_per_key: u64,
+    /// Seconds after which an Idempotency-Key reservation whose request never finished
+    /// (its process died) is taken over by a retry.
+    #[arg(long, env = "UNLOCKD_IDEMPOTENCY_LOCK_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idempotency_lock_seconds: u64,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -130,6 +134,7 @@ impl ServeArgs {
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
             max_connections: self.max_connections as usize,
             long_polls_per_key: self.long_polls_per_key as usize,
+            idempotency_lock: Duration::from_secs(self.idempotency_lock_seconds),
         }
     }
 }

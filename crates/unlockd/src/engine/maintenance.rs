@@ -31,6 +31,7 @@ impl Default for MaintenanceConfig {
 pub struct MaintenanceReport {
     pub credits_expired: i64,
     pub tasks_pruned: i64,
+    pub idempotency_keys_pruned: i64,
 }
 
 /// One round of upkeep.
@@ -53,9 +54,13 @@ pub async fn run_once(
             break;
         }
     }
+    // Idempotency keys are answered for 24 hours, then forgotten.
+    let keys_before = clock.now_ms() - crate::store::integrators::IDEMPOTENCY_KEY_TTL_MS;
+    let idempotency_keys_pruned = store.prune_idempotency_keys(keys_before).await?;
     Ok(MaintenanceReport {
         credits_expired,
         tasks_pruned,
+        idempotency_keys_pruned,
     })
 }
 

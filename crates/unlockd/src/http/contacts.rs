@@ -1,10 +1,12 @@
 //! `POST /external/contacts/unlock` and `GET /external/contacts/unlock-tasks/{taskId}`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value};
@@ -14,11 +16,14 @@ use unlockd_api::{
 };
 
 use super::body::{query_pairs, required_string, JsonObject};
-use super::error::{ApiError, ApiResult};
+use super::error::{current_request_id, ApiError, ApiResult};
 use super::AppState;
 use crate::clock::rfc3339;
 use crate::domain::unlock::{dedupe, UnlockDecision, MAX_EVENT_ID_CHARS, MAX_PERSONNEL_IDS};
 use crate::domain::ContactKind;
+use crate::store::integrators::{
+    request_hash, IdempotencyKey, KeyReservation, KeyedCreate, ResponseRenderer, StoredResponse,
+};
 use crate::store::{CreateResult, NewUnlock, Principal, TaskView};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -37,17 +42,22 @@ pub(super) fn routes() -> Router<AppState> {
 
 #[utoipa::path(
     post, path = "/external/contacts/unlock", tag = "Contacts",
-    params(("x-call-source" = Option<String>, Header, description = "api (default) or agent")),
+    params(
+        ("x-call-source" = Option<String>, Header, description = "api (default) or agent"),
+        ("Idempotency-Key" = Option<String>, Header, description = "*extension*: 1-255 printable ASCII characters, scoped to the account. A retry with the same key and body within 24 hours replays the first answer (status and body, errors included) with `Idempotent-Replayed: true` and charges nothing more."),
+    ),
     request_body = unlockd_api::UnlockRequest,
     responses(
-        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task", body = UnlockSubmission),
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission,
+            headers(("Idempotent-Replayed" = String, description = "*extension*: `true` on an answer replayed for a repeated Idempotency-Key"))),
         (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
         (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 402, description = "INSUFFICIENT_CREDITS, with requiredCredits and availableCredits", body = unlockd_api::ApiError),
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
-        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
+        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds; *extension*: IDEMPOTENCY_KEY_IN_USE while the first request with this Idempotency-Key is still being processed", body = unlockd_api::ApiError),
+        (status = 422, description = "*extension*: IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
@@ -59,23 +69,28 @@ pub(super) async fn create_email(
     principal: Extension<Principal>,
     headers: HeaderMap,
     body: JsonObject,
-) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
+) -> ApiResult<Response> {
     create(state, principal, headers, body, ContactKind::Email).await
 }
 
 #[utoipa::path(
     post, path = "/external/contacts/unlock-phone", tag = "Contacts",
-    params(("x-call-source" = Option<String>, Header, description = "api (default) or agent")),
+    params(
+        ("x-call-source" = Option<String>, Header, description = "api (default) or agent"),
+        ("Idempotency-Key" = Option<String>, Header, description = "*extension*: 1-255 printable ASCII characters, scoped to the account. A retry with the same key and body within 24 hours replays the first answer (status and body, errors included) with `Idempotent-Replayed: true` and charges nothing more."),
+    ),
     request_body = unlockd_api::UnlockRequest,
     responses(
-        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task", body = UnlockSubmission),
+        (status = 201, description = "accepted: a task was created (credits held); success: nothing chargeable, no task. A replayed answer (Idempotency-Key) carries `Idempotent-Replayed: true`", body = UnlockSubmission,
+            headers(("Idempotent-Replayed" = String, description = "*extension*: `true` on an answer replayed for a repeated Idempotency-Key"))),
         (status = 400, description = "VALIDATION_ERROR or TOO_MANY_PERSONNEL_IDS", body = unlockd_api::ApiError),
         (status = 401, description = "INVALID_API_KEY", body = unlockd_api::ApiError),
         (status = 403, description = "ACCOUNT_DISABLED: the key's account is disabled by the operator", body = unlockd_api::ApiError),
         (status = 503, description = "SERVICE_UNAVAILABLE (the database is unavailable; nothing changed; retry after Retry-After seconds) or REQUEST_TIMEOUT", body = unlockd_api::ApiError),
         (status = 402, description = "INSUFFICIENT_CREDITS, with requiredCredits and availableCredits", body = unlockd_api::ApiError),
         (status = 404, description = "EVENT_NOT_FOUND or PERSONNEL_NOT_FOUND", body = unlockd_api::ApiError),
-        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds", body = unlockd_api::ApiError),
+        (status = 409, description = "UNLOCK_IN_PROGRESS, with taskIds; *extension*: IDEMPOTENCY_KEY_IN_USE while the first request with this Idempotency-Key is still being processed", body = unlockd_api::ApiError),
+        (status = 422, description = "*extension*: IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request", body = unlockd_api::ApiError),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = unlockd_api::ApiError),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body must be sent as application/json", body = unlockd_api::ApiError),
         (status = 429, description = "RATE_LIMIT_EXCEEDED", body = unlockd_api::ApiError),
@@ -87,7 +102,7 @@ pub(super) async fn create_phone(
     principal: Extension<Principal>,
     headers: HeaderMap,
     body: JsonObject,
-) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
+) -> ApiResult<Response> {
     create(state, principal, headers, body, ContactKind::Phone).await
 }
 
@@ -233,7 +248,8 @@ async fn create(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
     kind: ContactKind,
-) -> ApiResult<(StatusCode, Json<UnlockSubmission>)> {
+) -> ApiResult<Response> {
+    let idempotency_key = idempotency_key(&headers)?;
     let (event_ref, personnel_ids) = parse_unlock(&body).map_err(ApiError::from)?;
     let call_source =
         CallSource::from_header(headers.get("x-call-source").and_then(|v| v.to_str().ok()));
@@ -245,7 +261,134 @@ async fn create(
         call_source,
         price: state.pricing.price(kind),
     };
-    let (decision, task_id) = match state.store.create_unlock_task(&request).await? {
+    let Some(key) = idempotency_key else {
+        let result = state.store.create_unlock_task(&request).await?;
+        note_created(&state, &request, &result);
+        let (status, submission) = respond(&request, result)?;
+        return Ok((status, Json(submission)).into_response());
+    };
+    let key = IdempotencyKey {
+        account_id: request.account_id.clone(),
+        request_hash: request_hash(kind, &request.event_ref, &request.personnel_ids),
+        key,
+    };
+    let lock_ms = state.limits.idempotency_lock.as_millis() as i64;
+    let token = match state.store.reserve_idempotency_key(&key, lock_ms).await? {
+        KeyReservation::Reserved { token } => token,
+        KeyReservation::Replay(stored) => return Ok(stored_response(stored, true)),
+        KeyReservation::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used with a different request body",
+            ))
+        }
+        KeyReservation::InFlight => return Err(key_in_use()),
+    };
+    let trace_id = current_request_id();
+    let rendered = request.clone();
+    let render: ResponseRenderer =
+        Arc::new(
+            move |result: &CreateResult| match respond(&rendered, result.clone()) {
+                Ok((status, submission)) => StoredResponse {
+                    status: status.as_u16(),
+                    body: serde_json::to_string(&submission).unwrap_or_default(),
+                },
+                Err(error) => StoredResponse {
+                    status: error.status.as_u16(),
+                    body: error.envelope(trace_id.clone()).to_string(),
+                },
+            },
+        );
+    match state
+        .store
+        .create_unlock_task_keyed(&request, &key, &token, render)
+        .await
+    {
+        Ok(KeyedCreate::Done(result, stored)) => {
+            note_created(&state, &request, &result);
+            Ok(stored_response(stored, false))
+        }
+        Ok(KeyedCreate::ReservationLost) => Err(key_in_use()),
+        Err(e) => {
+            // Nothing was created: free the key so the retry runs afresh (if this fails
+            // too, the reservation runs out after the lock time).
+            if let Err(release) = state.store.release_idempotency_key(&key, &token).await {
+                tracing::warn!(error = %release, "idempotency key not released");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The `Idempotency-Key` header: 1-255 printable ASCII characters, or absent.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY_CHARS
+        || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+    {
+        return Err(ApiError::validation(format!(
+            "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+fn key_in_use() -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_KEY_IN_USE",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    );
+    error.retry_after = Some(1);
+    error
+}
+
+/// A recorded answer, as sent first and as replayed.
+fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        stored.body,
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Logs and counts a task this request created.
+fn note_created(state: &AppState, request: &NewUnlock, result: &CreateResult) {
+    if let CreateResult::Decided {
+        decision: UnlockDecision::Create {
+            chargeable, cost, ..
+        },
+        task_id: Some(task_id),
+    } = result
+    {
+        tracing::info!(%task_id, kind = %request.kind, items = chargeable.len(), cost, call_source = request.call_source.as_str(), "unlock task created");
+        state.signals.work_available();
+        state.metrics.task_created(request.kind);
+    }
+}
+
+/// The answer to a create's result.
+fn respond(request: &NewUnlock, result: CreateResult) -> ApiResult<(StatusCode, UnlockSubmission)> {
+    let (decision, task_id) = match result {
         CreateResult::EventNotFound => {
             return Err(ApiError::not_found(
                 "EVENT_NOT_FOUND",
@@ -266,28 +409,16 @@ async fn create(
         }
     };
     match decision {
-        UnlockDecision::Create {
-            chargeable,
-            cost,
-            skipped,
-            ..
-        } => {
+        UnlockDecision::Create { skipped, .. } => {
             let task_id = task_id.ok_or_else(ApiError::internal)?;
-            tracing::info!(%task_id, kind = %kind, items = chargeable.len(), cost, call_source = call_source.as_str(), "unlock task created");
-            state.signals.work_available();
-            state.metrics.task_created(kind);
             Ok((
                 StatusCode::CREATED,
-                Json(submission(
-                    SubmissionStatus::Accepted,
-                    Some(task_id),
-                    skipped,
-                )),
+                submission(SubmissionStatus::Accepted, Some(task_id), skipped),
             ))
         }
         UnlockDecision::NothingToCharge { skipped } => Ok((
             StatusCode::CREATED,
-            Json(submission(SubmissionStatus::Success, None, skipped)),
+            submission(SubmissionStatus::Success, None, skipped),
         )),
         UnlockDecision::InProgress { task_ids, .. } => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -87,15 +87,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The envelope as the body of an answer to the request `trace_id`.
+    pub fn envelope(&self, trace_id: String) -> Value {
         let mut body = Map::new();
         body.insert("code".into(), self.status.as_u16().into());
-        body.insert("message".into(), self.message.into());
+        body.insert("message".into(), self.message.clone().into());
         body.insert("errorKey".into(), self.key.into());
-        body.insert("traceId".into(), current_request_id().into());
-        body.extend(self.extra);
-        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        body.insert("traceId".into(), trace_id.into());
+        body.extend(self.extra.clone());
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.envelope(current_request_id());
+        let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -9,6 +9,7 @@ mod credits;
 pub mod error;
 mod events;
 mod exhibitors;
+pub mod integrators;
 pub mod openapi;
 mod ops;
 mod personnel;
@@ -57,6 +58,9 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Long polls one API key may hold open at once (429 over it).
     pub long_polls_per_key: usize,
+    /// An `Idempotency-Key` reservation whose request never finished (its process died)
+    /// is taken over by a retry after this.
+    pub idempotency_lock: Duration,
 }
 
 impl Default for HttpLimits {
@@ -68,6 +72,7 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(30),
             max_connections: 8192,
             long_polls_per_key: 20,
+            idempotency_lock: Duration::from_secs(60),
         }
     }
 }
@@ -189,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(exhibitors::routes())
         .merge(actions::routes())
+        .merge(integrators::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

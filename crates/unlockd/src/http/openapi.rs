@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, exhibitors, ops, personnel};
+use super::{actions, contacts, credits, events, exhibitors, integrators, ops, personnel};
 
 struct BearerAuth;
 
@@ -51,6 +51,9 @@ impl Modify for BearerAuth {
         ops::readyz,
         ops::openapi,
         ops::metrics,
+        integrators::list_email_tasks,
+        integrators::list_phone_tasks,
+        integrators::usage,
     ),
     components(schemas(unlockd_api::ApiError)),
     modifiers(&BearerAuth),
@@ -73,7 +76,63 @@ pub fn document() -> serde_json::Value {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     declare_limits(&mut value);
+    mark_extensions(&mut value);
     value
+}
+
+/// Operations unlockd adds to the upstream contract, by path and method.
+const EXTENSION_OPERATIONS: &[(&str, &str)] = &[
+    ("/external/contacts/unlock-tasks", "get"),
+    ("/external/contacts/unlock-phone-tasks", "get"),
+    ("/external/usage", "get"),
+];
+
+/// Parameters unlockd adds to upstream operations, by path, method and name.
+const EXTENSION_PARAMETERS: &[(&str, &str, &str)] = &[
+    ("/external/contacts/unlock", "post", "Idempotency-Key"),
+    ("/external/contacts/unlock-phone", "post", "Idempotency-Key"),
+];
+
+/// Schemas only extensions use.
+const EXTENSION_SCHEMAS: &[&str] = &[
+    "UnlockTaskListEntry",
+    "UnlockTaskPage",
+    "UsageGroupRow",
+    "UsageReport",
+];
+
+/// Marks what unlockd adds to the upstream contract with `x-unlockd-extension: true`.
+fn mark_extensions(doc: &mut serde_json::Value) {
+    for (path, method) in EXTENSION_OPERATIONS {
+        if let Some(operation) = doc["paths"][*path].get_mut(*method) {
+            operation["x-unlockd-extension"] = true.into();
+        }
+    }
+    for (path, method, name) in EXTENSION_PARAMETERS {
+        let Some(parameters) = doc["paths"][*path][*method]["parameters"].as_array_mut() else {
+            continue;
+        };
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
+            parameter["x-unlockd-extension"] = true.into();
+        }
+    }
+    for path in [
+        "/external/contacts/unlock",
+        "/external/contacts/unlock-phone",
+    ] {
+        let responses = &mut doc["paths"][path]["post"]["responses"];
+        if let Some(reused) = responses.get_mut("422") {
+            reused["x-unlockd-extension"] = true.into();
+        }
+        if let Some(header) = responses["201"]["headers"].get_mut("Idempotent-Replayed") {
+            header["x-unlockd-extension"] = true.into();
+        }
+    }
+    for name in EXTENSION_SCHEMAS {
+        if let Some(schema) = doc["components"]["schemas"].get_mut(*name) {
+            schema["x-unlockd-extension"] = true.into();
+        }
+    }
 }
 
 /// Limits on one query or path parameter, as the handlers enforce them.
@@ -92,6 +151,8 @@ enum Limit {
     OneOf(&'static [&'static str]),
     /// A repeatable parameter: at most this many values of at most this many characters.
     List(u64, u64),
+    /// An RFC 3339 time or a `YYYY-MM-DD` date, or empty for absent.
+    Instant,
 }
 
 const PAGE_MAX: u64 = 1_000_000;
@@ -217,6 +278,73 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         "pageSize",
         Limit::Int(1, 100),
     ),
+    (
+        "/external/contacts/unlock-tasks",
+        "status",
+        Limit::OneOf(&super::integrators::TASK_STATUSES),
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "call_source",
+        Limit::OneOf(&super::integrators::CALL_SOURCES),
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "created_after",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "created_before",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "page",
+        Limit::Int(1, PAGE_MAX),
+    ),
+    (
+        "/external/contacts/unlock-tasks",
+        "pageSize",
+        Limit::Int(1, 100),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "status",
+        Limit::OneOf(&super::integrators::TASK_STATUSES),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "call_source",
+        Limit::OneOf(&super::integrators::CALL_SOURCES),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "created_after",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "created_before",
+        Limit::Instant,
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "page",
+        Limit::Int(1, PAGE_MAX),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks",
+        "pageSize",
+        Limit::Int(1, 100),
+    ),
+    ("/external/usage", "from", Limit::Instant),
+    ("/external/usage", "to", Limit::Instant),
+    (
+        "/external/usage",
+        "group_by",
+        Limit::OneOf(&["day", "kind", "call_source"]),
+    ),
 ];
 
 fn limit_schema(limit: &Limit) -> serde_json::Value {
@@ -243,6 +371,11 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
             "maxItems": items,
             "items": {"type": "string", "maxLength": max},
         }),
+        Limit::Instant => json!({"anyOf": [
+            {"type": "string", "maxLength": 0},
+            {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+            {"type": "string", "format": "date-time"},
+        ]}),
         Limit::OneOf(values) => {
             let mut values: Vec<&str> = values.to_vec();
             values.push("");

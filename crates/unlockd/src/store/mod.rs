@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod event_search;
+pub mod integrators;
 pub mod invariants;
 mod operator;
 pub mod postgres;
@@ -639,6 +640,47 @@ pub trait Store: Send + Sync + 'static {
         _shutdown: tokio_util::sync::CancellationToken,
     ) {
     }
+
+    // Integrators (extensions): idempotency keys, task listing, usage.
+    /// Reserves an `Idempotency-Key` for one create, or says why not. A reservation older
+    /// than `lock_ms` that never completed (its process died) is taken over.
+    async fn reserve_idempotency_key(
+        &self,
+        key: &integrators::IdempotencyKey,
+        lock_ms: i64,
+    ) -> StoreResult<integrators::KeyReservation>;
+    /// `create_unlock_task` with the key's answer (`render`ed from the result) recorded in
+    /// the same transaction as the task.
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &integrators::IdempotencyKey,
+        token: &str,
+        render: integrators::ResponseRenderer,
+    ) -> StoreResult<integrators::KeyedCreate>;
+    /// Frees a reservation that got no answer worth replaying (the database failed).
+    async fn release_idempotency_key(
+        &self,
+        key: &integrators::IdempotencyKey,
+        token: &str,
+    ) -> StoreResult<()>;
+    /// Forgets keys created before `before_ms`; returns how many.
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64>;
+    /// An account's tasks of one kind, newest first (ties by id, descending). Items carry
+    /// no contact values.
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        filter: &integrators::TaskFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<TaskView>>;
+    /// An account's usage from the ledger, grouped.
+    async fn usage(
+        &self,
+        account_id: &str,
+        query: integrators::UsageQuery,
+    ) -> StoreResult<Vec<integrators::UsageRow>>;
 }
 
 /// How [`connect_with`] opens a database.

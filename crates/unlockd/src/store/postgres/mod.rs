@@ -12,6 +12,7 @@
 mod admin;
 mod catalog;
 mod exhibitors;
+mod integrators;
 mod reads;
 mod search;
 mod shared;
@@ -775,6 +776,54 @@ impl Store for PgStore {
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         shared::relay_changes(self, signals, shutdown).await
+    }
+
+    async fn reserve_idempotency_key(
+        &self,
+        key: &crate::store::integrators::IdempotencyKey,
+        lock_ms: i64,
+    ) -> StoreResult<crate::store::integrators::KeyReservation> {
+        integrators::reserve_key(self, key, lock_ms).await
+    }
+
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+        render: crate::store::integrators::ResponseRenderer,
+    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
+        retrying(|| integrators::create_keyed(self, request, key, token, render.clone())).await
+    }
+
+    async fn release_idempotency_key(
+        &self,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+    ) -> StoreResult<()> {
+        integrators::release_key(self, key, token).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
+        integrators::prune_keys(self, before_ms).await
+    }
+
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        filter: &crate::store::integrators::TaskFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<TaskView>> {
+        integrators::list_tasks(self, account_id, kind, filter, page).await
+    }
+
+    async fn usage(
+        &self,
+        account_id: &str,
+        query: crate::store::integrators::UsageQuery,
+    ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
+        integrators::usage(self, account_id, query).await
     }
 }
 

@@ -189,7 +189,18 @@ const INSERT_TASK: &str = "\
 
 pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let mut tx = store.pool.begin().await?;
-    let Some((event_id, decision, now)) = decide_on(&mut tx, store, r, true).await? else {
+    let result = create_in(&mut tx, store, r).await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// Decides and writes a create inside the caller's transaction (which commits it).
+pub(super) async fn create_in(
+    tx: &mut PgConnection,
+    store: &PgStore,
+    r: &NewUnlock,
+) -> StoreResult<CreateResult> {
+    let Some((event_id, decision, now)) = decide_on(&mut *tx, store, r, true).await? else {
         return Ok(CreateResult::EventNotFound);
     };
     let UnlockDecision::Create {
@@ -246,7 +257,6 @@ pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<Create
             "a bucket cannot cover its hold".into(),
         ));
     }
-    tx.commit().await?;
     Ok(CreateResult::Decided {
         decision,
         task_id: Some(task_id),

@@ -135,7 +135,7 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
 
 /// Decides and writes a create inside the writer's batch: the facts are read under the
 /// write lock, so nothing can change between the decision and the writes.
-async fn create_in(
+pub(super) async fn create_in(
     conn: &mut SqliteConnection,
     r: &NewUnlock,
     now: i64,

@@ -1,0 +1,196 @@
+//! Idempotency keys, task listing and usage on SQLite (the statements are shared:
+//! `store::integrators`). Key writes go through the group-committing writer, like creates.
+
+use sqlx::SqliteConnection;
+
+use super::{tasks, SqliteStore};
+use crate::domain::ContactKind;
+use crate::store::integrators::{
+    judge_existing, usage_rows, usage_sql, IdempotencyKey, KeyReservation, KeyedCreate,
+    ResponseRenderer, TaskFilter, UsageQuery, UsageRow, COMPLETE_KEY, CONFIRM_KEY,
+    IDEMPOTENCY_KEY_TTL_MS, PRUNE_KEYS, READ_KEY, RELEASE_KEY, RESERVE_KEY, TASK_LIST_WHERE,
+};
+use crate::store::rows::{task_status_str, TaskViewRow};
+use crate::store::{CreateResult, NewUnlock, Page, PageRequest, StoreResult, TaskView};
+
+pub(super) async fn reserve_key(
+    store: &SqliteStore,
+    key: &IdempotencyKey,
+    lock_ms: i64,
+) -> StoreResult<KeyReservation> {
+    let now = store.now();
+    let key = key.clone();
+    store
+        .batcher
+        .run(move |conn| Box::pin(async move { reserve_in(conn, &key, now, lock_ms).await }))
+        .await
+}
+
+async fn reserve_in(
+    conn: &mut SqliteConnection,
+    key: &IdempotencyKey,
+    now: i64,
+    lock_ms: i64,
+) -> StoreResult<KeyReservation> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let taken: Option<(String,)> = sqlx::query_as(RESERVE_KEY)
+        .bind(&key.account_id)
+        .bind(&key.key)
+        .bind(&key.request_hash)
+        .bind(&token)
+        .bind(now)
+        .bind(now - IDEMPOTENCY_KEY_TTL_MS)
+        .bind(now - lock_ms)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some((token,)) = taken {
+        return Ok(KeyReservation::Reserved { token });
+    }
+    let row = sqlx::query_as(READ_KEY)
+        .bind(&key.account_id)
+        .bind(&key.key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(judge_existing(&key.request_hash, row))
+}
+
+pub(super) async fn create_keyed(
+    store: &SqliteStore,
+    request: &NewUnlock,
+    key: &IdempotencyKey,
+    token: &str,
+    render: ResponseRenderer,
+) -> StoreResult<KeyedCreate> {
+    let now = store.now();
+    let (request, key, token) = (request.clone(), key.clone(), token.to_string());
+    store
+        .batcher
+        .run(move |conn| {
+            Box::pin(async move {
+                let mine = sqlx::query(CONFIRM_KEY)
+                    .bind(&key.account_id)
+                    .bind(&key.key)
+                    .bind(&token)
+                    .execute(&mut *conn)
+                    .await?;
+                if mine.rows_affected() != 1 {
+                    return Ok(KeyedCreate::ReservationLost);
+                }
+                let result = tasks::create_in(conn, &request, now).await?;
+                let response = render(&result);
+                let task_id = match &result {
+                    CreateResult::Decided { task_id, .. } => task_id.clone(),
+                    CreateResult::EventNotFound => None,
+                };
+                sqlx::query(COMPLETE_KEY)
+                    .bind(&key.account_id)
+                    .bind(&key.key)
+                    .bind(&token)
+                    .bind(i32::from(response.status))
+                    .bind(&response.body)
+                    .bind(task_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(KeyedCreate::Done(result, response))
+            })
+        })
+        .await
+}
+
+pub(super) async fn release_key(
+    store: &SqliteStore,
+    key: &IdempotencyKey,
+    token: &str,
+) -> StoreResult<()> {
+    let (key, token) = (key.clone(), token.to_string());
+    store
+        .batcher
+        .run(move |conn| {
+            Box::pin(async move {
+                sqlx::query(RELEASE_KEY)
+                    .bind(&key.account_id)
+                    .bind(&key.key)
+                    .bind(&token)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(super) async fn prune_keys(store: &SqliteStore, before_ms: i64) -> StoreResult<i64> {
+    let mut tx = store.write_tx().await?;
+    let done = sqlx::query(PRUNE_KEYS)
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() as i64)
+}
+
+pub(super) async fn list_tasks(
+    store: &SqliteStore,
+    account_id: &str,
+    kind: ContactKind,
+    filter: &TaskFilter,
+    page: PageRequest,
+) -> StoreResult<Page<TaskView>> {
+    let mut tx = store.reader.begin().await?;
+    let status = filter.status.map(task_status_str);
+    let (total,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM tasks t WHERE {TASK_LIST_WHERE}"
+    ))
+    .bind(account_id)
+    .bind(kind.as_str())
+    .bind(status)
+    .bind(filter.created_after)
+    .bind(filter.created_before)
+    .bind(&filter.call_source)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<TaskViewRow> = sqlx::query_as(&format!(
+        "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+                t.created_at, t.updated_at, t.completed_at, \
+                (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, NULL, i.error_code, i.charged)) \
+                 FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
+                (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
+                                   SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
+                                   SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
+                 FROM ledger WHERE task_id = t.id) AS totals \
+         FROM tasks t WHERE {TASK_LIST_WHERE} \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $7 OFFSET $8"
+    ))
+    .bind(account_id)
+    .bind(kind.as_str())
+    .bind(status)
+    .bind(filter.created_after)
+    .bind(filter.created_before)
+    .bind(&filter.call_source)
+    .bind(i64::from(page.page_size))
+    .bind(page.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Page {
+        items: rows
+            .into_iter()
+            .map(TaskViewRow::into_view)
+            .collect::<StoreResult<_>>()?,
+        total,
+    })
+}
+
+pub(super) async fn usage(
+    store: &SqliteStore,
+    account_id: &str,
+    query: UsageQuery,
+) -> StoreResult<Vec<UsageRow>> {
+    let raw = sqlx::query_as(&usage_sql(query.group_by))
+        .bind(account_id)
+        .bind(query.from_ms)
+        .bind(query.to_ms)
+        .fetch_all(&store.reader)
+        .await?;
+    Ok(usage_rows(query.group_by, raw))
+}
