@@ -65,6 +65,31 @@ run_pass() {
     return "$status"
 }
 
+# The console's browser tests (tests/console_browser.rs) drive headless Chromium through
+# chromedriver; install Debian's packages when they are missing (as root, or with sudo).
+# Without them those tests fail, saying how to install them.
+ensure_chromium() {
+    if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "== installing chromium and chromium-driver (for the console's browser tests)"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
+            echo "!! not root and no sudo: install them with: apt-get install -y chromium chromium-driver"
+            return 0
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "!! no apt-get: install chromium and chromedriver by hand (or set CHROMIUM and CHROMEDRIVER)"
+        return 0
+    fi
+    $sudo apt-get install -y --no-install-recommends chromium chromium-driver \
+        || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium chromium-driver; } \
+        || echo "!! could not install chromium and chromium-driver; the browser tests will fail"
+}
+ensure_chromium
+
 failed=0
 
 echo "== tests on SQLite"

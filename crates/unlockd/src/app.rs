@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub trust_forwarded_for: bool,
     /// Timeouts and caps on connections and requests.
     pub http: crate::http::HttpLimits,
+    /// The operator token for `/admin/api/`; `None` keeps the operator API off.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             long_poll_recheck: Duration::from_millis(500),
             trust_forwarded_for: false,
             http: crate::http::HttpLimits::default(),
+            admin_token: None,
         }
     }
 }
@@ -128,6 +131,7 @@ pub async fn start(
         long_polls: Default::default(),
         // Refusals of unauthenticated requests: at most this many log lines a second.
         unauthenticated_log: Arc::new(crate::http::LogSampler::new(10)),
+        admin_token: config.admin_token.as_deref().map(Arc::from),
     };
     {
         let store = store.clone();

@@ -537,3 +537,57 @@ fn serve_demo_prints_a_key_and_a_curl_that_works() {
         .unwrap();
     assert_eq!(balance["totalBalance"], 10_000 - 30);
 }
+
+#[test]
+fn serve_demo_prints_the_console_urls_and_a_working_operator_token() {
+    let env = Env::new();
+    let mut server = start_server(&env, &["--demo"]);
+    let stdout = server.child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut token = None;
+    while let Some(Ok(line)) = lines.next() {
+        server.stdout.push(line.clone());
+        if let Some(t) = line.trim().strip_prefix("operator token: ") {
+            token = Some(t.to_string());
+            break;
+        }
+    }
+    let token = token.expect("the demo banner prints a generated operator token");
+    let printed = server.stdout.join("\n");
+    assert!(
+        printed.contains(&format!("  {}/\n", server.url)),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("  {}/admin/", server.url)),
+        "{printed}"
+    );
+    let page = http().get(format!("{}/", server.url)).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("/console/customer.js"));
+    let status = http()
+        .get(format!("{}/admin/api/status", server.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    let wrong = http()
+        .get(format!("{}/admin/api/status", server.url))
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+}
+
+#[test]
+fn a_short_admin_token_is_refused_at_start() {
+    let env = Env::new();
+    let err = env.fails(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        "too-short",
+    ]);
+    assert!(err.contains("at least 16 characters"), "{err}");
+}

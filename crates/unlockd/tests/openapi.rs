@@ -118,11 +118,66 @@ fn every_endpoint_is_described_with_its_errors() {
             "get",
             &[200, 400, 401, 403, 429, 503][..],
         ),
+        ("/admin/api/status", "get", &[200, 401, 403, 404, 429][..]),
+        (
+            "/admin/api/accounts",
+            "get",
+            &[200, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts",
+            "post",
+            &[201, 400, 401, 403, 404, 413, 415, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts/{accountId}/keys",
+            "get",
+            &[200, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts/{accountId}/keys",
+            "post",
+            &[201, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/accounts/{accountId}/grants",
+            "post",
+            &[201, 400, 401, 403, 404, 413, 415, 429, 503][..],
+        ),
+        (
+            "/admin/api/keys/{keyId}",
+            "delete",
+            &[204, 400, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/ledger/verify",
+            "get",
+            &[200, 401, 403, 404, 429, 503][..],
+        ),
+        (
+            "/admin/api/queue",
+            "get",
+            &[200, 401, 403, 404, 429, 503][..],
+        ),
     ];
     let paths = doc["paths"].as_object().unwrap();
+    let described: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.0).collect();
+    // Every operation in the document is a described one (no placeholder or null operation).
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(operation.is_object(), "{method} {path} is not an operation");
+            assert!(
+                expected.iter().any(|(p, m, _)| p == path && m == method),
+                "{method} {path} is not described here"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, expected.len());
     assert_eq!(
         paths.len(),
-        expected.len(),
+        described.len(),
         "{:?}",
         paths.keys().collect::<Vec<_>>()
     );
@@ -139,6 +194,14 @@ fn every_endpoint_is_described_with_its_errors() {
                     "{method} {path} {status}"
                 );
             }
+        }
+        if path.starts_with("/admin/") {
+            assert_eq!(op["x-unlockd-extension"], true, "{method} {path}");
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{"adminToken": []}]),
+                "{method} {path} must declare the operator token"
+            );
         }
         if path.starts_with("/external") {
             assert!(
@@ -175,6 +238,10 @@ fn every_endpoint_is_described_with_its_errors() {
         assert_eq!(key["x-unlockd-extension"], true, "{path}");
         assert!(doc["paths"][path]["post"]["responses"]["422"].is_object());
     }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["adminToken"]["scheme"],
+        "bearer"
+    );
 }
 
 #[tokio::test]

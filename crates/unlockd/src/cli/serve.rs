@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// (its process died) is taken over by a retry.
     #[arg(long, env = "UNLOCKD_IDEMPOTENCY_LOCK_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     idempotency_lock_seconds: u64,
+    /// Operator token for the operator console and API under /admin/ (at least 16
+    /// characters; sent as `Authorization: Bearer`). Unset: the operator pages are off,
+    /// except with --demo, which generates one and prints it.
+    #[arg(long, env = "UNLOCKD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -179,7 +184,19 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let admin_token = match args.admin_token.as_deref().map(str::trim) {
+        Some(token) if token.chars().count() < crate::http::MIN_ADMIN_TOKEN_CHARS => {
+            anyhow::bail!(
+                "--admin-token / UNLOCKD_ADMIN_TOKEN: must be at least {} characters",
+                crate::http::MIN_ADMIN_TOKEN_CHARS
+            )
+        }
+        Some(token) => Some(AdminToken::Configured(token.to_string())),
+        None if args.demo => Some(AdminToken::Generated(generate_admin_token())),
+        None => None,
+    };
     let config = ServerConfig {
+        admin_token: admin_token.as_ref().map(|t| t.value().to_string()),
         listen: args.listen.clone(),
         run_worker: !args.no_worker,
         pricing: Pricing {
@@ -200,6 +217,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(url = %server.url(), worker = !args.no_worker, "unlockd listening");
     if let Some(key) = demo_key {
         print_demo_banner(&server.url(), &key);
+        print_console_banner(&server.url(), admin_token.as_ref());
     }
     server.wait().await?;
     Ok(ExitCode::SUCCESS)
@@ -308,4 +326,39 @@ fn print_demo_banner(url: &str, key: &str) {
          \nThen poll the task it returns:\n\
          \n  curl \"{url}/external/contacts/unlock-tasks/TASK_ID?wait=10\" -H \"Authorization: Bearer {key}\"\n"
     );
+}
+
+/// Where the operator token came from: configured tokens are never printed.
+enum AdminToken {
+    Configured(String),
+    Generated(String),
+}
+
+impl AdminToken {
+    fn value(&self) -> &str {
+        match self {
+            AdminToken::Configured(token) | AdminToken::Generated(token) => token,
+        }
+    }
+}
+
+/// A random operator token for a demo run (32 bytes, hex).
+fn generate_admin_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("adm_{}", hex::encode(bytes))
+}
+
+fn print_console_banner(url: &str, admin_token: Option<&AdminToken>) {
+    println!("Web console (paste the API key above to sign in):\n\n  {url}/\n");
+    match admin_token {
+        Some(AdminToken::Generated(token)) => println!(
+            "Operator console (generated token for this run; set --admin-token / UNLOCKD_ADMIN_TOKEN to choose one):\n\n  {url}/admin/\n  operator token: {token}\n"
+        ),
+        Some(AdminToken::Configured(_)) => println!(
+            "Operator console (sign in with your --admin-token / UNLOCKD_ADMIN_TOKEN):\n\n  {url}/admin/\n"
+        ),
+        None => {}
+    }
 }

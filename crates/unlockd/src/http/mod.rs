@@ -2,8 +2,10 @@
 //! wire contract. Auth, rate limits, request ids and the error envelope live here.
 
 mod actions;
+mod admin;
 mod auth;
 mod body;
+mod console;
 mod contacts;
 mod credits;
 pub mod error;
@@ -14,6 +16,8 @@ pub mod openapi;
 mod ops;
 mod personnel;
 pub mod rate_limit;
+pub use admin::MIN_TOKEN_CHARS as MIN_ADMIN_TOKEN_CHARS;
+pub use console::CONTENT_SECURITY_POLICY;
 pub mod server;
 
 use std::collections::HashMap;
@@ -94,6 +98,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     pub long_polls: Arc<LongPolls>,
     pub unauthenticated_log: Arc<LogSampler>,
+    /// The operator token; `None` turns the operator API off.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// Open long polls per API key.
@@ -202,6 +208,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::routes())
         .merge(external)
+        .merge(admin::routes(state.clone()))
+        .merge(console::routes())
         .route_layer(middleware::from_fn(remember_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{actions, contacts, credits, events, exhibitors, integrators, ops, personnel};
+use super::{actions, admin, contacts, credits, events, exhibitors, integrators, ops, personnel};
 
 struct BearerAuth;
 
@@ -16,6 +16,15 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("sk_<16 hex>_<64 hex> (uak_ accepted)")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "adminToken",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("the operator token (--admin-token / UNLOCKD_ADMIN_TOKEN)")
                     .build(),
             ),
         );
@@ -54,6 +63,15 @@ impl Modify for BearerAuth {
         integrators::list_email_tasks,
         integrators::list_phone_tasks,
         integrators::usage,
+        admin::status,
+        admin::list_accounts,
+        admin::create_account,
+        admin::list_keys,
+        admin::create_key,
+        admin::revoke_key,
+        admin::grant,
+        admin::verify_ledger,
+        admin::queue,
     ),
     components(schemas(unlockd_api::ApiError)),
     modifiers(&BearerAuth),
@@ -65,6 +83,7 @@ impl Modify for BearerAuth {
         (name = "Credits", description = "Balances"),
         (name = "Actions", description = "Prechecks"),
         (name = "Operations", description = "Health, readiness, this document"),
+        (name = "Operator", description = "Operator API behind the operator token (extension)"),
     )
 )]
 struct ApiDoc;
@@ -77,6 +96,7 @@ pub fn document() -> serde_json::Value {
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     declare_limits(&mut value);
     mark_extensions(&mut value);
+    admin::declare_body_schemas(&mut value);
     value
 }
 
@@ -103,6 +123,16 @@ const EXTENSION_SCHEMAS: &[&str] = &[
 
 /// Marks what unlockd adds to the upstream contract with `x-unlockd-extension: true`.
 fn mark_extensions(doc: &mut serde_json::Value) {
+    // Every operation of the operator API is an extension.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (_, item) in paths.iter_mut().filter(|(path, _)| path.starts_with("/admin/")) {
+            if let Some(operations) = item.as_object_mut() {
+                for operation in operations.values_mut().filter(|o| o.is_object()) {
+                    operation["x-unlockd-extension"] = true.into();
+                }
+            }
+        }
+    }
     for (path, method) in EXTENSION_OPERATIONS {
         if let Some(operation) = doc["paths"][*path].get_mut(*method) {
             operation["x-unlockd-extension"] = true.into();
@@ -345,6 +375,18 @@ const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
         "group_by",
         Limit::OneOf(&["day", "kind", "call_source"]),
     ),
+    // Operator API path ids: 1-64 characters without white space, like personnel ids.
+    (
+        "/admin/api/accounts/{accountId}/keys",
+        "accountId",
+        Limit::PersonnelId,
+    ),
+    (
+        "/admin/api/accounts/{accountId}/grants",
+        "accountId",
+        Limit::PersonnelId,
+    ),
+    ("/admin/api/keys/{keyId}", "keyId", Limit::PersonnelId),
 ];
 
 fn limit_schema(limit: &Limit) -> serde_json::Value {
@@ -388,11 +430,20 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
 fn declare_limits(doc: &mut serde_json::Value) {
     use serde_json::json;
     for (path, name, limit) in PARAMETER_LIMITS {
-        let Some(parameters) = doc["paths"][*path]["get"]["parameters"].as_array_mut() else {
-            continue;
-        };
-        for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
-            parameter["schema"] = limit_schema(limit);
+        for method in ["get", "post", "delete"] {
+            // Looked up without indexing, which would insert the missing keys as nulls.
+            let parameters = doc
+                .get_mut("paths")
+                .and_then(|paths| paths.get_mut(*path))
+                .and_then(|item| item.get_mut(method))
+                .and_then(|operation| operation.get_mut("parameters"))
+                .and_then(|parameters| parameters.as_array_mut());
+            let Some(parameters) = parameters else {
+                continue;
+            };
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == *name) {
+                parameter["schema"] = limit_schema(limit);
+            }
         }
     }
     let schemas = &mut doc["components"]["schemas"];

@@ -681,7 +681,14 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         query: integrators::UsageQuery,
     ) -> StoreResult<Vec<integrators::UsageRow>>;
+    /// Tasks still kept (finished ones until they are pruned), counted by
+    /// `(kind, status)`, for the operator's view of the queue.
+    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
 }
+
+/// The statement both backends run for [`Store::task_counts`].
+pub(crate) const TASK_COUNTS_SQL: &str =
+    "SELECT kind, status, CAST(COUNT(*) AS BIGINT) FROM tasks GROUP BY kind, status ORDER BY kind, status";
 
 /// How [`connect_with`] opens a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,8 @@ pub struct Options {
     pub engine: EngineConfig,
     /// Connection and request limits (timeouts, caps).
     pub http: unlockd::http::HttpLimits,
+    /// The operator token (`--admin-token`); `None` keeps the operator API off.
+    pub admin_token: Option<String>,
 }
 
 /// The PostgreSQL server the tests run on, if any.
@@ -374,6 +376,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         engine: options.engine,
         long_poll_recheck: Duration::from_millis(200),
         http: options.http,
+        admin_token: options.admin_token,
         ..ServerConfig::default()
     };
     let server = app::start(

@@ -825,6 +825,12 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
         integrators::usage(self, account_id, query).await
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }
 
 #[cfg(test)]

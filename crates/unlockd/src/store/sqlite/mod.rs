@@ -775,4 +775,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
         integrators::usage(self, account_id, query).await
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
+            .fetch_all(&self.reader)
+            .await?)
+    }
 }
