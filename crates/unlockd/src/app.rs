@@ -96,7 +96,7 @@ pub fn engine(
     signals: Arc<TaskSignals>,
     config: EngineConfig,
     metrics: Arc<Metrics>,
-) -> Arc<Engine> {
+) -> anyhow::Result<Arc<Engine>> {
     let source = Arc::new(CatalogSource::new(store.clone()));
     Engine::new(store, source, signals, config, metrics)
 }
@@ -152,7 +152,7 @@ pub async fn start(
         signals.clone(),
         config.engine.clone(),
         metrics.clone(),
-    );
+    )?;
     // The worker process also does the upkeep (bucket expiry, pruning).
     let worker = config.run_worker.then(|| {
         tokio::spawn(maintenance::run(

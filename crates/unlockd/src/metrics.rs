@@ -76,6 +76,23 @@ impl Default for Metrics {
                 "Items of live tasks not yet settled."
             );
             describe_gauge!("unlockd_credits_held", "Credits held by open unlock tasks.");
+            describe_counter!(
+                "unlockd_source_requests_total",
+                "Requests to contact sources (enrichment providers), by source and outcome."
+            );
+            describe_histogram!(
+                "unlockd_source_request_duration_seconds",
+                Unit::Seconds,
+                "Time a contact source took to answer, by source."
+            );
+            describe_gauge!(
+                "unlockd_source_breaker_state",
+                "A contact source's circuit breaker: 0 closed, 1 half-open, 2 open."
+            );
+            describe_counter!(
+                "unlockd_source_cost_micros_total",
+                "What the requests to a contact source cost, in millionths of the provider's currency."
+            );
             // Every counter series exists from the start, at 0, so rates work from the
             // first scrape.
             for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
@@ -165,6 +182,36 @@ impl Metrics {
 
     pub fn lookup_error(&self) {
         self.with(|| metrics::counter!("unlockd_lookup_errors_total").increment(1));
+    }
+
+    /// One request to a contact source: its outcome (found, not_found, permanent,
+    /// transient, garbage) and how long it took.
+    pub fn source_request(&self, source: &str, outcome: &'static str, elapsed: Duration) {
+        let source = source.to_string();
+        self.with(|| {
+            metrics::counter!("unlockd_source_requests_total", "source" => source.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("unlockd_source_request_duration_seconds", "source" => source)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// A source's breaker: 0 closed, 1 half-open, 2 open.
+    pub fn source_breaker(&self, source: &str, state: f64) {
+        let source = source.to_string();
+        self.with(|| {
+            metrics::gauge!("unlockd_source_breaker_state", "source" => source).set(state)
+        });
+    }
+
+    /// What the provider charges for the requests made, in millionths of its currency.
+    pub fn source_cost(&self, source: &str, micros: i64) {
+        let source = source.to_string();
+        let micros = u64::try_from(micros).unwrap_or(0);
+        self.with(|| {
+            metrics::counter!("unlockd_source_cost_micros_total", "source" => source)
+                .increment(micros)
+        });
     }
 
     /// The Prometheus text exposition. Without `gauges` (the store did not answer) the

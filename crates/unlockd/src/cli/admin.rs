@@ -64,6 +64,7 @@ pub enum AdminCommand {
         after_help = "Example:\n  unlockd admin usage --account ACCOUNT_ID --from 2026-11-01 --to 2026-11-30 --group-by kind --format json"
     )]
     Usage {
+        /// The account's id (from `admin accounts list`).
         #[arg(long)]
         account: String,
         /// RFC 3339 or YYYY-MM-DD (UTC midnight), inclusive; default 30 days before --to.
@@ -76,9 +77,14 @@ pub enum AdminCommand {
         /// day, kind or call_source.
         #[arg(long, default_value = "day")]
         group_by: String,
+        /// csv (a header line, then one line per group) or json (with totals).
         #[arg(long, value_enum, default_value_t = UsageFormat::Csv)]
         format: UsageFormat,
     },
+    /// The contact sources of running workers: breaker states and recent error rates.
+    #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd admin sources status")]
+    Sources(SourcesAdminCommand),
 }
 
 /// How `admin usage` prints.
@@ -138,6 +144,17 @@ pub enum WebhooksCommand {
         account: String,
         /// The endpoint id (from `admin webhooks list`).
         webhook_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesAdminCommand {
+    /// Each worker's latest report of each source (read from the database).
+    #[command(after_help = "Example:\n  unlockd admin sources status --json")]
+    Status {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -257,6 +274,7 @@ impl AdminCommand {
             | AdminCommand::Audit { .. }
             | AdminCommand::Usage { .. }
             | AdminCommand::Webhooks(WebhooksCommand::List { .. }) => Access::ReadOnly,
+            AdminCommand::Sources(SourcesAdminCommand::Status { .. }) => Access::ReadOnly,
             _ if create => Access::Create,
             _ => Access::Existing,
         }
@@ -564,6 +582,9 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
                 }
             }
         }
+        AdminCommand::Sources(SourcesAdminCommand::Status { json }) => {
+            print_source_health(&store.source_health().await?, cli.clock().now_ms(), *json)?;
+        }
         AdminCommand::Ledger(LedgerCommand::Verify) => {
             let problems = store.verify_ledger().await?;
             if problems.is_empty() {
@@ -690,6 +711,74 @@ async fn webhooks(store: &DynStore, command: &WebhooksCommand) -> anyhow::Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_source_health(
+    rows: &[crate::store::sources::SourceHealthRow],
+    now_ms: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let error_rate = |h: &crate::store::sources::SourceHealth| {
+        if h.requests == 0 {
+            0.0
+        } else {
+            h.failures as f64 / h.requests as f64
+        }
+    };
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "worker_id": r.worker_id,
+                    "reported_at": rfc3339(r.reported_at_ms),
+                    "source": r.health.source,
+                    "breaker": r.health.breaker,
+                    "requests": r.health.requests,
+                    "failures": r.health.failures,
+                    "error_rate": error_rate(&r.health),
+                    "last_error": r.health.last_error,
+                    "cost_micros": r.health.cost_micros,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no source health reported (no worker runs with --sources)");
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let h = &r.health;
+            vec![
+                h.source.clone(),
+                h.breaker.clone(),
+                r.worker_id.clone(),
+                format!("{}s ago", (now_ms - r.reported_at_ms).max(0) / 1000),
+                h.requests.to_string(),
+                format!("{:.0}%", error_rate(h) * 100.0),
+                format!("{:.6}", h.cost_micros as f64 / 1_000_000.0),
+                h.last_error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SOURCE",
+            "BREAKER",
+            "WORKER",
+            "REPORTED",
+            "REQUESTS",
+            "ERRORS",
+            "COST",
+            "LAST ERROR",
+        ],
+        &table,
+    );
+    Ok(())
 }
 
 fn print_audit(entries: &[AuditEntry], json: bool) {

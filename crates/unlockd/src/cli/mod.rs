@@ -7,6 +7,7 @@ mod client;
 mod database;
 mod exhibitors;
 mod serve;
+mod sources;
 mod table;
 
 use std::io::IsTerminal;
@@ -103,6 +104,14 @@ pub struct AdminArgs {
     command: admin::AdminCommand,
 }
 
+#[derive(Debug, Args)]
+pub struct SourcesArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(subcommand)]
+    command: sources::SourcesCommand,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API (and the worker, unless --no-worker); creates and migrates the database.
@@ -163,6 +172,15 @@ enum Command {
     #[command(subcommand)]
     #[command(after_help = "Example:\n  unlockd exhibitors list --event 139574")]
     Exhibitors(exhibitors::ExhibitorsCommand),
+    /// Contact sources: validate a sources file, probe a person through it.
+    #[command(
+        after_help = "Example:\n  unlockd sources check --sources sources.toml --probe PERSON_ID"
+    )]
+    Sources(SourcesArgs),
+    /// Development helpers: a stand-in enrichment provider.
+    #[command(subcommand)]
+    #[command(after_help = "Example:\n  unlockd dev provider --listen 127.0.0.1:9090")]
+    Dev(sources::DevCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -214,6 +232,7 @@ impl Cli {
             Command::Migrate(c) => Some(&c.database),
             Command::Import(c) => Some(&c.database),
             Command::Admin(c) => Some(&c.database),
+            Command::Sources(c) => Some(&c.database),
             _ => None,
         }
     }
@@ -332,6 +351,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Personnel(command) => client::personnel(command).await,
         Command::Events(command) => client::events(command).await,
         Command::Exhibitors(command) => exhibitors::exhibitors(command).await,
+        Command::Sources(c) => sources::sources(&cli, &c.command).await,
+        Command::Dev(command) => sources::dev(command).await,
     }
 }
 
@@ -363,6 +384,7 @@ mod tests {
                 "personnel",
                 "events",
                 "demo-data",
+                "dev",
             ]
             .iter()
             .any(|name| path.starts_with(&format!(" unlockd {name}")));

@@ -46,17 +46,26 @@ pub struct WorkerArgs {
     /// attempt, up to an hour; retries stop a day after the event).
     #[arg(long, env = "UNLOCKD_WEBHOOK_FIRST_RETRY_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     webhook_first_retry_ms: u64,
+    /// Contact sources file (TOML): HTTP providers tried after the catalog. Without it,
+    /// only the catalog's contacts are delivered.
+    #[arg(long, env = "UNLOCKD_SOURCES")]
+    sources: Option<std::path::PathBuf>,
 }
 
 impl WorkerArgs {
-    fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
+    fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let sources = match &self.sources {
+            Some(path) => Some(std::sync::Arc::new(super::sources::load(path)?)),
+            None => None,
+        };
+        Ok(EngineConfig {
             lease: Duration::from_secs(self.lease_seconds),
             concurrency: self.worker_concurrency as usize,
             max_attempts: self.max_attempts,
             lookups_per_second: self.lookups_per_second,
+            sources,
             ..EngineConfig::default()
-        }
+        })
     }
 
     fn webhook_config(&self) -> WebhookConfig {
@@ -184,6 +193,8 @@ fn shutdown_on_signals() -> CancellationToken {
 }
 
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // The sources file is checked before anything else starts.
+    let engine = args.worker.engine_config()?;
     let store = cli.open_store().await?;
     let demo_key = if args.demo {
         Some(prepare_demo(&store).await?)
@@ -211,7 +222,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
         key_rate_limit: args.rate_limit_per_minute,
         ip_rate_limit: args.ip_rate_limit_per_minute,
-        engine: args.worker.engine_config(),
+        engine,
         maintenance: args.worker.maintenance_config(),
         long_poll_recheck: Duration::from_millis(args.long_poll_recheck_ms),
         trust_forwarded_for: args.trust_forwarded_for,
@@ -255,6 +266,7 @@ fn listen_error(listen: &str, error: anyhow::Error) -> anyhow::Error {
 }
 
 pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let engine_config = args.engine_config()?;
     let store = cli.open_store().await?;
     let shutdown = shutdown_on_signals();
     let upkeep = tokio::spawn(maintenance::run(
@@ -272,12 +284,7 @@ pub async fn worker(cli: &Cli, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     };
     // A worker process serves no HTTP; its counters show in its logs, not on /metrics.
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    let engine = app::engine(
-        store.clone(),
-        signals,
-        args.engine_config(),
-        metrics.clone(),
-    );
+    let engine = app::engine(store.clone(), signals, engine_config, metrics.clone())?;
     let webhooks = tokio::spawn(crate::engine::webhooks::run(
         store,
         cli.clock(),

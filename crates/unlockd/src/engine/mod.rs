@@ -3,13 +3,15 @@
 //! and hands each outcome to the store, which applies the billing rule atomically.
 
 pub mod maintenance;
+pub mod retry;
 pub mod source;
+pub mod sources;
 pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+use backon::{BackoffBuilder, Retryable};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +20,9 @@ use crate::domain::settle::LookupOutcome;
 use crate::metrics::Metrics;
 use crate::signals::TaskSignals;
 use crate::store::{Claim, ClaimPolicy, ClaimedTask, DynStore, StoreError, StoreResult};
+use retry::FullJitter;
 use source::{ContactSource, SourceAnswer};
+use sources::provider::LogContext;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -39,6 +43,12 @@ pub struct EngineConfig {
     /// Upper bound on lookups per second from this process (0: none), to respect the
     /// quota of an upstream source.
     pub lookups_per_second: u32,
+    /// HTTP providers tried after the catalog (`--sources FILE`); none: the catalog only.
+    pub sources: Option<Arc<sources::SourcesConfig>>,
+    /// How long finished lookups wait for more before they are settled together.
+    pub settle_interval: Duration,
+    /// How often the sources' state is written for `admin sources status`.
+    pub health_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +62,9 @@ impl Default for EngineConfig {
             source_attempts: 3,
             source_backoff: Duration::from_millis(200),
             lookups_per_second: 0,
+            sources: None,
+            settle_interval: Duration::from_millis(200),
+            health_interval: Duration::from_secs(10),
         }
     }
 }
@@ -64,23 +77,32 @@ pub struct Engine {
     worker_id: String,
     next_lookup: Mutex<Instant>,
     metrics: Arc<Metrics>,
+    providers: Option<Arc<sources::Sources>>,
 }
 
 impl Engine {
+    /// Fails when the sources' HTTP client cannot be built (an unreadable `ca_file`).
     pub fn new(
         store: DynStore,
         source: Arc<dyn ContactSource>,
         signals: Arc<TaskSignals>,
         config: EngineConfig,
         metrics: Arc<Metrics>,
-    ) -> Arc<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
+        let providers = match &config.sources {
+            Some(sources) => Some(Arc::new(sources::Sources::new(
+                sources.clone(),
+                metrics.clone(),
+            )?)),
+            None => None,
+        };
         let worker_id = format!(
             "{}-{}-{}",
             hostname(),
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        Arc::new(Engine {
+        Ok(Arc::new(Engine {
             store,
             source,
             signals,
@@ -88,7 +110,8 @@ impl Engine {
             worker_id,
             next_lookup: Mutex::new(Instant::now()),
             metrics,
-        })
+            providers,
+        }))
     }
 
     pub fn worker_id(&self) -> &str {
@@ -142,16 +165,62 @@ impl Engine {
             let shutdown = shutdown.clone();
             loops.spawn(async move { engine.claim_loop(shutdown).await });
         }
+        let health = self.providers.is_some().then(|| {
+            let engine = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { engine.report_health(shutdown).await })
+        });
         while loops.join_next().await.is_some() {}
+        if let Some(health) = health {
+            let _ = health.await;
+        }
         tracing::info!(worker_id = %self.worker_id, "worker stopped");
     }
 
+    /// Writes the sources' breaker states and counters every `health_interval` (and once
+    /// more at shutdown), for `unlockd admin sources status`.
+    async fn report_health(&self, shutdown: CancellationToken) {
+        let Some(providers) = &self.providers else {
+            return;
+        };
+        loop {
+            let stopping = tokio::select! {
+                _ = shutdown.cancelled() => true,
+                _ = tokio::time::sleep(self.config.health_interval) => false,
+            };
+            self.report_health_now(providers).await;
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    async fn report_health_now(&self, providers: &sources::Sources) {
+        let health = providers.health();
+        if let Err(e) = self
+            .store
+            .report_source_health(&self.worker_id, &health)
+            .await
+        {
+            tracing::warn!(error = %e, "source health not recorded");
+        }
+    }
+
+    /// Writes the sources' state now (tests and `sources check` use it).
+    pub async fn flush_source_health(&self) {
+        if let Some(providers) = &self.providers {
+            self.report_health_now(providers).await;
+        }
+    }
+
     async fn claim_loop(&self, shutdown: CancellationToken) {
-        let mut failures = 0u32;
+        let backoff = FullJitter::new(Duration::from_millis(100), Duration::from_secs(10), None);
+        let mut delays = backoff.build();
         while !shutdown.is_cancelled() {
             match self.step(&shutdown).await {
-                Ok(true) => failures = 0,
+                Ok(true) => delays = backoff.build(),
                 Ok(false) => {
+                    delays = backoff.build();
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = self.signals.wait_for_work() => {}
@@ -159,8 +228,7 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let delay = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    let delay = delays.next().unwrap_or(backoff.max);
                     tracing::error!(error = %e, ?delay, "worker step failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
@@ -214,6 +282,12 @@ impl Engine {
     }
 
     /// Returns `Ok(true)` when every item was handed to the store.
+    ///
+    /// The catalog answers a batch at a time; the items it cannot answer go down the
+    /// providers' waterfall concurrently (each source bounds its own requests), and are
+    /// settled in batches as they complete. Each item's provider answers are persisted as
+    /// soon as its waterfall ends, so a contact paid for is kept even if the worker dies
+    /// before settling.
     async fn work_items(
         &self,
         task: &ClaimedTask,
@@ -227,8 +301,11 @@ impl Engine {
             self.record_task_latency(task.kind, &report);
             return Ok(true);
         }
+        let mut pending = futures::stream::FuturesUnordered::new();
+        let mut ready = Ready::default();
         for batch in task.items.chunks(self.config.batch_size.max(1)) {
             if shutdown.is_cancelled() {
+                self.flush(task, &mut ready, shutdown, lost).await?;
                 return Ok(false);
             }
             if lost.is_cancelled() {
@@ -237,57 +314,167 @@ impl Engine {
             let ids: Vec<i64> = batch.iter().map(|i| i.item_id).collect();
             self.store.start_items(lease, &ids).await?;
             self.signals.task_changed(&lease.task_id);
-            let outcomes = self.look_up_batch(batch, task.kind).await;
-            let unlocked = outcomes
-                .iter()
-                .filter(|(_, o)| matches!(o, LookupOutcome::Found(_)))
-                .count();
-            let report = self
-                .settle_patiently(lease, outcomes, shutdown, lost)
-                .await?;
-            // Counted once the store accepted them (a replayed item is not counted twice).
-            if report.settled == batch.len() {
-                for i in 0..batch.len() {
-                    self.metrics.item_worked(task.kind, i < unlocked);
+            let mut unanswered = Vec::new();
+            for (item, outcome) in batch.iter().zip(self.look_up_batch(batch, task.kind).await) {
+                match outcome {
+                    Some(outcome) => ready.outcomes.push((item.item_id, outcome)),
+                    None => unanswered.push(item),
                 }
             }
-            self.signals.task_changed(&lease.task_id);
-            if let Some(status) = report.finished {
-                tracing::info!(task_id = %lease.task_id, ?status, "task finished");
-                self.record_task_latency(task.kind, &report);
+            if let (Some(providers), false) = (&self.providers, unanswered.is_empty()) {
+                let people: Vec<String> =
+                    unanswered.iter().map(|i| i.personnel_id.clone()).collect();
+                let mut fields = self.store.person_fields(&people).await?;
+                let mut remembered = self.store.remembered_not_found(&people, task.kind).await?;
+                for item in unanswered {
+                    let person = fields.remove(&item.personnel_id).map(sources::Person::from);
+                    let remembered = remembered.remove(&item.personnel_id).unwrap_or_default();
+                    let kind = task.kind;
+                    let task_id = lease.task_id.as_str();
+                    pending.push(async move {
+                        let log = LogContext {
+                            task_id,
+                            item_id: item.item_id,
+                        };
+                        let lookup = providers
+                            .look_up_item(
+                                &item.personnel_id,
+                                person.as_ref(),
+                                &remembered,
+                                kind,
+                                log,
+                            )
+                            .await;
+                        // Persisted at once, before the item waits for its batch: a
+                        // worker killed now does not pay the provider again on resume.
+                        if !lookup.records.is_empty() {
+                            let store = self.store.clone();
+                            let records = lookup.records;
+                            let task_id = lease.task_id.clone();
+                            let patience = self.config.lease;
+                            let (shutdown, lost) = (shutdown.clone(), lost.clone());
+                            // A task of its own: it runs (and gives its connection back)
+                            // while this one settles a batch and polls no lookup.
+                            tokio::spawn(async move {
+                                write_patiently(
+                                    &task_id,
+                                    patience,
+                                    &shutdown,
+                                    &lost,
+                                    "recording lookups",
+                                    || store.record_lookups(&records),
+                                )
+                                .await
+                            })
+                            .await
+                            .map_err(|e| {
+                                StoreError::Unavailable(format!("recording lookups: {e}"))
+                            })??;
+                        }
+                        Ok::<_, StoreError>((item.item_id, lookup.outcome))
+                    });
+                }
+            }
+            if ready.outcomes.len() >= self.config.batch_size.max(1) {
+                self.flush(task, &mut ready, shutdown, lost).await?;
+            }
+        }
+        // The waterfalls: settle what completed every `settle_interval` or full batch.
+        let mut flush_at: Option<Instant> = None;
+        loop {
+            let due = flush_at.is_some_and(|at| Instant::now() >= at);
+            if ready.outcomes.len() >= self.config.batch_size.max(1)
+                || due
+                || (pending.is_empty() && !ready.outcomes.is_empty())
+            {
+                self.flush(task, &mut ready, shutdown, lost).await?;
+                flush_at = None;
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let wake = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(done) = futures::StreamExt::next(&mut pending) => {
+                    ready.outcomes.push(done?);
+                    flush_at.get_or_insert_with(|| Instant::now() + self.config.settle_interval);
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.cancelled() => {
+                    // Lookups in flight are dropped; what completed is kept and settled.
+                    drop(pending);
+                    self.flush(task, &mut ready, shutdown, lost).await?;
+                    return Ok(false);
+                }
+                _ = lost.cancelled() => return Err(StoreError::LeaseLost),
             }
         }
         Ok(true)
     }
 
-    /// Settles, retrying while the database is unavailable (a full disk, a restarting
+    /// Settles the items whose lookups finished (their provider answers were persisted
+    /// as each finished, so a found contact is in the catalog before its item settles).
+    async fn flush(
+        &self,
+        task: &ClaimedTask,
+        ready: &mut Ready,
+        shutdown: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> StoreResult<()> {
+        let lease = &task.lease;
+        if ready.outcomes.is_empty() {
+            return Ok(());
+        }
+        let outcomes = std::mem::take(&mut ready.outcomes);
+        let count = outcomes.len();
+        let unlocked = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, LookupOutcome::Found(_)))
+            .count();
+        let report = self
+            .patiently(lease, shutdown, lost, "settlement", || {
+                self.store.settle_items(lease, outcomes.clone())
+            })
+            .await?;
+        // Counted once the store accepted them (a replayed item is not counted twice).
+        if report.settled == count {
+            for i in 0..count {
+                self.metrics.item_worked(task.kind, i < unlocked);
+            }
+        }
+        self.signals.task_changed(&lease.task_id);
+        if let Some(status) = report.finished {
+            tracing::info!(task_id = %lease.task_id, ?status, "task finished");
+            self.record_task_latency(task.kind, &report);
+        }
+        Ok(())
+    }
+
+    /// Runs a write, retrying while the database is unavailable (a full disk, a restarting
     /// server) and the lease may still be ours: the lookups are done and must not be
     /// repeated for nothing. Fencing keeps a late retry from settling anything once the
     /// lease has passed to another worker.
-    async fn settle_patiently(
+    async fn patiently<T, F, Fut>(
         &self,
         lease: &crate::store::Lease,
-        outcomes: Vec<(i64, LookupOutcome)>,
         shutdown: &CancellationToken,
         lost: &CancellationToken,
-    ) -> StoreResult<crate::store::SettleReport> {
-        let mut delay = Duration::from_millis(100);
-        let give_up = Instant::now() + self.config.lease;
-        loop {
-            match self.store.settle_items(lease, outcomes.clone()).await {
-                Err(e)
-                    if e.is_unavailable()
-                        && Instant::now() < give_up
-                        && !shutdown.is_cancelled()
-                        && !lost.is_cancelled() =>
-                {
-                    tracing::warn!(task_id = %lease.task_id, error = %e, ?delay, "database unavailable; settlement retried");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
-            }
-        }
+        what: &str,
+        write: F,
+    ) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        write_patiently(
+            &lease.task_id,
+            self.config.lease,
+            shutdown,
+            lost,
+            what,
+            write,
+        )
+        .await
     }
 
     /// The create-to-finish time of a task this settlement finished, for the histogram
@@ -304,65 +491,70 @@ impl Engine {
         }
     }
 
-    /// Looks a batch up with one request to the source where it can (the catalog: one
-    /// query); answers that failed transiently are retried one by one with backoff.
+    /// Looks a batch up in the catalog with one request where it can; answers that
+    /// failed transiently are retried one by one with backoff. `None`: the catalog has no
+    /// contact and providers are configured for this kind (the waterfall goes on).
     async fn look_up_batch(
         &self,
         batch: &[crate::store::ClaimedItem],
         kind: crate::domain::ContactKind,
-    ) -> Vec<(i64, LookupOutcome)> {
+    ) -> Vec<Option<LookupOutcome>> {
         let people: Vec<String> = batch.iter().map(|i| i.personnel_id.clone()).collect();
         for _ in 0..people.len() {
             self.pace().await;
         }
         let answers = self.source.lookup_many(&people, kind).await;
+        let has_waterfall = self
+            .providers
+            .as_ref()
+            .is_some_and(|p| !p.config().waterfall(kind).is_empty());
         let mut outcomes = Vec::with_capacity(batch.len());
         for (item, answer) in batch.iter().zip(answers) {
             let outcome = match answer {
-                SourceAnswer::Found(value) => LookupOutcome::Found(value),
-                SourceAnswer::NotFound => LookupOutcome::NotFound,
-                SourceAnswer::Removed => LookupOutcome::Removed,
-                SourceAnswer::Permanent(reason) => {
-                    self.metrics.lookup_error();
-                    tracing::warn!(source = self.source.name(), %reason, "lookup failed permanently");
-                    LookupOutcome::ProviderError
-                }
                 SourceAnswer::Transient(reason) => {
                     self.metrics.lookup_error();
                     tracing::warn!(source = self.source.name(), %reason, "batch lookup failed; retrying one by one");
                     self.look_up(&item.personnel_id, kind).await
                 }
+                answer => answer_outcome(self.source.name(), &self.metrics, answer),
             };
-            outcomes.push((item.item_id, outcome));
+            if outcome == LookupOutcome::NotFound && has_waterfall {
+                outcomes.push(None);
+            } else {
+                outcomes.push(Some(outcome));
+            }
         }
         outcomes
     }
 
     async fn look_up(&self, personnel_id: &str, kind: crate::domain::ContactKind) -> LookupOutcome {
-        let mut delay = self.config.source_backoff;
-        for attempt in 1..=self.config.source_attempts.max(1) {
+        let retries = self.config.source_attempts.max(1) as usize - 1;
+        let answer = (|| async {
             self.pace().await;
             match self.source.lookup(personnel_id, kind).await {
-                SourceAnswer::Found(value) => return LookupOutcome::Found(value),
-                SourceAnswer::NotFound => return LookupOutcome::NotFound,
-                SourceAnswer::Removed => return LookupOutcome::Removed,
-                SourceAnswer::Permanent(reason) => {
-                    self.metrics.lookup_error();
-                    tracing::warn!(source = self.source.name(), %reason, "lookup failed permanently");
-                    return LookupOutcome::ProviderError;
-                }
-                SourceAnswer::Transient(reason) => {
-                    self.metrics.lookup_error();
-                    tracing::warn!(source = self.source.name(), attempt, %reason, "lookup failed");
-                    if attempt < self.config.source_attempts {
-                        let jitter = rand::rng().random_range(0.5..1.5);
-                        tokio::time::sleep(delay.mul_f64(jitter)).await;
-                        delay = delay.saturating_mul(2);
-                    }
-                }
+                SourceAnswer::Transient(reason) => Err(reason),
+                answer => Ok(answer),
+            }
+        })
+        .retry(FullJitter::new(
+            self.config.source_backoff,
+            self.config.source_backoff * 16,
+            Some(retries),
+        ))
+        .sleep(tokio::time::sleep)
+        .notify(|reason, _| {
+            self.metrics.lookup_error();
+            tracing::warn!(source = self.source.name(), %reason, "lookup failed");
+        })
+        .await;
+        match answer {
+            Ok(answer) => answer_outcome(self.source.name(), &self.metrics, answer),
+            Err(reason) => {
+                self.metrics.lookup_error();
+                tracing::warn!(source = self.source.name(), %reason, "lookup failed; giving up");
+                LookupOutcome::ProviderError
             }
         }
-        LookupOutcome::ProviderError
     }
 
     /// Spaces lookups out to at most `lookups_per_second` for the whole process.
@@ -378,6 +570,60 @@ impl Engine {
             at
         };
         tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Runs a write, retrying with backoff while the database is unavailable, for at most
+/// `patience` and while neither shutdown nor the loss of the lease stops the task.
+async fn write_patiently<T, F, Fut>(
+    task_id: &str,
+    patience: Duration,
+    shutdown: &CancellationToken,
+    lost: &CancellationToken,
+    what: &str,
+    write: F,
+) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let give_up = Instant::now() + patience;
+    write
+        .retry(FullJitter::new(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            None,
+        ))
+        .sleep(tokio::time::sleep)
+        .when(|e: &StoreError| {
+            e.is_unavailable()
+                && Instant::now() < give_up
+                && !shutdown.is_cancelled()
+                && !lost.is_cancelled()
+        })
+        .notify(|e, delay| {
+            tracing::warn!(task_id, error = %e, ?delay, "database unavailable; {what} retried");
+        })
+        .await
+}
+
+/// Finished lookups not yet settled (their provider answers are already persisted).
+#[derive(Default)]
+struct Ready {
+    outcomes: Vec<(i64, LookupOutcome)>,
+}
+
+/// A catalog answer that is final (not transient).
+fn answer_outcome(source: &str, metrics: &Metrics, answer: SourceAnswer) -> LookupOutcome {
+    match answer {
+        SourceAnswer::Found(value) => LookupOutcome::Found(value),
+        SourceAnswer::NotFound => LookupOutcome::NotFound,
+        SourceAnswer::Removed => LookupOutcome::Removed,
+        SourceAnswer::Permanent(reason) | SourceAnswer::Transient(reason) => {
+            metrics.lookup_error();
+            tracing::warn!(source, %reason, "lookup failed permanently");
+            LookupOutcome::ProviderError
+        }
     }
 }
 
