@@ -24,11 +24,13 @@ CREATE TABLE source_lookups (
     kind         TEXT NOT NULL,
     personnel_id TEXT NOT NULL,
     task_id      TEXT,
+    account_id   TEXT,            -- the task's account, kept after the task is pruned
     outcome      TEXT NOT NULL,   -- found | not_found | failed
     cost_micros  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX source_lookups_by_time ON source_lookups (at_ms);
 CREATE INDEX source_lookups_by_task ON source_lookups (task_id);
+CREATE INDEX source_lookups_by_account ON source_lookups (account_id, at_ms);
 
 -- The last health report of each source in each worker process, so an operator can see
 -- the breakers of a whole deployment from any process.

@@ -156,6 +156,26 @@ pub enum SourcesAdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What each source was asked and what it cost, from the request log: for one account
+    /// (whose tasks made the requests) or for the whole deployment.
+    #[command(
+        after_help = "Example:\n  unlockd admin sources costs --account ACCOUNT_ID --from 2026-11-01 --format json"
+    )]
+    Costs {
+        /// Only the requests made for this account's tasks (from `admin accounts list`).
+        #[arg(long)]
+        account: Option<String>,
+        /// RFC 3339 or YYYY-MM-DD (UTC midnight), inclusive; default 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 (exclusive) or YYYY-MM-DD (through that day); default now. At most
+        /// 366 days after --from.
+        #[arg(long)]
+        to: Option<String>,
+        /// csv (a header line, then one line per source) or json.
+        #[arg(long, value_enum, default_value_t = UsageFormat::Csv)]
+        format: UsageFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,7 +294,7 @@ impl AdminCommand {
             | AdminCommand::Audit { .. }
             | AdminCommand::Usage { .. }
             | AdminCommand::Webhooks(WebhooksCommand::List { .. }) => Access::ReadOnly,
-            AdminCommand::Sources(SourcesAdminCommand::Status { .. }) => Access::ReadOnly,
+            AdminCommand::Sources(_) => Access::ReadOnly,
             _ if create => Access::Create,
             _ => Access::Existing,
         }
@@ -585,6 +605,24 @@ pub async fn run(cli: &Cli, create: bool, command: &AdminCommand) -> anyhow::Res
         AdminCommand::Sources(SourcesAdminCommand::Status { json }) => {
             print_source_health(&store.source_health().await?, cli.clock().now_ms(), *json)?;
         }
+        AdminCommand::Sources(SourcesAdminCommand::Costs {
+            account,
+            from,
+            to,
+            format,
+        }) => {
+            let now = cli.clock().now_ms();
+            let (from_ms, to_ms) =
+                crate::http::integrators::usage_window(from.as_deref(), to.as_deref(), now)
+                    .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            if let Some(account) = account {
+                require_account(&store, account).await?;
+            }
+            let costs = store
+                .provider_costs(account.as_deref(), from_ms, to_ms)
+                .await?;
+            print_provider_costs(&costs, *format)?;
+        }
         AdminCommand::Ledger(LedgerCommand::Verify) => {
             let problems = store.verify_ledger().await?;
             if problems.is_empty() {
@@ -711,6 +749,40 @@ async fn webhooks(store: &DynStore, command: &WebhooksCommand) -> anyhow::Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Costs are stored in millionths; shown in the provider's currency unit.
+fn print_provider_costs(
+    costs: &[crate::store::sources::ProviderCost],
+    format: UsageFormat,
+) -> anyhow::Result<()> {
+    let amount = |micros: i64| format!("{:.6}", micros as f64 / 1_000_000.0);
+    match format {
+        UsageFormat::Json => {
+            let list: Vec<_> = costs
+                .iter()
+                .map(|c| {
+                    json!({"source": c.source, "requests": c.requests, "found": c.found,
+                           "cost": amount(c.cost_micros), "cost_micros": c.cost_micros})
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        UsageFormat::Csv => {
+            let mut out = csv::Writer::from_writer(std::io::stdout());
+            out.write_record(["source", "requests", "found", "cost"])?;
+            for c in costs {
+                out.write_record([
+                    c.source.clone(),
+                    c.requests.to_string(),
+                    c.found.to_string(),
+                    amount(c.cost_micros),
+                ])?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 fn print_source_health(

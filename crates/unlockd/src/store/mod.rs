@@ -473,6 +473,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The latest health report of every source in every worker.
     async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>>;
+    /// Provider requests and their cost per source in `[from_ms, to_ms)`, for one account
+    /// (`Some`) or for the whole deployment.
+    async fn provider_costs(
+        &self,
+        account_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<sources::ProviderCost>>;
 
     // Accounts, keys, credits.
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;

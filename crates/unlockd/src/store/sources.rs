@@ -162,8 +162,8 @@ const REMEMBER_NOT_FOUND: &str =
     "INSERT INTO lookup_not_found (personnel_id, kind, source, until_ms) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (personnel_id, kind, source) DO UPDATE SET until_ms = excluded.until_ms";
 const LOG_LOOKUP: &str = "INSERT INTO source_lookups \
-        (at_ms, source, kind, personnel_id, task_id, outcome, cost_micros) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        (at_ms, source, kind, personnel_id, task_id, outcome, cost_micros, account_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT account_id FROM tasks WHERE id = $5))";
 const REPORT_HEALTH: &str = "INSERT INTO source_health \
         (worker_id, source, breaker, requests, failures, cost_micros, last_error, reported_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -173,6 +173,26 @@ const REPORT_HEALTH: &str = "INSERT INTO source_health \
         reported_at_ms = excluded.reported_at_ms";
 const HEALTH: &str = "SELECT worker_id, reported_at_ms, source, breaker, requests, failures, \
         last_error, cost_micros FROM source_health ORDER BY source, worker_id";
+/// Provider requests and their cost per source in `[$1, $2)`, for one account (`$3`) or
+/// for all (`$3` NULL).
+const PROVIDER_COSTS: &str = "SELECT source, CAST(COUNT(*) AS BIGINT) AS requests, \
+        CAST(COALESCE(SUM(CASE WHEN outcome = 'found' THEN 1 ELSE 0 END), 0) AS BIGINT) AS found, \
+        CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros \
+     FROM source_lookups \
+     WHERE at_ms >= $1 AND at_ms < $2 AND (CAST($3 AS TEXT) IS NULL OR account_id = $3) \
+     GROUP BY source ORDER BY source";
+
+/// What one source was asked, and what it cost, over a period.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ProviderCost {
+    pub source: String,
+    pub requests: i64,
+    /// Requests that found a deliverable contact.
+    pub found: i64,
+    /// In millionths of the provider's currency unit.
+    pub cost_micros: i64,
+}
+
 /// Remembered not-found answers that have run out are deleted by upkeep.
 pub(crate) const FORGET_EXPIRED_NOT_FOUND: &str =
     "DELETE FROM lookup_not_found WHERE until_ms <= $1";
@@ -294,6 +314,32 @@ where
             health: r.health,
         })
         .collect())
+}
+
+/// Provider requests and their cost per source in `[from_ms, to_ms)`, for one account or
+/// for all.
+pub(crate) async fn read_provider_costs<DB>(
+    conn: &mut DB::Connection,
+    account_id: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+) -> StoreResult<Vec<ProviderCost>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'n> &'n str: ColumnIndex<DB::Row>,
+{
+    Ok(sqlx::query_as::<DB, ProviderCost>(PROVIDER_COSTS)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(account_id)
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// Groups `(person, source)` pairs by person.

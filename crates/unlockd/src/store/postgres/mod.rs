@@ -366,6 +366,16 @@ impl Store for PgStore {
         sources::read_health::<Postgres>(&mut conn).await
     }
 
+    async fn provider_costs(
+        &self,
+        account_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<sources::ProviderCost>> {
+        let mut conn = self.pool.acquire().await?;
+        sources::read_provider_costs::<Postgres>(&mut conn, account_id, from_ms, to_ms).await
+    }
+
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
         let account = AccountInfo {
             id: uuid::Uuid::now_v7().to_string(),
