@@ -362,9 +362,9 @@ fn the_examples_refuse_to_start_without_their_keys() {
         (HUNTER_EXAMPLE, "HUNTER_API_KEY"),
         (PDL_EXAMPLE, "PDL_API_KEY"),
     ] {
-        let error = SourcesConfig::parse("example.toml", text, &|_| None)
-            .err()
-            .expect("an unset key is an error");
+        let Err(error) = SourcesConfig::parse("example.toml", text, &|_| None) else {
+            panic!("an unset {key_env} must be an error");
+        };
         assert!(error.contains(key_env), "{error}");
     }
 }
