@@ -747,6 +747,47 @@ async fn items_are_looked_up_concurrently() {
     app.assert_ledger_ok().await;
 }
 
+/// Two accounts' tasks that need the same people at the same moment: each person's
+/// provider is asked once, the second task reads what the first stored.
+#[tokio::test]
+async fn concurrent_tasks_of_two_accounts_pay_the_provider_once_per_person() {
+    let provider = start_provider().await;
+    let ids = ["slow200-a", "slow200-b", "slow200-c", "nf-a", "nf-b"];
+    let app = app_with(config(&provider.url, "", r#"["a"]"#), &ids).await;
+    let (_, first) = app.account(1_000).await;
+    let (_, second) = app.account(1_000).await;
+    let mut tasks = Vec::new();
+    for key in [&first, &second] {
+        let (status, created) = app.unlock_ids(key, &ids).await;
+        assert_eq!(status, 201, "{created}");
+        tasks.push((
+            key.clone(),
+            created["task_id"].as_str().unwrap().to_string(),
+        ));
+    }
+    // Both tasks claimed and worked at once, by two of the engine's loops.
+    let engine = &app.server.engine;
+    let (a, b) = tokio::join!(engine.run_once(), engine.run_once());
+    assert!(a.unwrap() && b.unwrap(), "each step worked a task");
+    app.drain().await;
+    for (key, task_id) in &tasks {
+        let task = app.task(key, task_id).await;
+        assert_eq!(task["taskStatus"], "completed", "{task}");
+        let states = item_states(&task);
+        for found in &ids[..3] {
+            assert_eq!(states[*found], unlocked(), "{task}");
+        }
+        for missing in &ids[3..] {
+            assert_eq!(states[*missing], failed("EMAIL_NOT_FOUND"), "{task}");
+        }
+        assert_eq!(app.balance(key).await["totalBalance"], 1_000 - 3 * 15);
+    }
+    for id in ids {
+        assert_eq!(provider.requests(&format!("a:{id}")), 1, "{id}");
+    }
+    app.assert_ledger_ok().await;
+}
+
 /// `requests_per_second` spaces the requests of the whole process out.
 #[tokio::test]
 async fn requests_per_second_paces_a_source() {

@@ -6,6 +6,7 @@ pub mod maintenance;
 pub mod retry;
 pub mod source;
 pub mod sources;
+mod turns;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::settle::LookupOutcome;
+use crate::domain::ContactValue;
 use crate::metrics::Metrics;
 use crate::signals::TaskSignals;
 use crate::store::{Claim, ClaimPolicy, ClaimedTask, DynStore, StoreError, StoreResult};
@@ -78,6 +80,8 @@ pub struct Engine {
     next_lookup: Mutex<Instant>,
     metrics: Arc<Metrics>,
     providers: Option<Arc<sources::Sources>>,
+    /// One waterfall per person and kind at a time (see `turns`).
+    turns: turns::PersonTurns,
 }
 
 impl Engine {
@@ -111,6 +115,7 @@ impl Engine {
             next_lookup: Mutex::new(Instant::now()),
             metrics,
             providers,
+            turns: turns::PersonTurns::default(),
         }))
     }
 
@@ -336,6 +341,33 @@ impl Engine {
                             task_id,
                             item_id: item.item_id,
                         };
+                        // Held until the answers are stored, so a second task that needs
+                        // this person now reads them instead of paying again.
+                        let turn = self.turns.take(&item.personnel_id, kind).await;
+                        let mut remembered = remembered;
+                        if turn.waited {
+                            // Read in a task of its own, like the records below: this
+                            // future is not polled while its task settles a batch.
+                            let (store, id) = (self.store.clone(), item.personnel_id.clone());
+                            let (stored, told) = tokio::spawn(async move {
+                                let ids = [id.clone()];
+                                let mut stored = store.contacts_of(&ids, kind).await?;
+                                let mut told = store.remembered_not_found(&ids, kind).await?;
+                                Ok::<_, StoreError>((
+                                    stored.remove(&id).flatten(),
+                                    told.remove(&id).unwrap_or_default(),
+                                ))
+                            })
+                            .await
+                            .map_err(|e| {
+                                StoreError::Unavailable(format!("reading stored answers: {e}"))
+                            })??;
+                            if let Some(value) = stored.filter(|v| !v.trim().is_empty()) {
+                                let found = LookupOutcome::Found(ContactValue::new(value));
+                                return Ok((item.item_id, found));
+                            }
+                            remembered = told;
+                        }
                         let lookup = providers
                             .look_up_item(
                                 &item.personnel_id,
@@ -371,6 +403,7 @@ impl Engine {
                                 StoreError::Unavailable(format!("recording lookups: {e}"))
                             })??;
                         }
+                        drop(turn);
                         Ok::<_, StoreError>((item.item_id, lookup.outcome))
                     });
                 }

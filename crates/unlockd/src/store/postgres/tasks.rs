@@ -408,17 +408,31 @@ pub(super) async fn settle(
     outcomes: Vec<(i64, LookupOutcome)>,
 ) -> StoreResult<SettleReport> {
     let mut tx = store.pool.begin().await?;
-    let now = check_lease(&mut tx, store, lease).await?;
-    let report = settlement::settle(
-        &mut *tx,
-        &lease.task_id,
-        now,
-        outcomes,
-        TaskStatus::Completed,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(report)
+    let settled = async {
+        let now = check_lease(&mut tx, store, lease).await?;
+        settlement::settle(
+            &mut *tx,
+            &lease.task_id,
+            now,
+            outcomes,
+            TaskStatus::Completed,
+        )
+        .await
+    }
+    .await;
+    match settled {
+        Ok(report) => {
+            tx.commit().await?;
+            Ok(report)
+        }
+        Err(e) => {
+            // Rolled back before the error is returned: the task's row locks are gone by
+            // the time the caller (or the next claim) looks again. A dropped transaction
+            // would only be rolled back later, when its connection goes back to the pool.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 #[async_trait::async_trait]
