@@ -608,6 +608,99 @@ async fn credits_low_fires_once_when_the_balance_crosses_the_threshold() {
     app.assert_ledger_ok().await;
 }
 
+/// A create's hold lowers the available balance without any settlement: the sender's
+/// sweep fires `credits.low` for it, once, and a grant that lifts the balance re-arms it.
+#[tokio::test]
+async fn credits_low_fires_on_a_hold_before_anything_settles() {
+    use unlockd::domain::ledger::BucketKind;
+    use unlockd::store::integrations::NewWebhook;
+    use unlockd::store::{CreateResult, Grant, NewUnlock};
+
+    let (store, db) = common::fresh_store(Arc::new(unlockd::clock::SystemClock)).await;
+    common::seed_catalog(&store).await;
+    let account = store.create_account("low").await.unwrap().id;
+    let grant = |amount| Grant {
+        account_id: account.clone(),
+        kind: BucketKind::Gift,
+        amount,
+        expires_at: None,
+    };
+    store.grant_credits(&grant(100)).await.unwrap();
+    store
+        .integrations()
+        .create_webhook(&NewWebhook {
+            account_id: account.clone(),
+            url: "https://hooks.example.com/low".into(),
+            events: vec!["credits.low".into()],
+            secret: "whsec_dGVzdA==".into(),
+            low_balance_threshold: Some(50),
+        })
+        .await
+        .unwrap();
+    let sweep = || async { store.integrations().sweep_low_balances().await.unwrap() };
+    assert_eq!(sweep().await, 0, "100 is not under 50");
+
+    // 100 - 4 x 15 held = 40 available: under the threshold, and nothing has settled.
+    let created = store
+        .create_unlock_task(&NewUnlock {
+            account_id: account.clone(),
+            kind: unlockd::domain::ContactKind::Email,
+            event_ref: "139574".into(),
+            personnel_ids: ["789", "790", "100", "101"].map(String::from).to_vec(),
+            call_source: unlockd_api::CallSource::Api,
+            price: 15,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        created,
+        CreateResult::Decided {
+            task_id: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(sweep().await, 1);
+    assert_eq!(sweep().await, 0, "once per crossing");
+    let data = db
+        .raw_scalar("SELECT data FROM webhook_deliveries WHERE event_type = 'credits.low'")
+        .await
+        .unwrap()
+        .unwrap();
+    let data: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(data, json!({"availableCredits": 40, "threshold": 50}));
+
+    // Back over the threshold (a grant re-arms), then under again: a second event.
+    store.grant_credits(&grant(20)).await.unwrap();
+    assert_eq!(sweep().await, 0, "60 is not under 50");
+    let again = store
+        .create_unlock_task(&NewUnlock {
+            account_id: account.clone(),
+            kind: unlockd::domain::ContactKind::Email,
+            event_ref: "139574".into(),
+            personnel_ids: vec!["102".into()],
+            call_source: unlockd_api::CallSource::Api,
+            price: 15,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        again,
+        CreateResult::Decided {
+            task_id: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(sweep().await, 1);
+    let count = db
+        .raw_scalar(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM webhook_deliveries WHERE event_type = 'credits.low'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count.as_deref(), Some("2"));
+    common::assert_ledger_ok(&store).await;
+}
+
 #[tokio::test]
 async fn two_senders_on_one_database_never_send_a_delivery_twice() {
     let app = app_with_webhooks(EngineConfig::default()).await;

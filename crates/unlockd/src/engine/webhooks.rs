@@ -158,6 +158,12 @@ pub async fn run(
 ) {
     let lease_ms = (config.timeout.as_millis() as i64) * 3 + 10_000;
     loop {
+        // Balances also fall outside settlements (a create's hold, an expiry).
+        match store.integrations().sweep_low_balances().await {
+            Ok(0) => {}
+            Ok(fired) => tracing::info!(fired, "credits.low enqueued"),
+            Err(e) => tracing::warn!(error = %e, "checking low balances failed"),
+        }
         let claimed = store
             .integrations()
             .claim_webhook_deliveries(&worker_id, lease_ms, config.batch)

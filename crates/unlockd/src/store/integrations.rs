@@ -133,6 +133,11 @@ pub trait Integrations: Send + Sync {
     /// Deletes up to `limit` finished (delivered or failed) deliveries created before
     /// `before_ms`; returns how many.
     async fn prune_webhook_deliveries(&self, before_ms: i64, limit: i64) -> StoreResult<i64>;
+    /// Fires `credits.low` for every armed endpoint whose account's available balance is
+    /// under its threshold, whatever lowered it (a create's hold, a bucket's expiry): each
+    /// firing disarms its endpoint and enqueues its delivery in one transaction. Returns
+    /// how many fired.
+    async fn sweep_low_balances(&self) -> StoreResult<i64>;
 }
 
 pub(crate) const SETTLED_ORDER: &str = "SELECT id FROM task_items WHERE task_id = $1 \
@@ -173,6 +178,31 @@ pub(crate) const REDELIVER: &str = "UPDATE webhook_deliveries \
        AND endpoint_id IN (SELECT id FROM webhook_endpoints \
                            WHERE account_id = $3 AND deleted_at IS NULL) \
        AND (status <> 'pending' OR lease_expires_at IS NULL OR lease_expires_at <= $4)";
+
+/// Armed `credits.low` endpoints whose account's balance is under their threshold.
+pub(crate) const LOW_BALANCE_CANDIDATES: &str = "SELECT e.id FROM webhook_endpoints e \
+     WHERE e.deleted_at IS NULL AND e.low_balance_threshold IS NOT NULL \
+       AND e.low_balance_armed = 1 AND (' ' || e.events || ' ') LIKE '% credits.low %' \
+       AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = e.account_id) \
+           < e.low_balance_threshold";
+
+/// Takes one endpoint's firing (`$1`): only one transaction disarms it (PostgreSQL
+/// re-checks the row after its lock), and only if the balance is still under.
+pub(crate) const DISARM_ONE: &str = "UPDATE webhook_endpoints SET low_balance_armed = 0 \
+     WHERE id = $1 AND low_balance_armed = 1 AND deleted_at IS NULL \
+       AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets \
+            WHERE account_id = webhook_endpoints.account_id) < low_balance_threshold";
+
+/// The `credits.low` delivery of endpoint `$1`, at `$2`.
+pub(crate) const ENQUEUE_LOW_BALANCE_OF: &str = "INSERT INTO webhook_deliveries \
+         (id, endpoint_id, account_id, event_type, data, status, attempts, next_attempt_at, \
+          retry_from, created_at) \
+     SELECT 'msg_' || e.id || '_low_' || $2, e.id, e.account_id, 'credits.low', \
+            '{\"availableCredits\":' || \
+              (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = e.account_id) || \
+              ',\"threshold\":' || e.low_balance_threshold || '}', \
+            'pending', 0, $2, $2, $2 \
+     FROM webhook_endpoints e WHERE e.id = $1 ON CONFLICT (id) DO NOTHING";
 
 pub(crate) const ANY_DUE: &str = "SELECT id FROM webhook_deliveries \
      WHERE status = 'pending' AND next_attempt_at <= $1 \
@@ -376,6 +406,34 @@ macro_rules! integrations_impl {
                     .await?
                     .rows_affected();
                 Ok(done > 0)
+            }
+
+            async fn sweep_low_balances(&self) -> $crate::store::StoreResult<i64> {
+                use $crate::store::integrations::*;
+                // A read first: most rounds find nothing, and need no write lock.
+                let candidates: Vec<String> = sqlx::query_scalar(LOW_BALANCE_CANDIDATES)
+                    .fetch_all(&self.$read)
+                    .await?;
+                let mut fired = 0;
+                for endpoint in candidates {
+                    let now = self.clock.now_ms();
+                    let mut tx = self.write_tx().await?;
+                    let taken = sqlx::query(DISARM_ONE)
+                        .bind(&endpoint)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if taken == 1 {
+                        sqlx::query(ENQUEUE_LOW_BALANCE_OF)
+                            .bind(&endpoint)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        fired += 1;
+                    }
+                    tx.commit().await?;
+                }
+                Ok(fired)
             }
 
             async fn claim_webhook_deliveries(
