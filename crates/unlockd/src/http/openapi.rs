@@ -147,6 +147,7 @@ const EXTENSION_SCHEMAS: &[&str] = &[
     "UsageGroupRow",
     "UsageReport",
     "CreateWebhookRequest",
+    "WebhookEventName",
     "RotateSecretRequest",
     "WebhookEndpointBody",
     "WebhookEndpointList",
@@ -219,12 +220,35 @@ enum Limit {
     List(u64, u64),
     /// An RFC 3339 time or a `YYYY-MM-DD` date, or empty for absent.
     Instant,
+    /// Text of `min..=max` characters matching a regular expression.
+    Pattern(u64, u64, &'static str),
 }
 
 const PAGE_MAX: u64 = 1_000_000;
 
 /// Every limit the server enforces on a parameter, by path and parameter name.
 const PARAMETER_LIMITS: &[(&str, &str, Limit)] = &[
+    // Printable ASCII, no white space at either end (HTTP trims it).
+    (
+        "/external/contacts/unlock",
+        "Idempotency-Key",
+        Limit::Pattern(1, 255, "^[!-~]([ -~]*[!-~])?$"),
+    ),
+    (
+        "/external/contacts/unlock-phone",
+        "Idempotency-Key",
+        Limit::Pattern(1, 255, "^[!-~]([ -~]*[!-~])?$"),
+    ),
+    (
+        "/external/contacts/unlock-tasks/{taskId}/events",
+        "Last-Event-ID",
+        Limit::Int(0, 4_294_967_295),
+    ),
+    (
+        "/external/contacts/unlock-phone-tasks/{taskId}/events",
+        "Last-Event-ID",
+        Limit::Int(0, 4_294_967_295),
+    ),
     (
         "/external/contacts/unlock-tasks/{taskId}/events",
         "taskId",
@@ -470,6 +494,9 @@ fn limit_schema(limit: &Limit) -> serde_json::Value {
     match limit {
         Limit::Int(min, max) => json!({"type": "integer", "minimum": min, "maximum": max}),
         Limit::Text(max) => json!({"type": "string", "maxLength": max}),
+        Limit::Pattern(min, max, pattern) => {
+            json!({"type": "string", "minLength": min, "maxLength": max, "pattern": pattern})
+        }
         // Not blank: at least one character that is not white space.
         Limit::RequiredText(max) => {
             json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})

@@ -95,10 +95,23 @@ pub struct CreateWebhookRequest {
     #[schema(max_length = 2000)]
     pub url: String,
     /// Default: both task events.
+    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// Required with `credits.low`.
     #[schema(minimum = 0)]
     pub low_balance_threshold: Option<i64>,
+}
+
+/// The events an endpoint can take (the schema of `events`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used; requests are parsed by hand
+pub enum WebhookEventName {
+    #[serde(rename = "unlock_task.completed")]
+    Completed,
+    #[serde(rename = "unlock_task.failed")]
+    Failed,
+    #[serde(rename = "credits.low")]
+    CreditsLow,
 }
 
 /// A rotation; the body is optional.
@@ -432,7 +445,9 @@ pub(super) async fn rotate_secret(
     body: Bytes,
 ) -> ApiResult<Json<WebhookEndpointBody>> {
     let id = path_id(path)?;
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or a JSON `null`, asks for the defaults.
+    let text = std::str::from_utf8(&body).map(str::trim).unwrap_or("-");
+    let body = if text.is_empty() || text == "null" {
         Map::new()
     } else {
         decode_object(&body)?
@@ -441,6 +456,12 @@ pub(super) async fn rotate_secret(
         None | Some(Value::Null) => DEFAULT_OVERLAP_SECONDS,
         Some(v) => v
             .as_u64()
+            // A whole number written as 5.0 is still a whole number.
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_OVERLAP_SECONDS as f64)
+                    .map(|f| f as u64)
+            })
             .filter(|s| *s <= MAX_OVERLAP_SECONDS)
             .ok_or_else(|| {
                 ApiError::validation(format!(
