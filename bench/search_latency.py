@@ -5,10 +5,13 @@ unfiltered personnel page, no text search).
 
 Usage: bench/search_latency.py [--personnel 1000000] [--requests 300]
        [--database-url postgres://postgres@127.0.0.1:5432/test] [--keep DIR] [--reuse DIR]
+       [--binary PATH]
 
 Builds nothing: run `cargo build --release` first. Talks only to 127.0.0.1, one request at
 a time. `--keep DIR` leaves the SQLite catalog in DIR (or the PostgreSQL database, named in
-DIR/database-url) so that `--reuse DIR` can measure again without the import. Targets
+DIR/database-url) so that `--reuse DIR` can measure again without the import; with
+`--binary PATH` (another build, e.g. of the base commit) the same catalog measures two
+versions of the server. Targets
 (issue 12): p50 < 10 ms and p99 < 50 ms for personnel text search within an event and for
 company search.
 """
@@ -54,6 +57,7 @@ def build(work, db, a, env):
 
 
 def main():
+    global BIN
     p = argparse.ArgumentParser()
     p.add_argument("--personnel", type=int, default=1_000_000)
     p.add_argument("--events", type=int, default=50)
@@ -61,7 +65,10 @@ def main():
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file; a postgres:// URL gets a fresh database on that server")
     p.add_argument("--keep", default=None, help="build into this directory and keep the catalog")
     p.add_argument("--reuse", default=None, help="measure a catalog an earlier --keep left")
+    p.add_argument("--binary", default=BIN, help="the unlockd binary to run (default: this checkout's release build)")
     a = p.parse_args()
+    BIN = os.path.abspath(a.binary)
+    print("binary:", BIN)
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     work = a.reuse or a.keep or tempfile.mkdtemp(prefix="unlockd-search-bench-")
