@@ -23,9 +23,8 @@ use crate::store::{
     StoreError, StoreResult, TaskView,
 };
 
-/// Catalog facts, read by one statement: `n` the database's time, `v` the resolved event,
-/// `e` the id exists, `l` the person is linked to the event. Only imports change them, so
-/// a create reads them before it takes its account lock.
+/// Catalog facts, read by one statement (a precheck): `n` the database's time, `v` the
+/// resolved event, `e` the id exists, `l` the person is linked to the event.
 const CATALOG_FACTS: &str = "\
     WITH ev AS (SELECT id FROM events WHERE id = $1 OR event_id = $1 \
                 ORDER BY (id = $1) DESC, id LIMIT 1) \
@@ -35,18 +34,24 @@ const CATALOG_FACTS: &str = "\
     UNION ALL SELECT 'l', pe.personnel_id, NULL, NULL, NULL, NULL FROM personnel_events pe \
         WHERE pe.event_id = (SELECT id FROM ev) AND pe.personnel_id = ANY($2)";
 
-/// The account's facts, read by one statement once the account is locked: `b` a spendable
-/// bucket (id, kind, expires_at, created_at, balance), `u` already unlocked, `f` in flight
-/// (with its task). `{lock}` is `FOR UPDATE` in a create: the buckets are locked in id
-/// order, the order every writer locks them in, and read at their latest.
+/// The account's facts, read by one statement (a precheck, on its snapshot): `b` a
+/// spendable bucket (id, kind, expires_at, created_at, balance), `u` already unlocked, `f`
+/// in flight (with its task).
 const ACCOUNT_FACTS: &str = "\
     WITH b AS (SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
-               WHERE account_id = $1 AND balance > 0 ORDER BY id {lock}) \
+               WHERE account_id = $1 AND balance > 0) \
     SELECT 'b'::text, id, kind, expires_at, created_at, balance FROM b \
     UNION ALL SELECT 'u', u.personnel_id, NULL, NULL, NULL, NULL FROM unlocks u \
         WHERE u.account_id = $1 AND u.kind = $2 AND u.status = 'unlocked' AND u.personnel_id = ANY($3) \
     UNION ALL SELECT 'f', f.personnel_id, f.task_id, NULL, NULL, NULL FROM inflight f \
         WHERE f.account_id = $1 AND f.kind = $2 AND f.personnel_id = ANY($3)";
+
+/// A create's facts in one round trip (migration 0010): the catalog facts above, then,
+/// once the account row is locked (`FOR NO KEY UPDATE`), its facts, with its spendable
+/// buckets locked `FOR UPDATE` in id order (the order every writer locks them in) and
+/// read at their latest. This serialises the creates of one account across processes and
+/// keeps the locked section to this call, the plan's single insert, and the commit.
+const LOCKED_CREATE_FACTS: &str = "SELECT * FROM unlockd_locked_create_facts($1, $2, $3, $4, $5)";
 
 type FactRow = (
     String,
@@ -66,9 +71,8 @@ pub(super) struct PgCreate<'c> {
 
 #[async_trait::async_trait]
 impl CreateStatements for PgCreate<'_> {
-    /// With `lock` (a create), the account row is locked before its facts are read, which
-    /// serialises the creates of one account across processes; without (a precheck), the
-    /// caller reads inside one snapshot.
+    /// With `lock` (a create), the account row is locked before its facts are read;
+    /// without (a precheck), the caller reads inside one snapshot.
     async fn create_facts(
         &mut self,
         r: &NewUnlock,
@@ -76,6 +80,18 @@ impl CreateStatements for PgCreate<'_> {
         lock: bool,
     ) -> StoreResult<Option<CreateFacts>> {
         let conn = &mut *self.conn;
+        if lock {
+            // One round trip: the event, the account's lock, then its facts.
+            let rows: Vec<FactRow> = sqlx::query_as(LOCKED_CREATE_FACTS)
+                .bind(&r.event_ref)
+                .bind(valid)
+                .bind(self.injected_now)
+                .bind(&r.account_id)
+                .bind(r.kind.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+            return parse_facts(rows);
+        }
         let mut rows: Vec<FactRow> = sqlx::query_as(CATALOG_FACTS)
             .bind(&r.event_ref)
             .bind(valid)
@@ -85,20 +101,7 @@ impl CreateStatements for PgCreate<'_> {
         if !rows.iter().any(|row| row.0 == "v") {
             return Ok(None);
         }
-        if lock {
-            // NO KEY UPDATE leaves inserts that reference the account (grants, tasks)
-            // unblocked. Every account fact below is read after this lock is granted.
-            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(&r.account_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        }
-        let account_sql = if lock {
-            ACCOUNT_FACTS.replace("{lock}", "FOR UPDATE")
-        } else {
-            ACCOUNT_FACTS.replace("{lock}", "")
-        };
-        let account_rows: Vec<FactRow> = sqlx::query_as(&account_sql)
+        let account_rows: Vec<FactRow> = sqlx::query_as(ACCOUNT_FACTS)
             .bind(&r.account_id)
             .bind(r.kind.as_str())
             .bind(valid)
