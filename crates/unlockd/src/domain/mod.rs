@@ -1,5 +1,6 @@
 //! Pure business rules: no I/O here, so every rule is unit- and property-testable.
 
+pub mod create;
 pub mod keys;
 pub mod ledger;
 pub mod rate;

@@ -3,6 +3,7 @@
 
 use super::{tasks, PgStore};
 use crate::domain::ContactKind;
+use crate::store::create;
 use crate::store::integrators::{
     judge_existing, usage_rows, usage_sql, IdempotencyKey, KeyReservation, KeyedCreate,
     ResponseRenderer, TaskFilter, UsageQuery, UsageRow, COMPLETE_KEY, CONFIRM_KEY,
@@ -65,7 +66,12 @@ pub(super) async fn create_keyed(
     if mine.rows_affected() != 1 {
         return Ok(KeyedCreate::ReservationLost);
     }
-    let result = tasks::create_in(&mut tx, store, request).await?;
+    let injected_now = store.injected_now();
+    let mut statements = tasks::PgCreate {
+        conn: &mut tx,
+        injected_now,
+    };
+    let result = create::create(&mut statements, request).await?;
     let response = render(&result);
     let task_id = match &result {
         CreateResult::Decided { task_id, .. } => task_id.clone(),

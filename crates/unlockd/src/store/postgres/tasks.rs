@@ -4,16 +4,16 @@
 //! `store::settlement`), and the read view. Only the statements differ from SQLite's
 //! (arrays instead of JSON).
 
-use std::collections::BTreeMap;
-
 use sqlx::PgConnection;
 use unlockd_api::TaskStatus;
 
 use super::PgStore;
+use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
 use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, SettlementPlan};
-use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
+use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
+use crate::store::create::{self, CreateFacts, CreateStatements, NewTask};
 use crate::store::rows::{
     item_status_str, parse_bucket_kind, parse_kind, task_status_str, TaskViewRow,
 };
@@ -23,9 +23,8 @@ use crate::store::{
     StoreError, StoreResult, TaskView,
 };
 
-/// Catalog facts, read by one statement: `n` the database's time, `v` the resolved event,
-/// `e` the id exists, `l` the person is linked to the event. Only imports change them, so
-/// a create reads them before it takes its account lock.
+/// Catalog facts, read by one statement (a precheck): `n` the database's time, `v` the
+/// resolved event, `e` the id exists, `l` the person is linked to the event.
 const CATALOG_FACTS: &str = "\
     WITH ev AS (SELECT id FROM events WHERE id = $1 OR event_id = $1 \
                 ORDER BY (id = $1) DESC, id LIMIT 1) \
@@ -35,18 +34,24 @@ const CATALOG_FACTS: &str = "\
     UNION ALL SELECT 'l', pe.personnel_id, NULL, NULL, NULL, NULL FROM personnel_events pe \
         WHERE pe.event_id = (SELECT id FROM ev) AND pe.personnel_id = ANY($2)";
 
-/// The account's facts, read by one statement once the account is locked: `b` a spendable
-/// bucket (id, kind, expires_at, created_at, balance), `u` already unlocked, `f` in flight
-/// (with its task). `{lock}` is `FOR UPDATE` in a create: the buckets are locked in id
-/// order, the order every writer locks them in, and read at their latest.
+/// The account's facts, read by one statement (a precheck, on its snapshot): `b` a
+/// spendable bucket (id, kind, expires_at, created_at, balance), `u` already unlocked, `f`
+/// in flight (with its task).
 const ACCOUNT_FACTS: &str = "\
     WITH b AS (SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
-               WHERE account_id = $1 AND balance > 0 ORDER BY id {lock}) \
+               WHERE account_id = $1 AND balance > 0) \
     SELECT 'b'::text, id, kind, expires_at, created_at, balance FROM b \
     UNION ALL SELECT 'u', u.personnel_id, NULL, NULL, NULL, NULL FROM unlocks u \
         WHERE u.account_id = $1 AND u.kind = $2 AND u.status = 'unlocked' AND u.personnel_id = ANY($3) \
     UNION ALL SELECT 'f', f.personnel_id, f.task_id, NULL, NULL, NULL FROM inflight f \
         WHERE f.account_id = $1 AND f.kind = $2 AND f.personnel_id = ANY($3)";
+
+/// A create's facts in one round trip (migration 0010): the catalog facts above, then,
+/// once the account row is locked (`FOR NO KEY UPDATE`), its facts, with its spendable
+/// buckets locked `FOR UPDATE` in id order (the order every writer locks them in) and
+/// read at their latest. This serialises the creates of one account across processes and
+/// keeps the locked section to this call, the plan's single insert, and the commit.
+const LOCKED_CREATE_FACTS: &str = "SELECT * FROM unlockd_locked_create_facts($1, $2, $3, $4, $5)";
 
 type FactRow = (
     String,
@@ -57,51 +62,97 @@ type FactRow = (
     Option<i64>,
 );
 
-/// Resolves the event and applies the domain rule to the facts read on `conn`. With
-/// `lock` (a create), the account row is locked before its facts are read, which
-/// serialises the creates of one account across processes; without (a precheck), the
-/// caller reads inside one snapshot.
-async fn decide_on(
-    conn: &mut PgConnection,
-    store: &PgStore,
-    r: &NewUnlock,
-    lock: bool,
-) -> StoreResult<Option<(String, UnlockDecision, i64)>> {
-    let valid: Vec<&str> = r
-        .personnel_ids
-        .iter()
-        .filter(|id| is_valid_personnel_id(id))
-        .map(String::as_str)
-        .collect();
-    let mut rows: Vec<FactRow> = sqlx::query_as(CATALOG_FACTS)
-        .bind(&r.event_ref)
-        .bind(&valid)
-        .bind(store.injected_now())
-        .fetch_all(&mut *conn)
-        .await?;
-    if !rows.iter().any(|row| row.0 == "v") {
-        return Ok(None);
-    }
-    if lock {
-        // NO KEY UPDATE leaves inserts that reference the account (grants, tasks)
-        // unblocked. Every account fact below is read after this lock is granted.
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(&r.account_id)
-            .fetch_optional(&mut *conn)
+/// A create's statements on PostgreSQL (the orchestration is shared: `store::create`).
+/// Times are the database's clock unless a test clock is injected.
+pub(super) struct PgCreate<'c> {
+    pub conn: &'c mut PgConnection,
+    pub injected_now: Option<i64>,
+}
+
+#[async_trait::async_trait]
+impl CreateStatements for PgCreate<'_> {
+    /// With `lock` (a create), the account row is locked before its facts are read;
+    /// without (a precheck), the caller reads inside one snapshot.
+    async fn create_facts(
+        &mut self,
+        r: &NewUnlock,
+        valid: &[&str],
+        lock: bool,
+    ) -> StoreResult<Option<CreateFacts>> {
+        let conn = &mut *self.conn;
+        if lock {
+            // One round trip: the event, the account's lock, then its facts.
+            let rows: Vec<FactRow> = sqlx::query_as(LOCKED_CREATE_FACTS)
+                .bind(&r.event_ref)
+                .bind(valid)
+                .bind(self.injected_now)
+                .bind(&r.account_id)
+                .bind(r.kind.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+            return parse_facts(rows);
+        }
+        let mut rows: Vec<FactRow> = sqlx::query_as(CATALOG_FACTS)
+            .bind(&r.event_ref)
+            .bind(valid)
+            .bind(self.injected_now)
+            .fetch_all(&mut *conn)
             .await?;
+        if !rows.iter().any(|row| row.0 == "v") {
+            return Ok(None);
+        }
+        let account_rows: Vec<FactRow> = sqlx::query_as(ACCOUNT_FACTS)
+            .bind(&r.account_id)
+            .bind(r.kind.as_str())
+            .bind(valid)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.extend(account_rows);
+        parse_facts(rows)
     }
-    let account_sql = if lock {
-        ACCOUNT_FACTS.replace("{lock}", "FOR UPDATE")
-    } else {
-        ACCOUNT_FACTS.replace("{lock}", "")
-    };
-    let account_rows: Vec<FactRow> = sqlx::query_as(&account_sql)
-        .bind(&r.account_id)
-        .bind(r.kind.as_str())
-        .bind(&valid)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.extend(account_rows);
+
+    async fn insert_task(&mut self, task: NewTask<'_>, plan: &CreatePlan) -> StoreResult<()> {
+        let r = task.request;
+        let hold_people: Vec<&str> = plan.holds.iter().map(|h| h.personnel_id.as_str()).collect();
+        let hold_buckets: Vec<&str> = plan.holds.iter().map(|h| h.bucket_id.as_str()).collect();
+        let hold_amounts: Vec<i64> = plan.holds.iter().map(|h| h.amount).collect();
+        let bucket_ids: Vec<&str> = plan.takes.iter().map(|t| t.bucket_id.as_str()).collect();
+        let amounts: Vec<i64> = plan.takes.iter().map(|t| t.amount).collect();
+        let (items, guards, entries, taken): (i64, i64, i64, i64) = sqlx::query_as(INSERT_TASK)
+            .bind(task.id)
+            .bind(&r.account_id)
+            .bind(r.kind.as_str())
+            .bind(task.event_id)
+            .bind(&r.event_ref)
+            .bind(r.call_source.as_str())
+            .bind(r.price)
+            .bind(task.now)
+            .bind(&plan.items)
+            .bind(&hold_people)
+            .bind(&hold_buckets)
+            .bind(&hold_amounts)
+            .bind(&bucket_ids)
+            .bind(&amounts)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        let expected = plan.items.len() as i64;
+        if items != expected || guards != expected || entries != plan.holds.len() as i64 {
+            return Err(StoreError::Integrity(
+                "task items, guards or holds were not all inserted".into(),
+            ));
+        }
+        if taken != bucket_ids.len() as i64 {
+            // The caller's transaction is rolled back whole.
+            return Err(StoreError::Integrity(
+                "a bucket cannot cover its hold".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Turns tagged fact rows into the facts `decide` reads.
+fn parse_facts(rows: Vec<FactRow>) -> StoreResult<Option<CreateFacts>> {
     let mut event_id = None;
     let mut now = None;
     let mut facts = UnlockFacts::default();
@@ -135,24 +186,26 @@ async fn decide_on(
         return Ok(None);
     };
     let now = now.ok_or_else(|| StoreError::Integrity("the database gave no time".into()))?;
-    Ok(Some((
+    Ok(Some(CreateFacts {
         event_id,
-        decide(&r.personnel_ids, &facts, r.price, now),
         now,
-    )))
+        facts,
+    }))
 }
 
 pub(super) async fn precheck(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let mut tx = store.snapshot().await?;
-    let decided = decide_on(&mut tx, store, r, false).await?;
-    tx.commit().await?;
-    Ok(match decided {
-        None => CreateResult::EventNotFound,
-        Some((_, decision, _)) => CreateResult::Decided {
-            decision,
-            task_id: None,
+    let injected_now = store.injected_now();
+    let result = create::precheck(
+        &mut PgCreate {
+            conn: &mut tx,
+            injected_now,
         },
-    })
+        r,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(result)
 }
 
 /// Task, items, in-flight guards, hold entries and the buckets' holds in one statement.
@@ -189,78 +242,17 @@ const INSERT_TASK: &str = "\
 
 pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let mut tx = store.pool.begin().await?;
-    let result = create_in(&mut tx, store, r).await?;
+    let injected_now = store.injected_now();
+    let result = create::create(
+        &mut PgCreate {
+            conn: &mut tx,
+            injected_now,
+        },
+        r,
+    )
+    .await?;
     tx.commit().await?;
     Ok(result)
-}
-
-/// Decides and writes a create inside the caller's transaction (which commits it).
-pub(super) async fn create_in(
-    tx: &mut PgConnection,
-    store: &PgStore,
-    r: &NewUnlock,
-) -> StoreResult<CreateResult> {
-    let Some((event_id, decision, now)) = decide_on(&mut *tx, store, r, true).await? else {
-        return Ok(CreateResult::EventNotFound);
-    };
-    let UnlockDecision::Create {
-        chargeable, holds, ..
-    } = &decision
-    else {
-        return Ok(CreateResult::Decided {
-            decision,
-            task_id: None,
-        });
-    };
-
-    let task_id = uuid::Uuid::now_v7().to_string();
-    let mut hold_people = Vec::new();
-    let mut hold_buckets = Vec::new();
-    let mut hold_amounts = Vec::new();
-    let mut per_bucket: BTreeMap<&str, i64> = BTreeMap::new();
-    for (person, shares) in chargeable.iter().zip(holds) {
-        for share in shares {
-            hold_people.push(person.as_str());
-            hold_buckets.push(share.bucket_id.as_str());
-            hold_amounts.push(share.amount);
-            *per_bucket.entry(share.bucket_id.as_str()).or_default() += share.amount;
-        }
-    }
-    let bucket_ids: Vec<&str> = per_bucket.keys().copied().collect();
-    let amounts: Vec<i64> = per_bucket.values().copied().collect();
-    let (items, guards, entries, taken): (i64, i64, i64, i64) = sqlx::query_as(INSERT_TASK)
-        .bind(&task_id)
-        .bind(&r.account_id)
-        .bind(r.kind.as_str())
-        .bind(&event_id)
-        .bind(&r.event_ref)
-        .bind(r.call_source.as_str())
-        .bind(r.price)
-        .bind(now)
-        .bind(chargeable)
-        .bind(&hold_people)
-        .bind(&hold_buckets)
-        .bind(&hold_amounts)
-        .bind(&bucket_ids)
-        .bind(&amounts)
-        .fetch_one(&mut *tx)
-        .await?;
-    let expected = chargeable.len() as i64;
-    if items != expected || guards != expected || entries != hold_people.len() as i64 {
-        return Err(StoreError::Integrity(
-            "task items, guards or holds were not all inserted".into(),
-        ));
-    }
-    if taken != bucket_ids.len() as i64 {
-        // Dropping the transaction rolls the whole create back.
-        return Err(StoreError::Integrity(
-            "a bucket cannot cover its hold".into(),
-        ));
-    }
-    Ok(CreateResult::Decided {
-        decision,
-        task_id: Some(task_id),
-    })
 }
 
 pub(super) async fn view(

@@ -5,6 +5,7 @@ use sqlx::SqliteConnection;
 
 use super::{tasks, SqliteStore};
 use crate::domain::ContactKind;
+use crate::store::create;
 use crate::store::integrators::{
     judge_existing, usage_rows, usage_sql, IdempotencyKey, KeyReservation, KeyedCreate,
     ResponseRenderer, TaskFilter, UsageQuery, UsageRow, COMPLETE_KEY, CONFIRM_KEY,
@@ -76,7 +77,14 @@ pub(super) async fn create_keyed(
                 if mine.rows_affected() != 1 {
                     return Ok(KeyedCreate::ReservationLost);
                 }
-                let result = tasks::create_in(conn, &request, now).await?;
+                let result = create::create(
+                    &mut tasks::SqliteCreate {
+                        conn: &mut *conn,
+                        now,
+                    },
+                    &request,
+                )
+                .await?;
                 let response = render(&result);
                 let task_id = match &result {
                     CreateResult::Decided { task_id, .. } => task_id.clone(),

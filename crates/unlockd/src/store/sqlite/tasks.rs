@@ -2,16 +2,16 @@
 //! lease and fencing, the statements of a settlement (the rule and its orchestration are
 //! shared: `domain::settle`, `store::settlement`), and the read view.
 
-use std::collections::BTreeMap;
-
 use sqlx::SqliteConnection;
 use unlockd_api::TaskStatus;
 
 use super::SqliteStore;
+use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
 use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, SettlementPlan};
-use crate::domain::unlock::{decide, is_valid_personnel_id, UnlockDecision, UnlockFacts};
+use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
+use crate::store::create::{self, CreateFacts, CreateStatements, NewTask, INSERT_TASK_ROW};
 use crate::store::rows::{
     item_status_str, json, parse_bucket_kind, parse_kind, task_status_str, TaskViewRow,
 };
@@ -21,107 +21,186 @@ use crate::store::{
     StoreError, StoreResult, TaskView,
 };
 
-/// Reads everything `decide` needs in two statements: one row per requested id with its
+/// A create's statements on SQLite, with the store's clock (the orchestration is shared:
+/// `store::create`). Facts are read in two statements: one row per requested id with its
 /// four facts, then the account's buckets (each statement is a round trip to the driver's
 /// thread, so fewer is faster).
-async fn load_facts(
-    conn: &mut SqliteConnection,
-    account_id: &str,
-    kind: ContactKind,
-    event_id: &str,
-    ids_json: &str,
-) -> StoreResult<UnlockFacts> {
-    let people: Vec<(String, bool, bool, bool, Option<String>)> = sqlx::query_as(
-        "SELECT r.value, \
-            EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value), \
-            EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value), \
-            EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
-                    AND u.personnel_id = r.value AND u.status = 'unlocked'), \
-            (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
-         FROM json_each(?4) r",
-    )
-    .bind(event_id)
-    .bind(account_id)
-    .bind(kind.as_str())
-    .bind(ids_json)
-    .fetch_all(&mut *conn)
-    .await?;
-    let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(
-        "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
-         WHERE account_id = ?1 AND balance > 0",
-    )
-    .bind(account_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut facts = UnlockFacts::default();
-    for (id, present, linked, unlocked, task) in people {
-        if present {
-            facts.existing.insert(id.clone());
-        }
-        if linked {
-            facts.linked.insert(id.clone());
-        }
-        if unlocked {
-            facts.already_unlocked.insert(id.clone());
-        }
-        if let Some(task) = task {
-            facts.in_flight.insert(id, task);
-        }
-    }
-    facts.buckets = buckets
-        .into_iter()
-        .map(|(id, kind, expires_at, created_at, balance)| {
-            Ok(Bucket {
-                id,
-                kind: parse_bucket_kind(&kind)?,
-                expires_at,
-                created_at,
-                balance,
-            })
-        })
-        .collect::<StoreResult<_>>()?;
-    Ok(facts)
+pub(super) struct SqliteCreate<'c> {
+    pub conn: &'c mut SqliteConnection,
+    pub now: i64,
 }
-/// Resolves the event and applies the domain rule to the facts read on `conn`. The create
-/// call runs it inside its write transaction, the precheck inside a read transaction.
-async fn decide_on(
-    conn: &mut SqliteConnection,
-    r: &NewUnlock,
-    now: i64,
-) -> StoreResult<Option<(String, UnlockDecision)>> {
-    let event: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-    )
-    .bind(&r.event_ref)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((event_id,)) = event else {
-        return Ok(None);
-    };
-    let valid: Vec<&String> = r
-        .personnel_ids
-        .iter()
-        .filter(|id| is_valid_personnel_id(id))
-        .collect();
-    let facts = load_facts(conn, &r.account_id, r.kind, &event_id, &json(&valid)?).await?;
-    Ok(Some((
-        event_id,
-        decide(&r.personnel_ids, &facts, r.price, now),
-    )))
+
+#[async_trait::async_trait]
+impl CreateStatements for SqliteCreate<'_> {
+    async fn create_facts(
+        &mut self,
+        r: &NewUnlock,
+        valid_ids: &[&str],
+        _lock: bool,
+    ) -> StoreResult<Option<CreateFacts>> {
+        // `_lock`: a create runs in the writer's batch, which holds the write lock already.
+        let conn = &mut *self.conn;
+        let event: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1",
+        )
+        .bind(&r.event_ref)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((event_id,)) = event else {
+            return Ok(None);
+        };
+        let people: Vec<(String, bool, bool, bool, Option<String>)> = sqlx::query_as(
+            "SELECT r.value, \
+                EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value), \
+                EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value), \
+                EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
+                        AND u.personnel_id = r.value AND u.status = 'unlocked'), \
+                (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
+             FROM json_each(?4) r",
+        )
+        .bind(&event_id)
+        .bind(&r.account_id)
+        .bind(r.kind.as_str())
+        .bind(json(&valid_ids)?)
+        .fetch_all(&mut *conn)
+        .await?;
+        let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(
+            "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
+             WHERE account_id = ?1 AND balance > 0",
+        )
+        .bind(&r.account_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut facts = UnlockFacts::default();
+        for (id, present, linked, unlocked, task) in people {
+            if present {
+                facts.existing.insert(id.clone());
+            }
+            if linked {
+                facts.linked.insert(id.clone());
+            }
+            if unlocked {
+                facts.already_unlocked.insert(id.clone());
+            }
+            if let Some(task) = task {
+                facts.in_flight.insert(id, task);
+            }
+        }
+        facts.buckets = buckets
+            .into_iter()
+            .map(|(id, kind, expires_at, created_at, balance)| {
+                Ok(Bucket {
+                    id,
+                    kind: parse_bucket_kind(&kind)?,
+                    expires_at,
+                    created_at,
+                    balance,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(Some(CreateFacts {
+            event_id,
+            now: self.now,
+            facts,
+        }))
+    }
+
+    async fn insert_task(&mut self, task: NewTask<'_>, plan: &CreatePlan) -> StoreResult<()> {
+        let conn = &mut *self.conn;
+        let r = task.request;
+        sqlx::query(INSERT_TASK_ROW)
+            .bind(task.id)
+            .bind(&r.account_id)
+            .bind(r.kind.as_str())
+            .bind(task.event_id)
+            .bind(&r.event_ref)
+            .bind(r.call_source.as_str())
+            .bind(r.price)
+            .bind(task.now)
+            .execute(&mut *conn)
+            .await?;
+        let people = json(&plan.items)?;
+        let mut positions: Vec<(i64, i64)> = sqlx::query_as(
+            "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
+             SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
+             RETURNING position, id",
+        )
+        .bind(task.id)
+        .bind(task.now)
+        .bind(&people)
+        .fetch_all(&mut *conn)
+        .await?;
+        // RETURNING order is not guaranteed: put the items back in request order.
+        positions.sort_unstable();
+        if positions.len() != plan.items.len() {
+            return Err(StoreError::Integrity(
+                "task items were not all inserted".into(),
+            ));
+        }
+        // The guard: a primary key violation here means another live task holds the person.
+        sqlx::query(
+            "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
+             SELECT ?1, ?2, value, ?3 FROM json_each(?4)",
+        )
+        .bind(&r.account_id)
+        .bind(r.kind.as_str())
+        .bind(task.id)
+        .bind(&people)
+        .execute(&mut *conn)
+        .await?;
+        let entries: Vec<serde_json::Value> = plan
+            .holds
+            .iter()
+            .map(|hold| {
+                serde_json::json!({
+                    "b": hold.bucket_id, "a": hold.amount,
+                    "i": positions[hold.position].1, "p": hold.personnel_id
+                })
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+             SELECT ?1, value ->> '$.b', 'hold', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
+             FROM json_each(?6)",
+        )
+        .bind(&r.account_id)
+        .bind(task.id)
+        .bind(r.kind.as_str())
+        .bind(r.call_source.as_str())
+        .bind(task.now)
+        .bind(json(&entries)?)
+        .execute(&mut *conn)
+        .await?;
+        let moves: Vec<serde_json::Value> = plan
+            .takes
+            .iter()
+            .map(|take| serde_json::json!({"b": take.bucket_id, "a": take.amount}))
+            .collect();
+        let done = sqlx::query(
+            "UPDATE credit_buckets SET balance = balance - m.amount, held = held + m.amount \
+             FROM (SELECT value ->> '$.b' AS bucket, value ->> '$.a' AS amount FROM json_each(?1)) m \
+             WHERE credit_buckets.id = m.bucket AND credit_buckets.account_id = ?2 \
+               AND credit_buckets.balance >= m.amount",
+        )
+        .bind(json(&moves)?)
+        .bind(&r.account_id)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() != moves.len() as u64 {
+            return Err(StoreError::Integrity(
+                "a bucket cannot cover its share of the hold".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub(super) async fn precheck(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let now = store.now();
     let mut tx = store.reader.begin().await?;
-    let decided = decide_on(&mut tx, r, now).await?;
+    let result = create::precheck(&mut SqliteCreate { conn: &mut tx, now }, r).await?;
     tx.commit().await?;
-    Ok(match decided {
-        None => CreateResult::EventNotFound,
-        Some((_, decision)) => CreateResult::Decided {
-            decision,
-            task_id: None,
-        },
-    })
+    Ok(result)
 }
 
 pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
@@ -129,121 +208,10 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
     let r = r.clone();
     store
         .batcher
-        .run(move |conn| Box::pin(async move { create_in(conn, &r, now).await }))
+        .run(move |conn| {
+            Box::pin(async move { create::create(&mut SqliteCreate { conn, now }, &r).await })
+        })
         .await
-}
-
-/// Decides and writes a create inside the writer's batch: the facts are read under the
-/// write lock, so nothing can change between the decision and the writes.
-pub(super) async fn create_in(
-    conn: &mut SqliteConnection,
-    r: &NewUnlock,
-    now: i64,
-) -> StoreResult<CreateResult> {
-    let Some((event_id, decision)) = decide_on(conn, r, now).await? else {
-        return Ok(CreateResult::EventNotFound);
-    };
-    let UnlockDecision::Create {
-        chargeable, holds, ..
-    } = &decision
-    else {
-        return Ok(CreateResult::Decided {
-            decision,
-            task_id: None,
-        });
-    };
-
-    let task_id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO tasks (id, account_id, kind, event_id, event_ref, status, call_source, price, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?8)",
-    )
-    .bind(&task_id)
-    .bind(&r.account_id)
-    .bind(r.kind.as_str())
-    .bind(&event_id)
-    .bind(&r.event_ref)
-    .bind(r.call_source.as_str())
-    .bind(r.price)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    let people = json(chargeable)?;
-    let mut positions: Vec<(i64, i64, String)> = sqlx::query_as(
-        "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
-         SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
-         RETURNING position, id, personnel_id",
-    )
-    .bind(&task_id)
-    .bind(now)
-    .bind(&people)
-    .fetch_all(&mut *conn)
-    .await?;
-    // RETURNING order is not guaranteed: put the items back in request order.
-    positions.sort_unstable();
-    if positions.len() != chargeable.len() {
-        return Err(StoreError::Integrity(
-            "task items were not all inserted".into(),
-        ));
-    }
-    // The guard: a primary key violation here means another live task holds the person.
-    sqlx::query(
-        "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
-         SELECT ?1, ?2, value, ?3 FROM json_each(?4)",
-    )
-    .bind(&r.account_id)
-    .bind(r.kind.as_str())
-    .bind(&task_id)
-    .bind(&people)
-    .execute(&mut *conn)
-    .await?;
-
-    let mut entries = Vec::new();
-    let mut per_bucket: BTreeMap<&str, i64> = BTreeMap::new();
-    for ((_, item_id, person), shares) in positions.iter().zip(holds) {
-        for share in shares {
-            entries.push(serde_json::json!({
-                "b": share.bucket_id, "a": share.amount, "i": item_id, "p": person
-            }));
-            *per_bucket.entry(share.bucket_id.as_str()).or_default() += share.amount;
-        }
-    }
-    sqlx::query(
-        "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
-         SELECT ?1, value ->> '$.b', 'hold', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
-         FROM json_each(?6)",
-    )
-    .bind(&r.account_id)
-    .bind(&task_id)
-    .bind(r.kind.as_str())
-    .bind(r.call_source.as_str())
-    .bind(now)
-    .bind(json(&entries)?)
-    .execute(&mut *conn)
-    .await?;
-    let moves: Vec<serde_json::Value> = per_bucket
-        .iter()
-        .map(|(bucket, amount)| serde_json::json!({"b": bucket, "a": amount}))
-        .collect();
-    let done = sqlx::query(
-        "UPDATE credit_buckets SET balance = balance - m.amount, held = held + m.amount \
-         FROM (SELECT value ->> '$.b' AS bucket, value ->> '$.a' AS amount FROM json_each(?1)) m \
-         WHERE credit_buckets.id = m.bucket AND credit_buckets.account_id = ?2 \
-           AND credit_buckets.balance >= m.amount",
-    )
-    .bind(json(&moves)?)
-    .bind(&r.account_id)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != moves.len() as u64 {
-        return Err(StoreError::Integrity(
-            "a bucket cannot cover its share of the hold".into(),
-        ));
-    }
-    Ok(CreateResult::Decided {
-        decision,
-        task_id: Some(task_id),
-    })
 }
 
 pub(super) async fn view(
