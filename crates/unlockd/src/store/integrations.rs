@@ -133,9 +133,10 @@ pub trait Integrations: Send + Sync {
     /// Deletes up to `limit` finished (delivered or failed) deliveries created before
     /// `before_ms`; returns how many.
     async fn prune_webhook_deliveries(&self, before_ms: i64, limit: i64) -> StoreResult<i64>;
-    /// Fires `credits.low` for every armed endpoint whose account's available balance is
-    /// under its threshold, whatever lowered it (a create's hold, a bucket's expiry): each
-    /// firing disarms its endpoint and enqueues its delivery in one transaction. Returns
+    /// The one place `credits.low` is decided, whatever moved the balance (a create's hold,
+    /// a release, a grant, an expiry): re-arms the endpoints whose account's available
+    /// balance is back at or over their threshold, and fires the armed ones under it, each
+    /// firing disarming its endpoint and enqueuing its delivery in one transaction. Returns
     /// how many fired.
     async fn sweep_low_balances(&self) -> StoreResult<i64>;
 }
@@ -179,12 +180,34 @@ pub(crate) const REDELIVER: &str = "UPDATE webhook_deliveries \
                            WHERE account_id = $3 AND deleted_at IS NULL) \
        AND (status <> 'pending' OR lease_expires_at IS NULL OR lease_expires_at <= $4)";
 
-/// Armed `credits.low` endpoints whose account's balance is under their threshold.
-pub(crate) const LOW_BALANCE_CANDIDATES: &str = "SELECT e.id FROM webhook_endpoints e \
+/// The available balance of endpoint `e`'s account.
+macro_rules! endpoint_balance {
+    () => {
+        "(SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = e.account_id)"
+    };
+}
+
+/// `credits.low` endpoints whose state must change: armed ones whose account's balance is
+/// under their threshold (to fire), disarmed ones whose balance is back at or over it (to
+/// re-arm). Returns `(id, armed)`.
+pub(crate) const LOW_BALANCE_CHANGES: &str = concat!(
+    "SELECT e.id, e.low_balance_armed FROM webhook_endpoints e \
      WHERE e.deleted_at IS NULL AND e.low_balance_threshold IS NOT NULL \
-       AND e.low_balance_armed = 1 AND (' ' || e.events || ' ') LIKE '% credits.low %' \
-       AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = e.account_id) \
-           < e.low_balance_threshold";
+       AND (' ' || e.events || ' ') LIKE '% credits.low %' \
+       AND ((e.low_balance_armed = 1 AND ",
+    endpoint_balance!(),
+    " < e.low_balance_threshold) OR (e.low_balance_armed = 0 AND ",
+    endpoint_balance!(),
+    " >= e.low_balance_threshold))"
+);
+
+/// Re-arms endpoint `$1` if its account's balance is still at or over its threshold.
+pub(crate) const REARM_ONE: &str = concat!(
+    "UPDATE webhook_endpoints SET low_balance_armed = 1 WHERE id = $1 AND low_balance_armed = 0 \
+       AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = $1 AND ",
+    endpoint_balance!(),
+    " >= e.low_balance_threshold)"
+);
 
 /// Takes one endpoint's firing (`$1`): only one transaction disarms it (PostgreSQL
 /// re-checks the row after its lock), and only if the balance is still under.
@@ -411,11 +434,18 @@ macro_rules! integrations_impl {
             async fn sweep_low_balances(&self) -> $crate::store::StoreResult<i64> {
                 use $crate::store::integrations::*;
                 // A read first: most rounds find nothing, and need no write lock.
-                let candidates: Vec<String> = sqlx::query_scalar(LOW_BALANCE_CANDIDATES)
+                let changes: Vec<(String, i64)> = sqlx::query_as(LOW_BALANCE_CHANGES)
                     .fetch_all(&self.$read)
                     .await?;
                 let mut fired = 0;
-                for endpoint in candidates {
+                for (endpoint, armed) in changes {
+                    if armed == 0 {
+                        sqlx::query(REARM_ONE)
+                            .bind(&endpoint)
+                            .execute(&self.$write)
+                            .await?;
+                        continue;
+                    }
                     let now = self.clock.now_ms();
                     let mut tx = self.write_tx().await?;
                     let taken = sqlx::query(DISARM_ONE)

@@ -93,12 +93,6 @@ macro_rules! operator_actions {
             .bind(at)
             .execute(&mut *conn)
             .await?;
-            // The balance may be back over a `credits.low` threshold.
-            sqlx::query($crate::store::settlement::REARM_LOW_BALANCE)
-                .bind(&grant.account_id)
-                .bind(at)
-                .execute(conn)
-                .await?;
             Ok(())
         }
 

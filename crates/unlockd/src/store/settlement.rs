@@ -44,44 +44,6 @@ pub(crate) enum SharedBind<'a> {
     Int(i64),
 }
 
-/// Endpoints of account $1 watching `credits.low` whose threshold the balance is under.
-macro_rules! low_balance_endpoints {
-    () => {
-        "FROM webhook_endpoints e WHERE e.account_id = $1 AND e.deleted_at IS NULL \
-           AND e.low_balance_threshold IS NOT NULL AND e.low_balance_armed = 1 \
-           AND (' ' || e.events || ' ') LIKE '% credits.low %' \
-           AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = $1) \
-               < e.low_balance_threshold"
-    };
-}
-
-/// `credits.low` fires once per crossing: an endpoint is armed while the balance is at or
-/// over its threshold, fires and disarms when it falls under.
-pub(crate) const ENQUEUE_LOW_BALANCE: &str = concat!(
-    "INSERT INTO webhook_deliveries \
-         (id, endpoint_id, account_id, event_type, data, status, attempts, next_attempt_at, \
-          retry_from, created_at) \
-     SELECT 'msg_' || e.id || '_low_' || $2, e.id, e.account_id, 'credits.low', \
-            '{\"availableCredits\":' || \
-              (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = $1) || \
-              ',\"threshold\":' || e.low_balance_threshold || '}', \
-            'pending', 0, $2, $2, $2 ",
-    low_balance_endpoints!(),
-    " ON CONFLICT (id) DO NOTHING"
-);
-/// Disarms the endpoints `ENQUEUE_LOW_BALANCE` just fired for ($2 unused but bound).
-pub(crate) const DISARM_LOW_BALANCE: &str = concat!(
-    "UPDATE webhook_endpoints SET low_balance_armed = 0 WHERE $2 >= 0 AND id IN (SELECT e.id ",
-    low_balance_endpoints!(),
-    ")"
-);
-/// Re-arms the endpoints whose threshold the balance is back at or over.
-pub(crate) const REARM_LOW_BALANCE: &str =
-    "UPDATE webhook_endpoints SET low_balance_armed = 1 \
-     WHERE account_id = $1 AND $2 >= 0 AND low_balance_armed = 0 AND low_balance_threshold IS NOT NULL \
-       AND (SELECT COALESCE(SUM(balance), 0) FROM credit_buckets WHERE account_id = $1) \
-           >= low_balance_threshold";
-
 /// The webhook event type of a task that ended as `status`.
 pub(crate) fn task_event_type(status: TaskStatus) -> &'static str {
     match status {
@@ -168,13 +130,6 @@ where
             SharedBind::Int(now),
         ];
         conn.execute_shared(ENQUEUE_TASK_WEBHOOKS, &binds).await?;
-    }
-    if !plan.items.is_empty() {
-        // Releases raise the balance, holds taken since the last settlement lowered it.
-        let binds = [SharedBind::Text(&task.account_id), SharedBind::Int(now)];
-        conn.execute_shared(REARM_LOW_BALANCE, &binds).await?;
-        conn.execute_shared(ENQUEUE_LOW_BALANCE, &binds).await?;
-        conn.execute_shared(DISARM_LOW_BALANCE, &binds).await?;
     }
     Ok(SettleReport {
         settled: plan.items.len(),

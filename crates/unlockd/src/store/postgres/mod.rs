@@ -543,12 +543,6 @@ impl Store for PgStore {
                 grant.account_id
             )));
         }
-        // The balance may be back over a `credits.low` threshold.
-        sqlx::query(crate::store::settlement::REARM_LOW_BALANCE)
-            .bind(&grant.account_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
         Ok(bucket_id)
     }
 

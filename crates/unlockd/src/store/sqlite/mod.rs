@@ -503,12 +503,6 @@ impl Store for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        // The balance may be back over a `credits.low` threshold.
-        sqlx::query(crate::store::settlement::REARM_LOW_BALANCE)
-            .bind(&grant.account_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(bucket_id)
     }
