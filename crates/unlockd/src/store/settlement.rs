@@ -44,6 +44,65 @@ pub(crate) enum SharedBind<'a> {
     Int(i64),
 }
 
+/// Implements `SettlementStatements` for a backend's connection type: its own methods (the
+/// dialect's statements) plus the ones whose text is the same for both backends.
+macro_rules! settlement_statements_impl {
+    ($conn:ty { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::settlement::SettlementStatements for $conn {
+            $($own)*
+            async fn open_items(&mut self, task_id: &str) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar($crate::store::settlement::OPEN_ITEMS)
+                    .bind(task_id)
+                    .fetch_one(&mut *self)
+                    .await?)
+            }
+
+            async fn mark_task(
+                &mut self,
+                task_id: &str,
+                now: i64,
+                finished: Option<unlockd_api::TaskStatus>,
+            ) -> $crate::store::StoreResult<()> {
+                match finished {
+                    Some(status) => {
+                        sqlx::query($crate::store::settlement::FINISH_TASK)
+                            .bind($crate::store::rows::task_status_str(status))
+                            .bind(now)
+                            .bind(task_id)
+                            .execute(&mut *self)
+                            .await?;
+                    }
+                    None => {
+                        sqlx::query($crate::store::settlement::TOUCH_TASK)
+                            .bind(now)
+                            .bind(task_id)
+                            .execute(&mut *self)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            async fn execute_shared(
+                &mut self,
+                sql: &'static str,
+                binds: &[$crate::store::settlement::SharedBind<'_>],
+            ) -> $crate::store::StoreResult<u64> {
+                let mut query = sqlx::query(sql);
+                for bind in binds {
+                    query = match *bind {
+                        $crate::store::settlement::SharedBind::Text(text) => query.bind(text),
+                        $crate::store::settlement::SharedBind::Int(value) => query.bind(value),
+                    };
+                }
+                Ok(query.execute(&mut *self).await?.rows_affected())
+            }
+        }
+    };
+}
+pub(crate) use settlement_statements_impl;
+
 /// The webhook event type of a task that ended as `status`.
 pub(crate) fn task_event_type(status: TaskStatus) -> &'static str {
     match status {

@@ -14,10 +14,8 @@ use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, Settlemen
 use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask};
-use crate::store::rows::{
-    item_status_str, parse_bucket_kind, parse_kind, task_status_str, TaskViewRow,
-};
-use crate::store::settlement::{self, SettlementStatements, SettlingTask};
+use crate::store::rows::{item_status_str, parse_bucket_kind, parse_kind, TaskViewRow};
+use crate::store::settlement::{self, SettlingTask};
 use crate::store::{
     Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, Lease, NewUnlock, SettleReport,
     StoreError, StoreResult, TaskView,
@@ -427,8 +425,8 @@ pub(super) async fn settle(
     }
 }
 
-#[async_trait::async_trait]
-impl SettlementStatements for PgConnection {
+// The statements written once are added by the macro (see `settlement`).
+crate::store::settlement::settlement_statements_impl!(PgConnection {
     async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
         let (account_id, kind, call_source, created_at): (String, String, String, i64) =
             sqlx::query_as(
@@ -622,52 +620,4 @@ impl SettlementStatements for PgConnection {
         }
         Ok(())
     }
-
-    async fn open_items(&mut self, task_id: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(settlement::OPEN_ITEMS)
-            .bind(task_id)
-            .fetch_one(&mut *self)
-            .await?)
-    }
-
-    async fn mark_task(
-        &mut self,
-        task_id: &str,
-        now: i64,
-        finished: Option<TaskStatus>,
-    ) -> StoreResult<()> {
-        match finished {
-            Some(status) => {
-                sqlx::query(settlement::FINISH_TASK)
-                    .bind(task_status_str(status))
-                    .bind(now)
-                    .bind(task_id)
-                    .execute(&mut *self)
-                    .await?;
-            }
-            None => {
-                sqlx::query(settlement::TOUCH_TASK)
-                    .bind(now)
-                    .bind(task_id)
-                    .execute(&mut *self)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn execute_shared(
-        &mut self,
-        sql: &'static str,
-        binds: &[settlement::SharedBind<'_>],
-    ) -> StoreResult<u64> {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = match *bind {
-                settlement::SharedBind::Text(text) => query.bind(text),
-                settlement::SharedBind::Int(value) => query.bind(value),
-            };
-        }
-        Ok(query.execute(&mut *self).await?.rows_affected())
-    }
-}
+});
