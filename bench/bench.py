@@ -32,9 +32,13 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.path.join(ROOT, "bench")
-BIN = os.path.join(ROOT, "target", "release", "unlockd")
-BASELINE_BIN = os.path.join(BENCH_DIR, "baseline", "target", "release", "unlockd-bench-baseline")
-CACHE = os.path.join(ROOT, "target", "bench-cache")
+# Cargo's build directory: CARGO_TARGET_DIR when set (it then holds the baseline's build
+# too), else the project's and the baseline project's own target/ directories.
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BASELINE_TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(BENCH_DIR, "baseline", "target")
+BIN = os.path.join(TARGET, "release", "unlockd")
+BASELINE_BIN = os.path.join(BASELINE_TARGET, "release", "unlockd-bench-baseline")
+CACHE = os.path.join(TARGET, "bench-cache")
 CREATE_PATH = "/external/contacts/unlock"
 TASK_PATH = "/external/contacts/unlock-tasks/"
 CREDITS_PER_ACCOUNT = 1_000_000_000

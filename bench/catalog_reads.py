@@ -9,7 +9,7 @@ median (the baseline: same server, same client, no database).
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "unlockd")
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "unlockd")
 
 
 def run(*args, env):
