@@ -101,6 +101,28 @@ pub fn engine(
     Engine::new(store, source, signals, config, metrics)
 }
 
+/// Keeps the store's key cache trusted: reads the auth generation every
+/// `REFRESH_EVERY`. While reads fail the cache goes stale and lookups use the database.
+async fn watch_auth(store: DynStore, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(crate::store::auth_cache::REFRESH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match store.refresh_auth_cache().await {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot read the auth generation; keys are looked up in the database until it can");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Binds the listener and starts serving (and working, unless `run_worker` is off).
 pub async fn start(
     config: ServerConfig,
@@ -144,6 +166,7 @@ pub async fn start(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { store.relay_changes(signals, shutdown).await });
     }
+    tokio::spawn(watch_auth(store.clone(), shutdown.clone()));
     http::server::raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let local_addr = listener.local_addr()?;

@@ -96,6 +96,10 @@ async fn a_disabled_account_gets_403_its_running_task_still_settles_and_enable_r
     );
     assert!(out.contains("disabled"), "{out}");
     for key in [&key, &second_key] {
+        app.wait_for_status(key, "/external/credits/balance", 403)
+            .await;
+    }
+    for key in [&key, &second_key] {
         for path in [
             "/external/credits/balance".to_string(),
             format!("/external/contacts/unlock-tasks/{task_id}"),
@@ -141,6 +145,8 @@ async fn a_disabled_account_gets_403_its_running_task_still_settles_and_enable_r
         &["admin", "accounts", "enable", &account],
     );
     for key in [&key, &second_key] {
+        app.wait_for_status(key, "/external/credits/balance", 200)
+            .await;
         let balance = app.balance(key).await;
         assert_eq!(balance["totalBalance"].as_i64(), Some(970), "{balance}");
     }

@@ -2,6 +2,7 @@
 //! uniqueness that matters for money is enforced by database constraints.
 
 pub mod audit;
+pub mod auth_cache;
 mod create;
 mod event_search;
 pub mod integrations;
@@ -644,6 +645,11 @@ pub trait Store: Send + Sync + 'static {
     /// Relays task changes made by other processes into `signals` until `shutdown`, so
     /// long polls and idle workers wake without polling. A store without a change feed
     /// returns at once; waiters then rely on their re-read interval.
+    /// Reads the auth generation into this store's key cache (`auth_cache`); the server
+    /// calls it every `auth_cache::REFRESH_EVERY`, and the cache answers only while it
+    /// succeeds.
+    async fn refresh_auth_cache(&self) -> StoreResult<()>;
+
     async fn relay_changes(
         &self,
         _signals: Arc<crate::signals::TaskSignals>,

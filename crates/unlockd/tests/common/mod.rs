@@ -514,6 +514,24 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Waits (at most 5 s) until `GET path` with `key` answers `status`. A change to keys or
+    /// accounts made by another process, such as the CLI, reaches a running server's key
+    /// cache within a second (`unlockd::store::auth_cache::MAX_STALENESS`), not at once.
+    pub async fn wait_for_status(&self, key: &str, path: &str, status: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (got, body) = self.get(key, path).await;
+            if got == status {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} still answers {got} {body}, not {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn task(&self, key: &str, task_id: &str) -> Value {
         let (status, body) = self
             .get(key, &format!("/external/contacts/unlock-tasks/{task_id}"))

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::auth_cache::{self, AuthCache};
 use super::*;
 use crate::clock::DynClock;
 
@@ -35,11 +36,16 @@ pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// How long the first connection may take before the server counts as unreachable.
 const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle this long is pinged before it is handed out again.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 pub struct PgStore {
     pool: PgPool,
     clock: DynClock,
     /// When this process last swept refilled rate-limit buckets.
     rate_pruned_at: AtomicI64,
+    /// Key digests to principals (see `store::auth_cache`).
+    auth_cache: AuthCache,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -125,12 +131,26 @@ impl PgStore {
             // A request waits this long for a connection; past it the database counts as
             // unavailable (503) rather than leaving clients hanging.
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection it hands out by default: one more round trip per
+            // query. A connection in steady use is known to be alive; only one that sat
+            // idle (through a restart or a dropped link, perhaps) is checked first.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        use sqlx::Connection;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(PgStore {
             pool,
             clock,
             rate_pruned_at: AtomicI64::new(0),
+            auth_cache: AuthCache::default(),
         })
     }
 
@@ -473,6 +493,7 @@ impl Store for PgStore {
                 .bind(key_id)
                 .execute(&self.pool)
                 .await?;
+        self.auth_cache.forget_all();
         Ok(done.rows_affected() == 1)
     }
 
@@ -499,19 +520,11 @@ impl Store for PgStore {
     }
 
     async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT k.id, k.account_id, a.disabled_at IS NOT NULL \
-             FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-             WHERE k.digest = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(key_digest)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(key_id, account_id, account_disabled)| Principal {
-            account_id,
-            key_id,
-            account_disabled,
-        }))
+        auth_cache::authenticate(&self.auth_cache, &self.pool, key_digest).await
+    }
+
+    async fn refresh_auth_cache(&self) -> StoreResult<()> {
+        auth_cache::refresh(&self.auth_cache, &self.pool).await
     }
 
     async fn grant_credits(&self, grant: &Grant) -> StoreResult<String> {
@@ -594,7 +607,9 @@ impl Store for PgStore {
     }
 
     async fn admin_revoke_api_key(&self, actor: &str, key_id: &str) -> StoreResult<bool> {
-        admin::revoke_api_key(self, actor, key_id).await
+        let revoked = admin::revoke_api_key(self, actor, key_id).await;
+        self.auth_cache.forget_all();
+        revoked
     }
 
     async fn admin_grant_credits(&self, actor: &str, grant: &Grant) -> StoreResult<String> {
@@ -607,7 +622,9 @@ impl Store for PgStore {
         account_id: &str,
         disabled: bool,
     ) -> StoreResult<bool> {
-        admin::set_disabled(self, actor, account_id, disabled).await
+        let changed = admin::set_disabled(self, actor, account_id, disabled).await;
+        self.auth_cache.forget_all();
+        changed
     }
 
     async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>> {
