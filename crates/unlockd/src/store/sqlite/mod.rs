@@ -6,6 +6,7 @@ mod admin;
 pub mod backup;
 mod catalog;
 mod exhibitors;
+mod inline;
 mod integrators;
 mod reads;
 mod search;
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     /// The hot writes, group-committed (see `writer`).
     batcher: writer::Writer,
     reader: SqlitePool,
+    /// The hottest point reads, run on the calling thread.
+    inline: inline::InlineReader,
     clock: DynClock,
     /// Key digests to principals (see `store::auth_cache`).
     auth_cache: AuthCache,
@@ -92,6 +95,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let batcher = writer::Writer::start(options.clone()).await?;
+        let inline = inline::InlineReader::new(options.get_filename().to_path_buf(), LOCK_WAIT);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -105,6 +109,7 @@ impl SqliteStore {
             writer,
             batcher,
             reader,
+            inline,
             clock,
             auth_cache: AuthCache::default(),
         })

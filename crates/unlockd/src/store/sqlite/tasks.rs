@@ -212,29 +212,46 @@ pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<Cr
         .await
 }
 
+/// The task view's one statement: the task, its items and its ledger totals agree.
+const TASK_VIEW: &str = "\
+    SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+           t.created_at, t.updated_at, t.completed_at, \
+           (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
+            FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
+           (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
+                              SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
+                              SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
+            FROM ledger WHERE task_id = t.id) AS totals \
+    FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3";
+
+/// A poll: one indexed statement, run on the calling thread (see `inline`).
 pub(super) async fn view(
     store: &SqliteStore,
     account_id: &str,
     kind: ContactKind,
     task_id: &str,
 ) -> StoreResult<Option<TaskView>> {
-    // One statement, so one snapshot: the task, its items and its ledger totals agree.
-    let row: Option<TaskViewRow> = sqlx::query_as(
-        "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
-                t.created_at, t.updated_at, t.completed_at, \
-                (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
-                 FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
-                (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
-                                   SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
-                                   SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
-                 FROM ledger WHERE task_id = t.id) AS totals \
-         FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3",
-    )
-    .bind(task_id)
-    .bind(account_id)
-    .bind(kind.as_str())
-    .fetch_optional(&store.reader)
-    .await?;
+    use rusqlite::OptionalExtension;
+    let row = store.inline.read(|conn| {
+        conn.prepare_cached(TASK_VIEW)?
+            .query_row((task_id, account_id, kind.as_str()), |r| {
+                Ok(TaskViewRow {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    event_ref: r.get(3)?,
+                    status: r.get(4)?,
+                    call_source: r.get(5)?,
+                    price: r.get(6)?,
+                    created_at: r.get(7)?,
+                    updated_at: r.get(8)?,
+                    completed_at: r.get(9)?,
+                    items: r.get(10)?,
+                    totals: r.get(11)?,
+                })
+            })
+            .optional()
+    })?;
     row.map(TaskViewRow::into_view).transpose()
 }
 
