@@ -13,7 +13,7 @@ use crate::engine::maintenance::{self, MaintenanceConfig};
 use crate::engine::source::CatalogSource;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::rate_limit::RateLimiter;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::metrics::Metrics;
 use crate::signals::TaskSignals;
 use crate::store::DynStore;
@@ -132,7 +132,7 @@ pub async fn start(
 ) -> anyhow::Result<Server> {
     let signals = TaskSignals::new();
     let metrics = Arc::new(Metrics::default());
-    let state = AppState {
+    let state = AppState::new(Shared {
         store: store.clone(),
         signals: signals.clone(),
         clock: clock.clone(),
@@ -159,7 +159,7 @@ pub async fn start(
         admin_token: config.admin_token.as_deref().map(Arc::from),
         webhooks_allow_private: config.webhooks.allow_private,
         shutdown: shutdown.clone(),
-    };
+    });
     {
         let store = store.clone();
         let signals = signals.clone();

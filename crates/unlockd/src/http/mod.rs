@@ -85,8 +85,27 @@ impl Default for HttpLimits {
     }
 }
 
+/// What every handler and middleware shares. Cloned for each request by several layers, so
+/// it is one `Arc` (a clone of the wide struct cost two dozen atomic operations, 3 % of a
+/// poll's CPU in a profile).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: DynStore,
     pub signals: Arc<TaskSignals>,
     pub clock: DynClock,

@@ -71,8 +71,7 @@ fn into_store_error(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match error.sqlite_error_code() {
         Some(
-            DatabaseBusy | DatabaseLocked | ReadOnly | SystemIoFailure | DiskFull
-            | CannotOpen,
+            DatabaseBusy | DatabaseLocked | ReadOnly | SystemIoFailure | DiskFull | CannotOpen,
         ) => StoreError::Unavailable(error.to_string()),
         _ => StoreError::Integrity(format!("reading the database: {error}")),
     }
