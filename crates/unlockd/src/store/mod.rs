@@ -15,6 +15,7 @@ mod settlement;
 pub mod sources;
 pub mod sqlite;
 mod verify;
+mod writer;
 
 use std::sync::Arc;
 

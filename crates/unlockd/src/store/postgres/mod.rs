@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 
 use super::auth_cache::{self, AuthCache};
+use super::writer::{Connect, Writer};
 use super::*;
 use crate::clock::DynClock;
 
@@ -35,6 +36,11 @@ pub const DEFAULT_POOL_SIZE: u32 = 16;
 
 /// How long the first connection may take before the server counts as unreachable.
 const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Create writers per process. One account's creates share a lane, so they are committed
+/// in batches instead of one commit (and one turn on the account's row lock) each; other
+/// accounts' creates proceed in the other lanes at the same time.
+const CREATE_LANES: usize = 4;
 
 /// A pooled connection idle this long is pinged before it is handed out again.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -46,6 +52,9 @@ pub struct PgStore {
     rate_pruned_at: AtomicI64,
     /// Key digests to principals (see `store::auth_cache`).
     auth_cache: AuthCache,
+    /// Group-committing writers for creates, each with a connection of its own; an
+    /// account's creates always go to the same one (see `create_lane`).
+    create_lanes: Vec<Writer<PgConnection>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -126,6 +135,16 @@ impl PgStore {
             use sqlx::Connection;
             let _ = probe.close().await;
         }
+        let create_lanes = (0..CREATE_LANES)
+            .map(|_| {
+                let options = options.clone();
+                let connect: Connect<PgConnection> = Box::new(move || {
+                    let options = options.clone();
+                    Box::pin(async move { PgConnection::connect_with(&options).await })
+                });
+                Writer::start_lazily(connect, "BEGIN")
+            })
+            .collect();
         let pool = PgPoolOptions::new()
             .max_connections(size)
             // A request waits this long for a connection; past it the database counts as
@@ -151,7 +170,16 @@ impl PgStore {
             clock,
             rate_pruned_at: AtomicI64::new(0),
             auth_cache: AuthCache::default(),
+            create_lanes,
         })
+    }
+
+    /// The create writer of `account_id`'s lane.
+    fn create_lane(&self, account_id: &str) -> &Writer<PgConnection> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        account_id.hash(&mut hasher);
+        &self.create_lanes[hasher.finish() as usize % self.create_lanes.len()]
     }
 
     /// A time for rows that only record when something happened. Lease and expiry

@@ -238,19 +238,19 @@ const INSERT_TASK: &str = "\
     SELECT (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM guards), \
            (SELECT COUNT(*) FROM holds), (SELECT COUNT(*) FROM taken)";
 
+/// A create, committed with whatever else its account's lane has queued (`store::writer`):
+/// the account's row lock is then taken once per batch rather than once per request.
 pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let mut tx = store.pool.begin().await?;
     let injected_now = store.injected_now();
-    let result = create::create(
-        &mut PgCreate {
-            conn: &mut tx,
-            injected_now,
-        },
-        r,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(result)
+    let request = r.clone();
+    store
+        .create_lane(&r.account_id)
+        .run_keyed(r.account_id.clone(), move |conn| {
+            Box::pin(
+                async move { create::create(&mut PgCreate { conn, injected_now }, &request).await },
+            )
+        })
+        .await
 }
 
 pub(super) async fn view(

@@ -11,7 +11,6 @@ mod integrators;
 mod reads;
 mod search;
 mod tasks;
-mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::auth_cache::{self, AuthCache};
+use super::writer::{Connect, Writer};
 use super::*;
 use crate::clock::DynClock;
 
@@ -37,7 +37,7 @@ pub struct SqliteStore {
     /// Low-rate writes (imports, accounts, grants, upkeep) and migrations.
     writer: SqlitePool,
     /// The hot writes, group-committed (see `writer`).
-    batcher: writer::Writer,
+    batcher: Writer<sqlx::SqliteConnection>,
     reader: SqlitePool,
     /// The hottest point reads, run on the calling thread.
     inline: inline::InlineReader,
@@ -94,7 +94,14 @@ impl SqliteStore {
             .before_acquire(|conn, _| Box::pin(async move { reusable(conn).await }))
             .connect_with(options.clone())
             .await?;
-        let batcher = writer::Writer::start(options.clone()).await?;
+        let batcher = {
+            let options = options.clone();
+            let connect: Connect<sqlx::SqliteConnection> = Box::new(move || {
+                let options = options.clone();
+                Box::pin(async move { sqlx::ConnectOptions::connect(&options).await })
+            });
+            Writer::start(connect, "BEGIN IMMEDIATE").await?
+        };
         let inline = inline::InlineReader::new(options.get_filename().to_path_buf(), LOCK_WAIT);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)

@@ -1,13 +1,16 @@
-//! The group-committing writer. SQLite allows one writer at a time and a durable commit
-//! costs an fsync, so the hot writes (creates, claims, settlements, leases) are queued to
-//! one task that owns one connection and commits whatever is queued as one transaction:
+//! The group-committing writer. A durable commit costs an fsync, and on SQLite only one
+//! writer may run at a time; on PostgreSQL one account's creates take turns on its row
+//! lock, which is held until the commit. So hot writes are queued to a task that owns one
+//! connection and commits whatever is queued as one transaction:
 //! a savepoint per request, so one request's failure (a 402, a lost lease, a constraint)
 //! rolls back only that request, and one commit (one fsync) for the batch. Callers are
 //! answered only after that commit, so an acknowledged charge is as durable as before.
 //!
 //! A batch forms from what is already queued when the writer is free: there is no delay
-//! when the queue is empty. The transaction starts with `BEGIN IMMEDIATE`, so other
-//! processes on the same file take turns with whole batches.
+//! when the queue is empty. On SQLite the transaction starts with `BEGIN IMMEDIATE`, so
+//! other processes on the same file take turns with whole batches. A batch runs its
+//! requests in the order of their keys (PostgreSQL: the account), so that two processes'
+//! batches take row locks in the same order and cannot deadlock.
 //!
 //! After any failure that leaves the transaction state in doubt (a failed `COMMIT`, a
 //! savepoint SQLite no longer knows because it rolled the transaction back itself, as it
@@ -20,40 +23,51 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::FutureExt;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, SqliteConnection};
+use sqlx::{Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{StoreError, StoreResult};
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Opens the writer's connection (again, after one was dropped).
+pub(crate) type Connect<C> =
+    Box<dyn Fn() -> BoxFuture<'static, Result<C, sqlx::Error>> + Send + Sync>;
 
 /// What a job does once the batch's fate is known: answer its caller with its own result
 /// when the batch committed, or with the batch's error.
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One queued request.
-trait Job: Send {
+trait Job<C>: Send {
+    /// Where the request goes in its batch.
+    fn key(&self) -> &str;
     /// Runs the request's statements inside the batch's transaction. Returns whether they
     /// succeeded (the savepoint is kept) and how to answer the caller.
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)>;
+    fn run<'c>(self: Box<Self>, conn: &'c mut C) -> BoxFuture<'c, (bool, Finish)>;
     /// Answers the caller without running: the batch could not be started or went wrong
     /// before this request's turn.
     fn refuse(self: Box<Self>, error: StoreError);
 }
 
 struct Request<T, F> {
+    key: String,
     work: F,
     answer: oneshot::Sender<StoreResult<T>>,
 }
 
-impl<T, F> Job for Request<T, F>
+impl<C, T, F> Job<C> for Request<T, F>
 where
+    C: Send + 'static,
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
 {
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> {
-        let Request { work, answer } = *self;
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn run<'c>(self: Box<Self>, conn: &'c mut C) -> BoxFuture<'c, (bool, Finish)> {
+        let Request { work, answer, .. } = *self;
         Box::pin(async move {
             let result = work(conn).await;
             let succeeded = result.is_ok();
@@ -77,32 +91,59 @@ where
 /// Requests committed together at most.
 const MAX_BATCH: usize = 256;
 
-#[derive(Clone)]
-pub(super) struct Writer {
-    queue: mpsc::UnboundedSender<Box<dyn Job>>,
+pub(crate) struct Writer<C> {
+    queue: mpsc::UnboundedSender<Box<dyn Job<C>>>,
 }
 
-impl Writer {
-    /// Opens the writer's connection and starts its task.
-    pub(super) async fn start(options: SqliteConnectOptions) -> StoreResult<Writer> {
-        let connection = options.connect().await?;
+impl<C> Clone for Writer<C> {
+    fn clone(&self) -> Self {
+        Writer {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<C> Writer<C>
+where
+    C: Connection + 'static,
+    for<'c> &'c mut C: Executor<'c>,
+{
+    /// Opens the writer's connection and starts its task; `begin` starts each batch's
+    /// transaction.
+    pub(crate) async fn start(connect: Connect<C>, begin: &'static str) -> StoreResult<Self> {
+        let connection = connect().await?;
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(options, connection, jobs));
+        tokio::spawn(run(connect, begin, Some(connection), jobs));
         Ok(Writer { queue })
+    }
+
+    /// As `start`, but the connection is opened for the first batch: a writer that is
+    /// never used holds no connection.
+    pub(crate) fn start_lazily(connect: Connect<C>, begin: &'static str) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(run(connect, begin, None, jobs));
+        Writer { queue }
     }
 
     /// Runs `work` in the next batch and answers once that batch is committed. `work`
     /// must not begin or end transactions itself.
-    pub(super) async fn run<T, F>(&self, work: F) -> StoreResult<T>
+    pub(crate) async fn run<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        self.run_keyed(String::new(), work).await
+    }
+
+    /// As `run`, placed in its batch by `key` (requests of equal keys keep their order).
+    pub(crate) async fn run_keyed<T, F>(&self, key: String, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<StoreResult<T>>();
         self.queue
-            .send(Box::new(Request { work, answer }))
+            .send(Box::new(Request { key, work, answer }))
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
@@ -112,12 +153,15 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the database writer has stopped".into())
 }
 
-async fn run(
-    options: SqliteConnectOptions,
-    connection: SqliteConnection,
-    mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
-) {
-    let mut connection = Some(connection);
+async fn run<C>(
+    connect: Connect<C>,
+    begin: &'static str,
+    mut connection: Option<C>,
+    mut jobs: mpsc::UnboundedReceiver<Box<dyn Job<C>>>,
+) where
+    C: Connection + 'static,
+    for<'c> &'c mut C: Executor<'c>,
+{
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -126,19 +170,56 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let conn = match connection.as_mut() {
-            Some(conn) => conn,
-            None => match options.connect().await.map_err(StoreError::from) {
-                Ok(conn) => connection.insert(conn),
-                Err(error) => {
-                    tracing::error!(%error, "the database writer cannot reconnect");
-                    refuse_all(batch, &error);
-                    // Not a busy loop: the next batch waits a little for the disk or the
-                    // file to come back.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+        batch.sort_by(|a, b| a.key().cmp(b.key()));
+        // A connection that sat idle may have been cut (a database restart, a dropped
+        // link): one that cannot begin is replaced and tried once more before the batch
+        // is refused. Nothing has run yet, so the retry is safe.
+        let mut began = Err(StoreError::Unavailable("not connected".into()));
+        for _attempt in 0..2 {
+            let conn = match connection.as_mut() {
+                Some(conn) => conn,
+                None => match connect().await.map_err(StoreError::from) {
+                    Ok(conn) => connection.insert(conn),
+                    Err(error) => {
+                        began = Err(error);
+                        break;
+                    }
+                },
+            };
+            began = conn
+                .execute(begin)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from);
+            match &began {
+                Ok(()) => break,
+                // The database is merely busy (another process's SQLite batch): the
+                // connection is fine, and waiting more is the caller's to decide.
+                Err(error) if error.is_busy() => break,
+                Err(_) => {
+                    if let Some(conn) = connection.take() {
+                        let _ = conn.close().await;
+                    }
                 }
-            },
+            }
+        }
+        let began = began.and_then(|()| {
+            connection
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("the writer lost its connection".into()))
+        });
+        let conn = match began {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, jobs = batch.len(), "could not begin a write batch");
+                refuse_all(batch, &error);
+                if connection.is_none() {
+                    // Not a busy loop: the next batch waits a little for the database to
+                    // come back.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                continue;
+            }
         };
         if let Err(healthy) = run_batch(conn, batch).await {
             if !healthy {
@@ -154,23 +235,20 @@ async fn run(
     }
 }
 
-fn refuse_all(batch: Vec<Box<dyn Job>>, error: &StoreError) {
+fn refuse_all<C>(batch: Vec<Box<dyn Job<C>>>, error: &StoreError) {
     for job in batch {
         job.refuse(StoreError::Unavailable(error.to_string()));
     }
 }
 
-/// Runs one batch. `Err(true)`: the batch failed but the connection is back in autocommit
-/// and can be reused; `Err(false)`: the connection must be replaced.
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> Result<(), bool> {
-    if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
-        let error = StoreError::from(error);
-        tracing::warn!(%error, jobs = batch.len(), "could not begin a write batch");
-        refuse_all(batch, &error);
-        // A failed BEGIN leaves no transaction open; the connection itself may be broken,
-        // so it is replaced all the same unless the database was merely busy.
-        return Err(error.is_busy());
-    }
+/// Runs one batch in the transaction just begun. `Err(true)`: the batch failed but the
+/// connection is back in autocommit and can be reused; `Err(false)`: the connection must
+/// be replaced.
+async fn run_batch<C>(conn: &mut C, batch: Vec<Box<dyn Job<C>>>) -> Result<(), bool>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c>,
+{
     let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     let mut broken: Option<StoreError> = None;
@@ -206,7 +284,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Box<dyn Job>>) -> Res
             break;
         }
     }
-    let unrun: Vec<Box<dyn Job>> = jobs.collect();
+    let unrun: Vec<Box<dyn Job<C>>> = jobs.collect();
     if let Some(error) = broken {
         let _ = conn.execute("ROLLBACK").await;
         tracing::error!(%error, "a write batch was rolled back");
