@@ -24,11 +24,11 @@ fn pages() -> [PageRequest; 3] {
         },
         PageRequest {
             page: 2,
-            page_size: 9,
+            page_size: 4,
         },
         PageRequest {
-            page: 40,
-            page_size: 3,
+            page: 3,
+            page_size: 2,
         },
     ]
 }

@@ -250,14 +250,24 @@ async fn people_by_role(
     if titles.is_empty() {
         return Ok(Some(Vec::new()));
     }
+    // The pairs spelled out: with `company_name = ANY(..) AND title = ANY(..)` a cached
+    // generic plan seeks by company only and filters every person of it by title.
+    let (mut pair_names, mut pair_titles) = (Vec::new(), Vec::new());
+    for name in companies {
+        for title in &titles {
+            pair_names.push(name.as_str());
+            pair_titles.push(title.as_str());
+        }
+    }
     // One row of two parallel arrays, put in id order here: the ids' bytewise order is
     // their collation "C".
     let (names, ids): (Vec<String>, Vec<String>) = sqlx::query_as(
         "SELECT COALESCE(array_agg(p.company_name), '{}'), COALESCE(array_agg(p.id), '{}') \
-         FROM personnel p WHERE p.company_name = ANY($1) AND p.title = ANY($2)",
+         FROM UNNEST($1::text[], $2::text[]) AS pair(name, title) \
+         JOIN personnel p ON p.company_name = pair.name AND p.title = pair.title",
     )
-    .bind(companies)
-    .bind(&titles)
+    .bind(&pair_names)
+    .bind(&pair_titles)
     .fetch_one(&mut *conn)
     .await?;
     let mut rows: Vec<(String, String)> = names.into_iter().zip(ids).collect();
@@ -511,10 +521,11 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
         if batch == 0 {
             if derived > 0 {
                 // After a bulk derivation: statistics for the planner, and a visibility map
-                // so that word lookups are index-only scans (and the emptied queue holds no
-                // dead rows to step over). VACUUM cannot run inside a transaction.
+                // so that word lookups (and the (company, title) lookups in personnel) are
+                // index-only scans (and the emptied queue holds no dead rows to step over).
+                // VACUUM cannot run inside a transaction.
                 sqlx::query(
-                    "VACUUM (ANALYZE) search_event_words, search_people_pending, search_companies, \
+                    "VACUUM (ANALYZE) personnel, search_event_words, search_people_pending, search_companies, \
                      search_company_words, search_texts, search_text_words, search_words, search_word_grams",
                 )
                 .execute(&store.pool)

@@ -61,6 +61,15 @@ impl EventWordIndex for EventWords<'_> {
         &mut self,
         event_id: &str,
     ) -> StoreResult<BTreeMap<String, Vec<(String, WordField)>>> {
+        // Usually nobody is queued; without statistics the join below would step through
+        // every link of the event (tens of thousands at a large one) to find that out.
+        let any_queued: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM search_people_pending LIMIT 1")
+                .fetch_optional(&mut *self.0)
+                .await?;
+        if any_queued.is_none() {
+            return Ok(BTreeMap::new());
+        }
         let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT p.id, p.full_name, p.title, p.company_name FROM search_people_pending q \
              JOIN personnel_events pe ON pe.personnel_id = q.personnel_id AND pe.event_id = ?1 \
