@@ -200,6 +200,28 @@ impl CompanyQuery {
     }
 }
 
+/// Whether every one of `words` begins a word of `text` (how a full-text index matches
+/// prefix terms).
+pub fn word_begins_all(words: &[String], text: &str) -> bool {
+    let folded = folded_words(text);
+    words
+        .iter()
+        .all(|q| folded.iter().any(|w| w.starts_with(q.as_str())))
+}
+
+/// A contact search's role words when the role is its only person filter (a person-name
+/// filter present, or a role without any word, gives `None`).
+pub fn role_only_words(role: Option<&str>, person_name: Option<&str>) -> Option<Vec<String>> {
+    if person_name.is_some_and(|t| !t.trim().is_empty()) {
+        return None;
+    }
+    let words: Vec<String> = folded_words(role?)
+        .into_iter()
+        .take(MAX_SEARCH_WORDS)
+        .collect();
+    (!words.is_empty()).then_some(words)
+}
+
 /// How many typing mistakes a searched word may contain: none in short words or words with
 /// digits (so "6" never finds "8" and "ab" never finds "an"), one from four letters, two
 /// from eight.

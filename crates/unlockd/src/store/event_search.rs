@@ -1,13 +1,14 @@
 //! Personnel text search within one event, the same on both backends: each backend answers
 //! lookups on its per-event word index (`search_event_words`) and lists the queued people
-//! not indexed yet; the ranking is `domain::search::personnel_ranks`.
+//! not indexed yet; the ranking is `domain::search::personnel_ranks` (computed here from the
+//! entries directly, `ranks_from_entries`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::search::{misspelled_rank, personnel_ranks, word_lookups, Lookup, WordField};
+use crate::domain::search::{misspelled_rank, Lookup, WordField};
 
 /// One entry of the per-event word index found by a word beginning: whether the word is
 /// exactly that beginning, its field, the person.
@@ -60,6 +61,56 @@ fn select(entries: &[WordEntry], lookup: &Lookup) -> BTreeSet<String> {
         .collect()
 }
 
+/// Which of `personnel_ranks`' ranks one entry alone would put its person in for its word:
+/// 0 the whole word in name or title, 1 a beginning there, 2 a beginning in the company.
+fn entry_rank(exact: bool, field: WordField) -> usize {
+    match (field, exact) {
+        (WordField::NameOrTitle, true) => 0,
+        (WordField::NameOrTitle, false) => 1,
+        (WordField::Company, _) => 2,
+    }
+}
+
+/// `personnel_ranks` computed from each word's entries without building its three sets:
+/// a person's rank is the worst over the words of their best entry for that word. The
+/// candidates come from the word with the fewest entries and only shrink, so each other
+/// word's entries are only checked against them.
+pub(crate) fn ranks_from_entries(per_word: &[Vec<WordEntry>]) -> Vec<Vec<String>> {
+    let mut ranks = vec![Vec::new(); 3];
+    let Some(rarest) = (0..per_word.len()).min_by_key(|&i| per_word[i].len()) else {
+        return ranks;
+    };
+    let mut best: HashMap<&str, usize> = HashMap::new();
+    for (exact, field, id) in &per_word[rarest] {
+        let rank = entry_rank(*exact, *field);
+        best.entry(id.as_str())
+            .and_modify(|r| *r = (*r).min(rank))
+            .or_insert(rank);
+    }
+    for (i, entries) in per_word.iter().enumerate() {
+        if i == rarest || best.is_empty() {
+            continue;
+        }
+        let mut kept: HashMap<&str, usize> = HashMap::with_capacity(best.len());
+        for (exact, field, id) in entries {
+            if let Some(&so_far) = best.get(id.as_str()) {
+                let rank = so_far.max(entry_rank(*exact, *field));
+                kept.entry(id.as_str())
+                    .and_modify(|r| *r = (*r).min(rank))
+                    .or_insert(rank);
+            }
+        }
+        best = kept;
+    }
+    for (id, rank) in best {
+        ranks[rank].push(id.to_string());
+    }
+    for rank in &mut ranks {
+        rank.sort_unstable();
+    }
+    ranks
+}
+
 /// The ranks of a text search at the event, best first, each in id order (see
 /// `personnel_ranks`); when none matches, one rank of misspellings.
 pub(crate) async fn ranked_people(
@@ -68,19 +119,18 @@ pub(crate) async fn ranked_people(
     words: &[String],
 ) -> StoreResult<Vec<Vec<String>>> {
     let queued = index.queued(event_id).await?;
-    let mut found = Vec::new();
+    let mut per_word = Vec::new();
     for word in words {
-        let beginning = entries(index, event_id, &queued, word).await?;
-        found.push(word_lookups(word).map(|lookup| select(&beginning, &lookup)));
+        per_word.push(entries(index, event_id, &queued, word).await?);
     }
-    let ranks = personnel_ranks(&found);
+    let ranks = ranks_from_entries(&per_word);
     if ranks.iter().any(|r| !r.is_empty()) {
         return Ok(ranks);
     }
     let fixes = index.corrections(words).await?;
-    let mut per_word = Vec::new();
+    let mut found = Vec::new();
     for (i, fixes) in fixes.iter().enumerate() {
-        let mut ids = found[i][2].clone();
+        let mut ids: BTreeSet<String> = per_word[i].iter().map(|(_, _, id)| id.clone()).collect();
         for fix in fixes {
             let lookup = Lookup {
                 word: fix.clone(),
@@ -92,7 +142,39 @@ pub(crate) async fn ranked_people(
                 &lookup,
             ));
         }
-        per_word.push(ids);
+        found.push(ids);
     }
-    Ok(vec![misspelled_rank(&per_word)])
+    Ok(vec![misspelled_rank(&found)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::search::{personnel_ranks, word_lookups};
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = WordEntry> {
+        (any::<bool>(), any::<bool>(), 0..12u8).prop_map(|(exact, company, id)| {
+            let field = if company {
+                WordField::Company
+            } else {
+                WordField::NameOrTitle
+            };
+            (exact, field, format!("p{id}"))
+        })
+    }
+
+    proptest! {
+        /// The ranks from entries are exactly the ranks of the three lookups' sets.
+        #[test]
+        fn ranks_from_entries_equal_the_set_ranks(
+            per_word in prop::collection::vec(prop::collection::vec(entry(), 0..20), 1..4)
+        ) {
+            let found: Vec<[BTreeSet<String>; 3]> = per_word
+                .iter()
+                .map(|entries| word_lookups("w").map(|lookup| select(entries, &lookup)))
+                .collect();
+            prop_assert_eq!(ranks_from_entries(&per_word), personnel_ranks(&found));
+        }
+    }
 }

@@ -12,7 +12,8 @@ use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{
     allowed_typos, company_key, folded_words, min_shared_grams, page_slices, person_words,
-    within_typos, word_grams, CompanyQuery, CompanyRank, WordField, MAX_SEARCH_WORDS,
+    role_only_words, within_typos, word_begins_all, word_grams, CompanyQuery, CompanyRank,
+    WordField, MAX_SEARCH_WORDS,
 };
 use crate::store::event_search::{EventWordIndex, WordEntry};
 use crate::store::rows::{in_order, PersonRow};
@@ -35,19 +36,22 @@ pub(super) struct EventWords<'c>(pub(super) &'c mut PgConnection);
 #[async_trait]
 impl EventWordIndex for EventWords<'_> {
     async fn entries(&mut self, event_id: &str, prefix: &str) -> StoreResult<Vec<WordEntry>> {
-        // Only the person and two flags per entry: reading rows is the cost here.
-        let rows: Vec<(String, bool, bool)> = sqlx::query_as(
-            "SELECT personnel_id, word = $2, field = 'c' FROM search_event_words \
+        // One row of three parallel arrays (the aggregates see the rows in the same
+        // order): decoding thousands of rows one by one costs more than reading them.
+        let (ids, exact, company): (Vec<String>, Vec<bool>, Vec<bool>) = sqlx::query_as(
+            "SELECT COALESCE(array_agg(personnel_id), '{}'), COALESCE(array_agg(word = $2), '{}'), \
+             COALESCE(array_agg(field = 'c'), '{}') FROM search_event_words \
              WHERE event_id = $1 AND word >= $2 AND word < $3",
         )
         .bind(event_id)
         .bind(prefix)
         .bind(prefix_end(prefix))
-        .fetch_all(&mut *self.0)
+        .fetch_one(&mut *self.0)
         .await?;
-        Ok(rows
+        Ok(ids
             .into_iter()
-            .map(|(id, exact, company)| {
+            .zip(exact.into_iter().zip(company))
+            .map(|(id, (exact, company))| {
                 let field = if company {
                     WordField::Company
                 } else {
@@ -190,6 +194,87 @@ async fn ranked_companies(
     Ok(ranked.into_iter().map(|(_, _, name)| name).collect())
 }
 
+/// The most (company, title) pairs the role lookup reads one by one (see SQLite's).
+const MAX_TITLE_LOOKUPS: usize = 4000;
+
+/// The distinct texts in which every one of `words` begins a word, from the derived text
+/// words; `None` when some text is not derived yet or more than `limit` texts hold the
+/// rarest-looking word (see SQLite's).
+async fn texts_with_words(
+    conn: &mut PgConnection,
+    words: &[String],
+    limit: usize,
+) -> StoreResult<Option<Vec<String>>> {
+    let pending: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM search_texts WHERE NOT indexed LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (Some(word), None) = (words.iter().max_by_key(|w| w.len()), pending) else {
+        return Ok(None);
+    };
+    let texts: Vec<(String,)> = sqlx::query_as(
+        "SELECT text FROM search_text_words WHERE word >= $1 AND word < $2 LIMIT $3",
+    )
+    .bind(word)
+    .bind(prefix_end(word))
+    .bind(limit as i64 + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    if texts.len() > limit {
+        return Ok(None);
+    }
+    let texts: BTreeSet<String> = texts.into_iter().map(|(t,)| t).collect();
+    Ok(Some(
+        texts
+            .into_iter()
+            .filter(|text| word_begins_all(words, text))
+            .collect(),
+    ))
+}
+
+/// The people of `companies` whose title holds every role word, as (company, id) in id
+/// order, from the (company, title, id) index; `None` when that would take too many
+/// lookups or the text words are not derived (see SQLite's).
+async fn people_by_role(
+    conn: &mut PgConnection,
+    companies: &[String],
+    role_words: &[String],
+) -> StoreResult<Option<Vec<(String, String)>>> {
+    if companies.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let limit = MAX_TITLE_LOOKUPS / companies.len();
+    let Some(titles) = texts_with_words(conn, role_words, limit).await? else {
+        return Ok(None);
+    };
+    if titles.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    // The pairs spelled out: with `company_name = ANY(..) AND title = ANY(..)` a cached
+    // generic plan seeks by company only and filters every person of it by title.
+    let (mut pair_names, mut pair_titles) = (Vec::new(), Vec::new());
+    for name in companies {
+        for title in &titles {
+            pair_names.push(name.as_str());
+            pair_titles.push(title.as_str());
+        }
+    }
+    // One row of two parallel arrays, put in id order here: the ids' bytewise order is
+    // their collation "C".
+    let (names, ids): (Vec<String>, Vec<String>) = sqlx::query_as(
+        "SELECT COALESCE(array_agg(p.company_name), '{}'), COALESCE(array_agg(p.id), '{}') \
+         FROM UNNEST($1::text[], $2::text[]) AS pair(name, title) \
+         JOIN personnel p ON p.company_name = pair.name AND p.title = pair.title",
+    )
+    .bind(&pair_names)
+    .bind(&pair_titles)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut rows: Vec<(String, String)> = names.into_iter().zip(ids).collect();
+    rows.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+    Ok(Some(rows))
+}
+
 /// The tsquery for the role (title, B) and person-name (A) words, each a prefix;
 /// `Err(())` when one of them has no searchable word.
 fn person_filter(search: &ContactSearch) -> Result<Option<String>, ()> {
@@ -243,17 +328,27 @@ pub(super) async fn search_contacts(
     }
     // With a role or name filter, the matching people are found once, grouped by company
     // in rank order; without, each company's people are paged from the (company, id) index.
+    let by_role = match role_only_words(search.role.as_deref(), search.person_name.as_deref()) {
+        Some(words) => people_by_role(&mut tx, &companies, &words).await?,
+        None => None,
+    };
     let matched: Option<HashMap<String, Vec<String>>> = match &filter {
         None => None,
         Some(filter) => {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT p.company_name, p.id FROM personnel p \
-                 WHERE p.company_name = ANY($1) AND p.search @@ $2::tsquery ORDER BY p.id",
-            )
-            .bind(&companies)
-            .bind(filter)
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows: Vec<(String, String)> = match by_role {
+                Some(rows) => rows,
+                None => {
+                    sqlx::query_as(
+                        "SELECT p.company_name, p.id FROM personnel p \
+                         WHERE p.company_name = ANY($1) AND p.search @@ $2::tsquery \
+                         ORDER BY p.id",
+                    )
+                    .bind(&companies)
+                    .bind(filter)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+            };
             let mut groups: HashMap<String, Vec<String>> = HashMap::new();
             for (company, id) in rows {
                 groups.entry(company).or_default().push(id);
@@ -398,6 +493,21 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
             .bind(&owners)
             .execute(&mut *tx)
             .await?;
+            let (mut text_words, mut text_owners) = (Vec::new(), Vec::new());
+            for (text,) in &texts {
+                for word in folded_words(text) {
+                    text_words.push(word);
+                    text_owners.push(text.as_str());
+                }
+            }
+            sqlx::query(
+                "INSERT INTO search_text_words (word, text) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&text_words)
+            .bind(&text_owners)
+            .execute(&mut *tx)
+            .await?;
             let texts: Vec<&str> = texts.iter().map(|(t,)| t.as_str()).collect();
             sqlx::query("UPDATE search_texts SET indexed = true WHERE text = ANY($1)")
                 .bind(&texts)
@@ -411,11 +521,12 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
         if batch == 0 {
             if derived > 0 {
                 // After a bulk derivation: statistics for the planner, and a visibility map
-                // so that word lookups are index-only scans (and the emptied queue holds no
-                // dead rows to step over). VACUUM cannot run inside a transaction.
+                // so that word lookups (and the (company, title) lookups in personnel) are
+                // index-only scans (and the emptied queue holds no dead rows to step over).
+                // VACUUM cannot run inside a transaction.
                 sqlx::query(
-                    "VACUUM (ANALYZE) search_event_words, search_people_pending, search_companies, \
-                     search_company_words, search_texts, search_words, search_word_grams",
+                    "VACUUM (ANALYZE) personnel, search_event_words, search_people_pending, search_companies, \
+                     search_company_words, search_texts, search_text_words, search_words, search_word_grams",
                 )
                 .execute(&store.pool)
                 .await?;

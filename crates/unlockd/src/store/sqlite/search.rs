@@ -10,12 +10,12 @@ use sqlx::SqliteConnection;
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::SqliteStore;
 use crate::domain::search::{
-    company_key, folded_words, min_shared_grams, page_slices, person_words, within_typos,
-    word_grams, CompanyQuery, CompanyRank, WordField,
+    company_key, folded_words, min_shared_grams, page_slices, person_words, role_only_words,
+    within_typos, word_begins_all, word_grams, CompanyQuery, CompanyRank, WordField,
 };
 use crate::store::event_search::{EventWordIndex, WordEntry};
 use crate::store::rows::{in_order, json, PersonRow};
-use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreResult};
+use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreError, StoreResult};
 
 /// Rows derived per upkeep transaction, so the writer is never held for long.
 const REFRESH_BATCH: i64 = 2000;
@@ -31,25 +31,28 @@ pub(super) struct EventWords<'c>(pub(super) &'c mut SqliteConnection);
 #[async_trait]
 impl EventWordIndex for EventWords<'_> {
     async fn entries(&mut self, event_id: &str, prefix: &str) -> StoreResult<Vec<WordEntry>> {
-        // Only the person and two flags per entry: reading rows is the cost here.
-        let rows: Vec<(String, bool, bool)> = sqlx::query_as(
-            "SELECT personnel_id, word = ?2, field = 'c' FROM search_event_words \
-             WHERE event_id = ?1 AND word >= ?2 AND word < ?3",
+        // One row holding every entry as JSON: handing thousands of rows one by one from
+        // the database thread to this task costs far more than SQLite's reading them.
+        let (entries,): (String,) = sqlx::query_as(
+            "SELECT json_group_array(json_array(personnel_id, word = ?2, field = 'c')) \
+             FROM search_event_words WHERE event_id = ?1 AND word >= ?2 AND word < ?3",
         )
         .bind(event_id)
         .bind(prefix)
         .bind(prefix_end(prefix))
-        .fetch_all(&mut *self.0)
+        .fetch_one(&mut *self.0)
         .await?;
-        Ok(rows
+        let entries: Vec<(String, u8, u8)> =
+            serde_json::from_str(&entries).map_err(|e| StoreError::Integrity(e.to_string()))?;
+        Ok(entries
             .into_iter()
             .map(|(id, exact, company)| {
-                let field = if company {
+                let field = if company == 1 {
                     WordField::Company
                 } else {
                     WordField::NameOrTitle
                 };
-                (exact, field, id)
+                (exact == 1, field, id)
             })
             .collect())
     }
@@ -58,6 +61,15 @@ impl EventWordIndex for EventWords<'_> {
         &mut self,
         event_id: &str,
     ) -> StoreResult<BTreeMap<String, Vec<(String, WordField)>>> {
+        // Usually nobody is queued; without statistics the join below would step through
+        // every link of the event (tens of thousands at a large one) to find that out.
+        let any_queued: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM search_people_pending LIMIT 1")
+                .fetch_optional(&mut *self.0)
+                .await?;
+        if any_queued.is_none() {
+            return Ok(BTreeMap::new());
+        }
         let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT p.id, p.full_name, p.title, p.company_name FROM search_people_pending q \
              JOIN personnel_events pe ON pe.personnel_id = q.personnel_id AND pe.event_id = ?1 \
@@ -189,6 +201,82 @@ async fn ranked_companies(
     Ok(ranked.into_iter().map(|(_, _, name)| name).collect())
 }
 
+/// The most (company, title) pairs the role lookup reads one by one; past that, one
+/// full-text evaluation is cheaper.
+const MAX_TITLE_LOOKUPS: usize = 4000;
+
+/// The distinct texts (names, titles, companies) in which every one of `words` begins a
+/// word, from the derived text words; `None` when some text is not derived yet (the list
+/// could miss it) or more than `limit` texts hold the rarest-looking word.
+async fn texts_with_words(
+    conn: &mut SqliteConnection,
+    words: &[String],
+    limit: usize,
+) -> StoreResult<Option<Vec<String>>> {
+    let pending: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM search_texts WHERE indexed = 0 LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    // The longest word is the likeliest to begin few words.
+    let (Some(word), None) = (words.iter().max_by_key(|w| w.len()), pending) else {
+        return Ok(None);
+    };
+    let texts: Vec<(String,)> = sqlx::query_as(
+        "SELECT text FROM search_text_words WHERE word >= ?1 AND word < ?2 LIMIT ?3",
+    )
+    .bind(word)
+    .bind(prefix_end(word))
+    .bind(limit as i64 + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    if texts.len() > limit {
+        return Ok(None);
+    }
+    let texts: BTreeSet<String> = texts.into_iter().map(|(t,)| t).collect();
+    Ok(Some(
+        texts
+            .into_iter()
+            .filter(|text| word_begins_all(words, text))
+            .collect(),
+    ))
+}
+
+/// The people of `companies` whose title holds every role word, as (company, id) in id
+/// order, by looking up each (company, matching title) pair in the (company, title, id)
+/// index; `None` when that would take too many lookups or the text words are not derived.
+async fn people_by_role(
+    conn: &mut SqliteConnection,
+    companies: &[String],
+    role_words: &[String],
+) -> StoreResult<Option<Vec<(String, String)>>> {
+    if companies.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let limit = MAX_TITLE_LOOKUPS / companies.len();
+    let Some(titles) = texts_with_words(conn, role_words, limit).await? else {
+        return Ok(None);
+    };
+    if titles.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    // One row holding the people as JSON (rows handed over one by one cost more than
+    // the lookups), put in id order here: the ids' bytewise order is SQLite's `BINARY`.
+    let (rows,): (String,) = sqlx::query_as(
+        "SELECT json_group_array(json_array(p.company_name, p.id)) \
+         FROM personnel p INDEXED BY personnel_by_company_title \
+         WHERE p.company_name IN (SELECT value FROM json_each(?1)) \
+         AND p.title IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(json(&companies)?)
+    .bind(json(&titles)?)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut rows: Vec<(String, String)> =
+        serde_json::from_str(&rows).map_err(|e| StoreError::Integrity(e.to_string()))?;
+    rows.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+    Ok(Some(rows))
+}
+
 /// The FTS5 filter for the role and person-name words of a contact search (each word a
 /// prefix), `Err(())` when one of them has no searchable word.
 fn person_filter(search: &ContactSearch) -> Result<Option<String>, ()> {
@@ -248,18 +336,28 @@ pub(super) async fn search_contacts(
     // With a role or name filter, the matching people are found once (one full-text
     // evaluation), grouped by company in rank order; without, each company's people are
     // paged straight from the (company, id) index.
+    let by_role = match role_only_words(search.role.as_deref(), search.person_name.as_deref()) {
+        Some(words) => people_by_role(&mut tx, &companies, &words).await?,
+        None => None,
+    };
     let matched: Option<HashMap<String, Vec<String>>> = match &filter {
         None => None,
         Some(filter) => {
-            let rows: Vec<(String, String)> = sqlx::query_as(&format!(
-                "SELECT p.company_name, p.id FROM personnel p \
-                 WHERE p.company_name IN (SELECT value FROM json_each(?1)){} ORDER BY p.id",
-                filter_sql.replace("?9", "?2")
-            ))
-            .bind(&names_json)
-            .bind(filter)
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows: Vec<(String, String)> = match by_role {
+                Some(rows) => rows,
+                None => {
+                    sqlx::query_as(&format!(
+                        "SELECT p.company_name, p.id FROM personnel p \
+                         WHERE p.company_name IN (SELECT value FROM json_each(?1)){} \
+                         ORDER BY p.id",
+                        filter_sql.replace("?9", "?2")
+                    ))
+                    .bind(&names_json)
+                    .bind(filter)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+            };
             let mut groups: HashMap<String, Vec<String>> = HashMap::new();
             for (company, id) in rows {
                 groups.entry(company).or_default().push(id);
@@ -334,8 +432,8 @@ pub(super) async fn search_contacts(
     Ok(Page { items, total })
 }
 
-/// Derives company keys and words and the word vocabulary for rows the triggers added
-/// since the last run. Returns the rows derived.
+/// Derives company keys and words, each text's words and the word vocabulary for rows
+/// the triggers added since the last run. Returns the rows derived.
 pub(super) async fn refresh_search_index(store: &SqliteStore) -> StoreResult<i64> {
     let mut derived = 0;
     loop {
@@ -369,7 +467,16 @@ pub(super) async fn refresh_search_index(store: &SqliteStore) -> StoreResult<i64
         .fetch_all(&mut *tx)
         .await?;
         for (text,) in &texts {
-            for word in folded_words(text) {
+            let words = folded_words(text);
+            sqlx::query(
+                "INSERT OR IGNORE INTO search_text_words (word, text) \
+                 SELECT value, ?2 FROM json_each(?1)",
+            )
+            .bind(json(&words)?)
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+            for word in words {
                 let added = sqlx::query("INSERT OR IGNORE INTO search_words (word) VALUES (?1)")
                     .bind(&word)
                     .execute(&mut *tx)
