@@ -2,6 +2,7 @@
 //! uniqueness that matters for money is enforced by database constraints.
 
 pub mod audit;
+mod claim;
 mod create;
 mod event_search;
 pub mod integrations;

@@ -194,6 +194,7 @@ where
     }
 }
 
+use crate::store::claim;
 use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
@@ -632,30 +633,15 @@ impl Store for PgStore {
     }
 
     async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
-        retrying(|| tasks::claim(self, worker_id, policy)).await
+        retrying(|| claim::claim(self, worker_id, policy)).await
     }
 
     async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_expires_at = unlockd_now_ms($5) + $1 \
-             WHERE id = $2 AND attempt = $3 AND lease_owner = $4 AND status = 'processing'",
-        )
-        .bind(lease_ms)
-        .bind(&lease.task_id)
-        .bind(lease.attempt)
-        .bind(&lease.worker_id)
-        .bind(self.injected_now())
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost)
-        }
+        claim::renew_lease(self, lease, lease_ms).await
     }
 
     async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
-        retrying(|| tasks::start_items(self, lease, item_ids)).await
+        retrying(|| claim::start_items(self, lease, item_ids)).await
     }
 
     async fn settle_items(
@@ -663,20 +649,11 @@ impl Store for PgStore {
         lease: &Lease,
         outcomes: Vec<(i64, LookupOutcome)>,
     ) -> StoreResult<SettleReport> {
-        retrying(|| tasks::settle(self, lease, outcomes.clone())).await
+        retrying(|| claim::settle(self, lease, outcomes.clone())).await
     }
 
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
-             WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'processing'",
-        )
-        .bind(&lease.task_id)
-        .bind(lease.attempt)
-        .bind(&lease.worker_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        claim::release_lease(self, lease).await
     }
 
     async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {

@@ -122,6 +122,7 @@ async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error
     Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
+use crate::store::claim;
 use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
@@ -593,37 +594,15 @@ impl Store for SqliteStore {
     }
 
     async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
-        tasks::claim(self, worker_id, policy).await
+        claim::claim(self, worker_id, policy).await
     }
 
     async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
-        let expires_at = self.now() + lease_ms;
-        let lease = lease.clone();
-        self.batcher
-            .run(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE tasks SET lease_expires_at = ?1 \
-                         WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
-                    )
-                    .bind(expires_at)
-                    .bind(&lease.task_id)
-                    .bind(lease.attempt)
-                    .bind(&lease.worker_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    if done.rows_affected() == 1 {
-                        Ok(())
-                    } else {
-                        Err(StoreError::LeaseLost)
-                    }
-                })
-            })
-            .await
+        claim::renew_lease(self, lease, lease_ms).await
     }
 
     async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
-        tasks::start_items(self, lease, item_ids).await
+        claim::start_items(self, lease, item_ids).await
     }
 
     async fn settle_items(
@@ -631,27 +610,11 @@ impl Store for SqliteStore {
         lease: &Lease,
         outcomes: Vec<(i64, LookupOutcome)>,
     ) -> StoreResult<SettleReport> {
-        tasks::settle(self, lease, outcomes).await
+        claim::settle(self, lease, outcomes).await
     }
 
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
-        let lease = lease.clone();
-        self.batcher
-            .run(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
-                         WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND status = 'processing'",
-                    )
-                    .bind(&lease.task_id)
-                    .bind(lease.attempt)
-                    .bind(&lease.worker_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
+        claim::release_lease(self, lease).await
     }
 
     async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
