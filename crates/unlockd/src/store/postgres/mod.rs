@@ -198,11 +198,7 @@ use crate::store::claim;
 use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
-impl Store for PgStore {
-    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
-        self
-    }
-
+impl Lifecycle for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
         // The migrator takes an advisory lock: several processes may start at once.
         MIGRATOR.run(&self.pool).await?;
@@ -232,7 +228,10 @@ impl Store for PgStore {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Catalog for PgStore {
     async fn import_catalog(
         &self,
         rows: &CatalogImport,
@@ -252,22 +251,6 @@ impl Store for PgStore {
             events,
             exhibitors,
             personnel,
-        })
-    }
-
-    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
-        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
-             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
-              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
-             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(QueueGauges {
-            live_tasks,
-            unsettled_items,
-            credits_held,
         })
     }
 
@@ -351,32 +334,78 @@ impl Store for PgStore {
         Ok(sources::sources_by_person(pairs))
     }
 
-    async fn report_source_health(
+    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
+        reads::find_event(self, reference).await
+    }
+
+    async fn list_events(
         &self,
-        worker_id: &str,
-        health: &[sources::SourceHealth],
-    ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sources::write_health::<Postgres>(&mut tx, worker_id, health, self.now()).await?;
-        tx.commit().await?;
-        Ok(())
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EventView>> {
+        reads::list_events(self, filter, page).await
     }
 
-    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
-        let mut conn = self.pool.acquire().await?;
-        sources::read_health::<Postgres>(&mut conn).await
-    }
-
-    async fn provider_costs(
+    async fn list_personnel(
         &self,
-        account_id: Option<&str>,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<sources::ProviderCost>> {
-        let mut conn = self.pool.acquire().await?;
-        sources::read_provider_costs::<Postgres>(&mut conn, account_id, from_ms, to_ms).await
+        account_id: &str,
+        event_id: &str,
+        filter: &PersonnelFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        reads::list_personnel(self, account_id, event_id, filter, page).await
     }
 
+    async fn personnel_profile(
+        &self,
+        account_id: &str,
+        personnel_id: &str,
+    ) -> StoreResult<Option<ContactView>> {
+        reads::personnel_profile(self, account_id, personnel_id).await
+    }
+
+    async fn search_contacts(
+        &self,
+        account_id: &str,
+        search: &ContactSearch,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        search::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn list_exhibitors(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &ExhibitorFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ExhibitorView>> {
+        exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
+    }
+
+    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
+        exhibitors::exhibitor_profile(self, exhibitor_id).await
+    }
+
+    async fn exhibitor_events(
+        &self,
+        exhibitor_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>> {
+        exhibitors::exhibitor_events(self, exhibitor_id, page).await
+    }
+
+    async fn personnel_events(
+        &self,
+        personnel_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>> {
+        exhibitors::personnel_events(self, personnel_id, page).await
+    }
+}
+
+#[async_trait]
+impl Accounts for PgStore {
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
         let account = AccountInfo {
             id: uuid::Uuid::now_v7().to_string(),
@@ -614,6 +643,25 @@ impl Store for PgStore {
     async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>> {
         admin::audit_log(self, account_id).await
     }
+}
+
+#[async_trait]
+impl Tasks for PgStore {
+    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
+        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
+             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
+              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
+             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueGauges {
+            live_tasks,
+            unsettled_items,
+            credits_held,
+        })
+    }
 
     async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
         retrying(|| tasks::create(self, request)).await
@@ -656,119 +704,6 @@ impl Store for PgStore {
         claim::release_lease(self, lease).await
     }
 
-    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
-        reads::find_event(self, reference).await
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<EventView>> {
-        reads::list_events(self, filter, page).await
-    }
-
-    async fn list_personnel(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &PersonnelFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>> {
-        reads::list_personnel(self, account_id, event_id, filter, page).await
-    }
-
-    async fn personnel_profile(
-        &self,
-        account_id: &str,
-        personnel_id: &str,
-    ) -> StoreResult<Option<ContactView>> {
-        reads::personnel_profile(self, account_id, personnel_id).await
-    }
-
-    async fn search_contacts(
-        &self,
-        account_id: &str,
-        search: &ContactSearch,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>> {
-        search::search_contacts(self, account_id, search, page).await
-    }
-
-    async fn list_exhibitors(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &ExhibitorFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ExhibitorView>> {
-        exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
-    }
-
-    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
-        exhibitors::exhibitor_profile(self, exhibitor_id).await
-    }
-
-    async fn exhibitor_events(
-        &self,
-        exhibitor_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>> {
-        exhibitors::exhibitor_events(self, exhibitor_id, page).await
-    }
-
-    async fn personnel_events(
-        &self,
-        personnel_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>> {
-        exhibitors::personnel_events(self, personnel_id, page).await
-    }
-
-    async fn refresh_search_index(&self) -> StoreResult<i64> {
-        retrying(|| search::refresh_search_index(self)).await
-    }
-
-    async fn expire_buckets(&self) -> StoreResult<i64> {
-        retrying(|| reads::expire_buckets(self)).await
-    }
-
-    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64> {
-        reads::prune_finished_tasks(self, before_ms, limit).await
-    }
-
-    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
-        // One snapshot: every sum is of the same state.
-        let mut tx = self.snapshot().await?;
-        // Every check reads whole tables: hash joins are right whatever the statistics
-        // say. A nested loop chosen on statistics not yet refreshed after a bulk load (a
-        // fresh database) would turn a second of work into minutes.
-        sqlx::query("SET LOCAL enable_nestloop = off")
-            .execute(&mut *tx)
-            .await?;
-        let problems = crate::store::verify::verify::<sqlx::Postgres>(&mut tx).await?;
-        tx.commit().await?;
-        Ok(problems)
-    }
-
-    async fn take_rate_token(
-        &self,
-        bucket: &str,
-        per_minute: u32,
-    ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
-        Ok(Some(
-            retrying(|| shared::take_rate_token(self, bucket, per_minute)).await?,
-        ))
-    }
-
-    async fn relay_changes(
-        &self,
-        signals: Arc<crate::signals::TaskSignals>,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
-        shared::relay_changes(self, signals, shutdown).await
-    }
-
     async fn reserve_idempotency_key(
         &self,
         key: &crate::store::integrators::IdempotencyKey,
@@ -795,10 +730,6 @@ impl Store for PgStore {
         integrators::release_key(self, key, token).await
     }
 
-    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
-        integrators::prune_keys(self, before_ms).await
-    }
-
     async fn list_tasks(
         &self,
         account_id: &str,
@@ -821,6 +752,90 @@ impl Store for PgStore {
         Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
             .fetch_all(&self.pool)
             .await?)
+    }
+}
+
+#[async_trait]
+impl Upkeep for PgStore {
+    async fn refresh_search_index(&self) -> StoreResult<i64> {
+        retrying(|| search::refresh_search_index(self)).await
+    }
+
+    async fn expire_buckets(&self) -> StoreResult<i64> {
+        retrying(|| reads::expire_buckets(self)).await
+    }
+
+    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64> {
+        reads::prune_finished_tasks(self, before_ms, limit).await
+    }
+
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
+        // One snapshot: every sum is of the same state.
+        let mut tx = self.snapshot().await?;
+        // Every check reads whole tables: hash joins are right whatever the statistics
+        // say. A nested loop chosen on statistics not yet refreshed after a bulk load (a
+        // fresh database) would turn a second of work into minutes.
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut *tx)
+            .await?;
+        let problems = crate::store::verify::verify::<sqlx::Postgres>(&mut tx).await?;
+        tx.commit().await?;
+        Ok(problems)
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
+        integrators::prune_keys(self, before_ms).await
+    }
+}
+
+#[async_trait]
+impl Coordination for PgStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
+    }
+
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sources::write_health::<Postgres>(&mut tx, worker_id, health, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
+        let mut conn = self.pool.acquire().await?;
+        sources::read_health::<Postgres>(&mut conn).await
+    }
+
+    async fn provider_costs(
+        &self,
+        account_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<sources::ProviderCost>> {
+        let mut conn = self.pool.acquire().await?;
+        sources::read_provider_costs::<Postgres>(&mut conn, account_id, from_ms, to_ms).await
+    }
+
+    async fn take_rate_token(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+    ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
+        Ok(Some(
+            retrying(|| shared::take_rate_token(self, bucket, per_minute)).await?,
+        ))
+    }
+
+    async fn relay_changes(
+        &self,
+        signals: Arc<crate::signals::TaskSignals>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        shared::relay_changes(self, signals, shutdown).await
     }
 }
 

@@ -126,11 +126,7 @@ use crate::store::claim;
 use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
-impl Store for SqliteStore {
-    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
-        self
-    }
-
+impl Lifecycle for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())
@@ -167,7 +163,10 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Catalog for SqliteStore {
     async fn import_catalog(
         &self,
         rows: &CatalogImport,
@@ -187,22 +186,6 @@ impl Store for SqliteStore {
             events,
             exhibitors,
             personnel,
-        })
-    }
-
-    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
-        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
-             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
-              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
-             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(QueueGauges {
-            live_tasks,
-            unsettled_items,
-            credits_held,
         })
     }
 
@@ -297,33 +280,78 @@ impl Store for SqliteStore {
         Ok(sources::sources_by_person(pairs))
     }
 
-    async fn report_source_health(
+    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
+        reads::find_event(self, reference).await
+    }
+
+    async fn list_events(
         &self,
-        worker_id: &str,
-        health: &[sources::SourceHealth],
-    ) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sources::write_health::<Sqlite>(&mut tx, worker_id, health, self.now()).await?;
-        tx.commit().await?;
-        Ok(())
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EventView>> {
+        reads::list_events(self, filter, page).await
     }
 
-    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
-        let mut conn = self.reader.acquire().await?;
-        sources::read_health::<Sqlite>(&mut conn).await
-    }
-
-    async fn provider_costs(
+    async fn list_personnel(
         &self,
-        account_id: Option<&str>,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<sources::ProviderCost>> {
-        let mut conn = self.reader.acquire().await?;
-        sources::read_provider_costs::<Sqlite>(&mut conn, account_id, from_ms, to_ms).await
+        account_id: &str,
+        event_id: &str,
+        filter: &PersonnelFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        reads::list_personnel(self, account_id, event_id, filter, page).await
     }
 
+    async fn personnel_profile(
+        &self,
+        account_id: &str,
+        personnel_id: &str,
+    ) -> StoreResult<Option<ContactView>> {
+        reads::personnel_profile(self, account_id, personnel_id).await
+    }
+
+    async fn search_contacts(
+        &self,
+        account_id: &str,
+        search: &ContactSearch,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>> {
+        search::search_contacts(self, account_id, search, page).await
+    }
+
+    async fn list_exhibitors(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &ExhibitorFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ExhibitorView>> {
+        exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
+    }
+
+    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
+        exhibitors::exhibitor_profile(self, exhibitor_id).await
+    }
+
+    async fn exhibitor_events(
+        &self,
+        exhibitor_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>> {
+        exhibitors::exhibitor_events(self, exhibitor_id, page).await
+    }
+
+    async fn personnel_events(
+        &self,
+        personnel_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>> {
+        exhibitors::personnel_events(self, personnel_id, page).await
+    }
+}
+
+#[async_trait]
+impl Accounts for SqliteStore {
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
         let account = AccountInfo {
             id: uuid::Uuid::now_v7().to_string(),
@@ -575,6 +603,25 @@ impl Store for SqliteStore {
     async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>> {
         admin::audit_log(self, account_id).await
     }
+}
+
+#[async_trait]
+impl Tasks for SqliteStore {
+    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
+        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
+             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
+              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
+             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(QueueGauges {
+            live_tasks,
+            unsettled_items,
+            credits_held,
+        })
+    }
 
     async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
         tasks::create(self, request).await
@@ -617,94 +664,6 @@ impl Store for SqliteStore {
         claim::release_lease(self, lease).await
     }
 
-    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
-        reads::find_event(self, reference).await
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<EventView>> {
-        reads::list_events(self, filter, page).await
-    }
-
-    async fn list_personnel(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &PersonnelFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>> {
-        reads::list_personnel(self, account_id, event_id, filter, page).await
-    }
-
-    async fn personnel_profile(
-        &self,
-        account_id: &str,
-        personnel_id: &str,
-    ) -> StoreResult<Option<ContactView>> {
-        reads::personnel_profile(self, account_id, personnel_id).await
-    }
-
-    async fn search_contacts(
-        &self,
-        account_id: &str,
-        search: &ContactSearch,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>> {
-        search::search_contacts(self, account_id, search, page).await
-    }
-
-    async fn list_exhibitors(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &ExhibitorFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ExhibitorView>> {
-        exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
-    }
-
-    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
-        exhibitors::exhibitor_profile(self, exhibitor_id).await
-    }
-
-    async fn exhibitor_events(
-        &self,
-        exhibitor_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>> {
-        exhibitors::exhibitor_events(self, exhibitor_id, page).await
-    }
-
-    async fn personnel_events(
-        &self,
-        personnel_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>> {
-        exhibitors::personnel_events(self, personnel_id, page).await
-    }
-
-    async fn refresh_search_index(&self) -> StoreResult<i64> {
-        search::refresh_search_index(self).await
-    }
-
-    async fn expire_buckets(&self) -> StoreResult<i64> {
-        reads::expire_buckets(self).await
-    }
-
-    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64> {
-        reads::prune_finished_tasks(self, before_ms, limit).await
-    }
-
-    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
-        let mut tx = self.reader.begin().await?;
-        let problems = crate::store::verify::verify::<sqlx::Sqlite>(&mut tx).await?;
-        tx.commit().await?;
-        Ok(problems)
-    }
-
     async fn reserve_idempotency_key(
         &self,
         key: &crate::store::integrators::IdempotencyKey,
@@ -731,10 +690,6 @@ impl Store for SqliteStore {
         integrators::release_key(self, key, token).await
     }
 
-    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
-        integrators::prune_keys(self, before_ms).await
-    }
-
     async fn list_tasks(
         &self,
         account_id: &str,
@@ -757,6 +712,66 @@ impl Store for SqliteStore {
         Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
             .fetch_all(&self.reader)
             .await?)
+    }
+}
+
+#[async_trait]
+impl Upkeep for SqliteStore {
+    async fn refresh_search_index(&self) -> StoreResult<i64> {
+        search::refresh_search_index(self).await
+    }
+
+    async fn expire_buckets(&self) -> StoreResult<i64> {
+        reads::expire_buckets(self).await
+    }
+
+    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64> {
+        reads::prune_finished_tasks(self, before_ms, limit).await
+    }
+
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
+        let mut tx = self.reader.begin().await?;
+        let problems = crate::store::verify::verify::<sqlx::Sqlite>(&mut tx).await?;
+        tx.commit().await?;
+        Ok(problems)
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
+        integrators::prune_keys(self, before_ms).await
+    }
+}
+
+#[async_trait]
+impl Coordination for SqliteStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
+    }
+
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sources::write_health::<Sqlite>(&mut tx, worker_id, health, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
+        let mut conn = self.reader.acquire().await?;
+        sources::read_health::<Sqlite>(&mut conn).await
+    }
+
+    async fn provider_costs(
+        &self,
+        account_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<sources::ProviderCost>> {
+        let mut conn = self.reader.acquire().await?;
+        sources::read_provider_costs::<Sqlite>(&mut conn, account_id, from_ms, to_ms).await
     }
 }
 
