@@ -9,6 +9,7 @@ pub mod integrations;
 pub mod integrators;
 pub mod invariants;
 mod operator;
+mod portable;
 pub mod postgres;
 mod rows;
 mod settlement;

@@ -1,0 +1,308 @@
+//! Role implementations whose statements both backends read alike (`$N` placeholders
+//! work on SQLite too): each macro implements one role trait for a backend's store, from
+//! the backend's own methods (its dialect's statements: `json_each` or `ANY`, one
+//! statement or a locked transaction) plus the methods written once here. `$reader` and
+//! `$writer` name the store's pools for reads and for low-rate writes; the forwarded
+//! modules (`admin`, `catalog`, `reads`, `search`, `exhibitors`) are the backend's own.
+
+/// Implements `Accounts`.
+macro_rules! accounts_impl {
+    ($store:ty, $reader:ident, $writer:ident { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Accounts for $store {
+        $($own)*
+
+            async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
+                let account = AccountInfo {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    name: name.to_string(),
+                    created_at: self.now(),
+                };
+                sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(&account.id)
+                    .bind(&account.name)
+                    .bind(account.created_at)
+                    .execute(&self.$writer)
+                    .await?;
+                Ok(account)
+            }
+
+            async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>> {
+                let row: Option<(String, String, i64)> =
+                    sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = $1")
+                        .bind(account_id)
+                        .fetch_optional(&self.$reader)
+                        .await?;
+                Ok(row.map(|(id, name, created_at)| AccountInfo {
+                    id,
+                    name,
+                    created_at,
+                }))
+            }
+
+            async fn list_accounts(&self) -> StoreResult<Vec<(AccountInfo, i64)>> {
+                let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT a.id, a.name, a.created_at, \
+                     (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) \
+                     FROM accounts a ORDER BY a.created_at, a.id",
+                )
+                .fetch_all(&self.$reader)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, name, created_at, keys)| {
+                        (
+                            AccountInfo {
+                                id,
+                                name,
+                                created_at,
+                            },
+                            keys,
+                        )
+                    })
+                    .collect())
+            }
+
+            async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
+                let done =
+                    sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                        .bind(self.now())
+                        .bind(key_id)
+                        .execute(&self.$writer)
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
+                let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, account_id, prefix, created_at, revoked_at FROM api_keys \
+                     WHERE account_id = $1 ORDER BY created_at, id",
+                )
+                .bind(account_id)
+                .fetch_all(&self.$reader)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
+                            key_id,
+                            account_id,
+                            prefix,
+                            created_at,
+                            revoked_at,
+                        },
+                    )
+                    .collect())
+            }
+
+            async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
+                let row: Option<(String, String, bool)> = sqlx::query_as(
+                    "SELECT k.id, k.account_id, a.disabled_at IS NOT NULL \
+                     FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+                     WHERE k.digest = $1 AND k.revoked_at IS NULL",
+                )
+                .bind(key_digest)
+                .fetch_optional(&self.$reader)
+                .await?;
+                Ok(row.map(|(key_id, account_id, account_disabled)| Principal {
+                    account_id,
+                    key_id,
+                    account_disabled,
+                }))
+            }
+
+            async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>> {
+                let rows: Vec<(String, String, i64, i64, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT id, kind, granted, balance, held, expired, expires_at, created_at \
+                     FROM credit_buckets WHERE account_id = $1 ORDER BY created_at, id",
+                )
+                .bind(account_id)
+                .fetch_all(&self.$reader)
+                .await?;
+                rows.into_iter()
+                    .map(
+                        |(id, kind, granted, balance, held, expired, expires_at, created_at)| {
+                            Ok(BucketState {
+                                id,
+                                kind: parse_bucket_kind(&kind)?,
+                                granted,
+                                balance,
+                                held,
+                                expired,
+                                expires_at,
+                                created_at,
+                            })
+                        },
+                    )
+                    .collect()
+            }
+
+            async fn admin_create_account(
+                &self,
+                actor: &str,
+                name: &str,
+                credits: i64,
+                key: &GeneratedKey,
+                prefix: KeyPrefix,
+            ) -> StoreResult<AccountInfo> {
+                admin::create_account(self, actor, name, credits, key, prefix).await
+            }
+
+            async fn admin_add_api_key(
+                &self,
+                actor: &str,
+                account_id: &str,
+                key: &GeneratedKey,
+                prefix: KeyPrefix,
+            ) -> StoreResult<()> {
+                admin::add_api_key(self, actor, account_id, key, prefix).await
+            }
+
+            async fn admin_revoke_api_key(&self, actor: &str, key_id: &str) -> StoreResult<bool> {
+                admin::revoke_api_key(self, actor, key_id).await
+            }
+
+            async fn admin_grant_credits(&self, actor: &str, grant: &Grant) -> StoreResult<String> {
+                admin::grant_credits(self, actor, grant).await
+            }
+
+            async fn set_account_disabled(
+                &self,
+                actor: &str,
+                account_id: &str,
+                disabled: bool,
+            ) -> StoreResult<bool> {
+                admin::set_disabled(self, actor, account_id, disabled).await
+            }
+
+            async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>> {
+                admin::audit_log(self, account_id).await
+            }
+        }
+    };
+}
+pub(crate) use accounts_impl;
+
+/// Implements `Catalog`.
+macro_rules! catalog_impl {
+    ($store:ty, $reader:ident, $writer:ident { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Catalog for $store {
+        $($own)*
+
+            async fn import_catalog(
+                &self,
+                rows: &CatalogImport,
+                progress: &(dyn Fn(u64) + Send + Sync),
+            ) -> StoreResult<()> {
+                catalog::import_catalog(self, rows, progress).await
+            }
+
+            async fn catalog_counts(&self) -> StoreResult<CatalogCounts> {
+                let (events, exhibitors, personnel): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM exhibitors), \
+                     (SELECT COUNT(*) FROM personnel)",
+                )
+                .fetch_one(&self.$reader)
+                .await?;
+                Ok(CatalogCounts {
+                    events,
+                    exhibitors,
+                    personnel,
+                })
+            }
+
+            async fn event_keys(&self) -> StoreResult<Vec<(String, String)>> {
+                Ok(sqlx::query_as("SELECT id, event_id FROM events")
+                    .fetch_all(&self.$reader)
+                    .await?)
+            }
+
+            async fn contact_of(
+                &self,
+                personnel_id: &str,
+                kind: ContactKind,
+            ) -> StoreResult<Option<Option<String>>> {
+                let sql = match kind {
+                    ContactKind::Email => "SELECT email FROM personnel WHERE id = $1",
+                    ContactKind::Phone => "SELECT phone FROM personnel WHERE id = $1",
+                };
+                let row: Option<(Option<String>,)> = sqlx::query_as(sql)
+                    .bind(personnel_id)
+                    .fetch_optional(&self.$reader)
+                    .await?;
+                Ok(row.map(|(v,)| v))
+            }
+
+            async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
+                reads::find_event(self, reference).await
+            }
+
+            async fn list_events(
+                &self,
+                filter: &EventFilter,
+                page: PageRequest,
+            ) -> StoreResult<Page<EventView>> {
+                reads::list_events(self, filter, page).await
+            }
+
+            async fn list_personnel(
+                &self,
+                account_id: &str,
+                event_id: &str,
+                filter: &PersonnelFilter,
+                page: PageRequest,
+            ) -> StoreResult<Page<ContactView>> {
+                reads::list_personnel(self, account_id, event_id, filter, page).await
+            }
+
+            async fn personnel_profile(
+                &self,
+                account_id: &str,
+                personnel_id: &str,
+            ) -> StoreResult<Option<ContactView>> {
+                reads::personnel_profile(self, account_id, personnel_id).await
+            }
+
+            async fn search_contacts(
+                &self,
+                account_id: &str,
+                search: &ContactSearch,
+                page: PageRequest,
+            ) -> StoreResult<Page<ContactView>> {
+                search::search_contacts(self, account_id, search, page).await
+            }
+
+            async fn list_exhibitors(
+                &self,
+                account_id: &str,
+                event_id: &str,
+                filter: &ExhibitorFilter,
+                page: PageRequest,
+            ) -> StoreResult<Page<ExhibitorView>> {
+                exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
+            }
+
+            async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
+                exhibitors::exhibitor_profile(self, exhibitor_id).await
+            }
+
+            async fn exhibitor_events(
+                &self,
+                exhibitor_id: &str,
+                page: PageRequest,
+            ) -> StoreResult<Option<Page<EventView>>> {
+                exhibitors::exhibitor_events(self, exhibitor_id, page).await
+            }
+
+            async fn personnel_events(
+                &self,
+                personnel_id: &str,
+                page: PageRequest,
+            ) -> StoreResult<Option<Page<EventView>>> {
+                exhibitors::personnel_events(self, personnel_id, page).await
+            }
+        }
+    };
+}
+pub(crate) use catalog_impl;
