@@ -306,3 +306,78 @@ macro_rules! catalog_impl {
     };
 }
 pub(crate) use catalog_impl;
+
+/// Implements `Tasks`.
+macro_rules! tasks_impl {
+    ($store:ty, $reader:ident, $writer:ident { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Tasks for $store {
+        $($own)*
+
+            async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
+                let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
+                     (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
+                      WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
+                     (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
+                )
+                .fetch_one(&self.$reader)
+                .await?;
+                Ok(QueueGauges {
+                    live_tasks,
+                    unsettled_items,
+                    credits_held,
+                })
+            }
+
+            async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
+                claim::renew_lease(self, lease, lease_ms).await
+            }
+
+            async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
+                claim::release_lease(self, lease).await
+            }
+
+            async fn reserve_idempotency_key(
+                &self,
+                key: &crate::store::integrators::IdempotencyKey,
+                lock_ms: i64,
+            ) -> StoreResult<crate::store::integrators::KeyReservation> {
+                integrators::reserve_key(self, key, lock_ms).await
+            }
+
+            async fn release_idempotency_key(
+                &self,
+                key: &crate::store::integrators::IdempotencyKey,
+                token: &str,
+            ) -> StoreResult<()> {
+                integrators::release_key(self, key, token).await
+            }
+
+            async fn list_tasks(
+                &self,
+                account_id: &str,
+                kind: ContactKind,
+                filter: &crate::store::integrators::TaskFilter,
+                page: PageRequest,
+            ) -> StoreResult<Page<TaskView>> {
+                integrators::list_tasks(self, account_id, kind, filter, page).await
+            }
+
+            async fn usage(
+                &self,
+                account_id: &str,
+                query: crate::store::integrators::UsageQuery,
+            ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
+                integrators::usage(self, account_id, query).await
+            }
+
+            async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+                Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
+                    .fetch_all(&self.$reader)
+                    .await?)
+            }
+        }
+    };
+}
+pub(crate) use tasks_impl;

@@ -194,7 +194,6 @@ where
     }
 }
 
-use crate::store::claim;
 use crate::store::rows::parse_bucket_kind;
 
 #[async_trait]
@@ -362,116 +361,6 @@ crate::store::portable::accounts_impl!(PgStore, pool, pool {
         Ok(bucket_id)
     }
 });
-
-#[async_trait]
-impl Tasks for PgStore {
-    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
-        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
-             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
-              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
-             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(QueueGauges {
-            live_tasks,
-            unsettled_items,
-            credits_held,
-        })
-    }
-
-    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
-        retrying(|| tasks::create(self, request)).await
-    }
-
-    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
-        tasks::precheck(self, request).await
-    }
-
-    async fn task_view(
-        &self,
-        account_id: &str,
-        kind: ContactKind,
-        task_id: &str,
-    ) -> StoreResult<Option<TaskView>> {
-        tasks::view(self, account_id, kind, task_id).await
-    }
-
-    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
-        retrying(|| claim::claim(self, worker_id, policy)).await
-    }
-
-    async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
-        claim::renew_lease(self, lease, lease_ms).await
-    }
-
-    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
-        retrying(|| claim::start_items(self, lease, item_ids)).await
-    }
-
-    async fn settle_items(
-        &self,
-        lease: &Lease,
-        outcomes: Vec<(i64, LookupOutcome)>,
-    ) -> StoreResult<SettleReport> {
-        retrying(|| claim::settle(self, lease, outcomes.clone())).await
-    }
-
-    async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
-        claim::release_lease(self, lease).await
-    }
-
-    async fn reserve_idempotency_key(
-        &self,
-        key: &crate::store::integrators::IdempotencyKey,
-        lock_ms: i64,
-    ) -> StoreResult<crate::store::integrators::KeyReservation> {
-        integrators::reserve_key(self, key, lock_ms).await
-    }
-
-    async fn create_unlock_task_keyed(
-        &self,
-        request: &NewUnlock,
-        key: &crate::store::integrators::IdempotencyKey,
-        token: &str,
-        render: crate::store::integrators::ResponseRenderer,
-    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
-        retrying(|| integrators::create_keyed(self, request, key, token, render.clone())).await
-    }
-
-    async fn release_idempotency_key(
-        &self,
-        key: &crate::store::integrators::IdempotencyKey,
-        token: &str,
-    ) -> StoreResult<()> {
-        integrators::release_key(self, key, token).await
-    }
-
-    async fn list_tasks(
-        &self,
-        account_id: &str,
-        kind: ContactKind,
-        filter: &crate::store::integrators::TaskFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<TaskView>> {
-        integrators::list_tasks(self, account_id, kind, filter, page).await
-    }
-
-    async fn usage(
-        &self,
-        account_id: &str,
-        query: crate::store::integrators::UsageQuery,
-    ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
-        integrators::usage(self, account_id, query).await
-    }
-
-    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-}
 
 #[async_trait]
 impl Upkeep for PgStore {

@@ -7,16 +7,19 @@
 
 use sqlx::PgConnection;
 
-use super::PgStore;
+use super::{integrators, retrying, PgStore};
 use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
+use crate::domain::settle::LookupOutcome;
 use crate::domain::settle::{SettlementFacts, SettlementPlan};
 use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
+use crate::store::claim;
 use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask};
 use crate::store::rows::{item_status_str, parse_bucket_kind, TaskViewRow};
 use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
+use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
 use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
 
 /// Catalog facts, read by one statement (a precheck): `n` the database's time, `v` the
@@ -190,21 +193,6 @@ fn parse_facts(rows: Vec<FactRow>) -> StoreResult<Option<CreateFacts>> {
     }))
 }
 
-pub(super) async fn precheck(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let mut tx = store.snapshot().await?;
-    let injected_now = store.injected_now();
-    let result = create::precheck(
-        &mut PgTasks {
-            conn: &mut tx,
-            injected_now,
-        },
-        r,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(result)
-}
-
 /// Task, items, in-flight guards, hold entries and the buckets' holds in one statement.
 /// The guard insert is where the constraint speaks: a primary-key violation there fails
 /// the statement, and the caller's transaction is rolled back whole. A bucket is taken
@@ -237,7 +225,7 @@ const INSERT_TASK: &str = "\
     SELECT (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM guards), \
            (SELECT COUNT(*) FROM holds), (SELECT COUNT(*) FROM taken)";
 
-pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+async fn create_once(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let mut tx = store.pool.begin().await?;
     let injected_now = store.injected_now();
     let result = create::create(
@@ -250,33 +238,6 @@ pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<Create
     .await?;
     tx.commit().await?;
     Ok(result)
-}
-
-pub(super) async fn view(
-    store: &PgStore,
-    account_id: &str,
-    kind: ContactKind,
-    task_id: &str,
-) -> StoreResult<Option<TaskView>> {
-    // One statement, so one snapshot: the task, its items and its ledger totals agree.
-    let row: Option<TaskViewRow> = sqlx::query_as(
-        "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
-                t.created_at, t.updated_at, t.completed_at, \
-                (SELECT COALESCE(json_agg(json_build_array(i.id, i.personnel_id, i.status, i.value, \
-                        i.error_code, i.charged) ORDER BY i.position), '[]'::json)::text \
-                 FROM task_items i WHERE i.task_id = t.id) AS items, \
-                (SELECT json_build_array(SUM(amount) FILTER (WHERE entry_type = 'hold'), \
-                        SUM(amount) FILTER (WHERE entry_type = 'capture'), \
-                        SUM(amount) FILTER (WHERE entry_type = 'release'))::text \
-                 FROM ledger WHERE task_id = t.id) AS totals \
-         FROM tasks t WHERE t.id = $1 AND t.account_id = $2 AND t.kind = $3",
-    )
-    .bind(task_id)
-    .bind(account_id)
-    .bind(kind.as_str())
-    .fetch_optional(&store.pool)
-    .await?;
-    row.map(TaskViewRow::into_view).transpose()
 }
 
 /// Runs a write transaction at READ COMMITTED on a pooled connection; a failed one is
@@ -522,5 +483,80 @@ crate::store::settlement::settlement_statements_impl!(PgTasks<'_>, conn {
         .execute(&mut *self.conn)
         .await?;
         Ok(())
+    }
+});
+
+// The methods written once are added by the macro (see `portable`).
+crate::store::portable::tasks_impl!(PgStore, pool, pool {
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        retrying(|| create_once(self, request)).await
+    }
+
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        let mut tx = self.snapshot().await?;
+        let injected_now = self.injected_now();
+        let result = create::precheck(
+            &mut PgTasks {
+                conn: &mut tx,
+                injected_now,
+            },
+            request,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>> {
+        // One statement, so one snapshot: the task, its items and its ledger totals agree.
+        let row: Option<TaskViewRow> = sqlx::query_as(
+            "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+                    t.created_at, t.updated_at, t.completed_at, \
+                    (SELECT COALESCE(json_agg(json_build_array(i.id, i.personnel_id, i.status, i.value, \
+                            i.error_code, i.charged) ORDER BY i.position), '[]'::json)::text \
+                     FROM task_items i WHERE i.task_id = t.id) AS items, \
+                    (SELECT json_build_array(SUM(amount) FILTER (WHERE entry_type = 'hold'), \
+                            SUM(amount) FILTER (WHERE entry_type = 'capture'), \
+                            SUM(amount) FILTER (WHERE entry_type = 'release'))::text \
+                     FROM ledger WHERE task_id = t.id) AS totals \
+             FROM tasks t WHERE t.id = $1 AND t.account_id = $2 AND t.kind = $3",
+        )
+        .bind(task_id)
+        .bind(account_id)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TaskViewRow::into_view).transpose()
+    }
+
+    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
+        retrying(|| claim::claim(self, worker_id, policy)).await
+    }
+
+    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
+        retrying(|| claim::start_items(self, lease, item_ids)).await
+    }
+
+    async fn settle_items(
+        &self,
+        lease: &Lease,
+        outcomes: Vec<(i64, LookupOutcome)>,
+    ) -> StoreResult<SettleReport> {
+        retrying(|| claim::settle(self, lease, outcomes.clone())).await
+    }
+
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+        render: crate::store::integrators::ResponseRenderer,
+    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
+        retrying(|| integrators::create_keyed(self, request, key, token, render.clone())).await
     }
 });

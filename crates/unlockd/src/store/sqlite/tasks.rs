@@ -5,16 +5,19 @@
 
 use sqlx::SqliteConnection;
 
-use super::SqliteStore;
+use super::{integrators, SqliteStore};
 use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
+use crate::domain::settle::LookupOutcome;
 use crate::domain::settle::{SettlementFacts, SettlementPlan};
 use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
+use crate::store::claim;
 use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask, INSERT_TASK_ROW};
 use crate::store::rows::{item_status_str, json, parse_bucket_kind, TaskViewRow};
 use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
+use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
 use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
 
 /// A task's statements on SQLite (create, claim, lease, settle; the orchestrations are
@@ -190,51 +193,6 @@ impl CreateStatements for SqliteTasks<'_> {
         }
         Ok(())
     }
-}
-
-pub(super) async fn precheck(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
-    let mut tx = store.reader.begin().await?;
-    let result = create::precheck(&mut SqliteTasks { conn: &mut tx, now }, r).await?;
-    tx.commit().await?;
-    Ok(result)
-}
-
-pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
-    let r = r.clone();
-    store
-        .batcher
-        .run(move |conn| {
-            Box::pin(async move { create::create(&mut SqliteTasks { conn, now }, &r).await })
-        })
-        .await
-}
-
-pub(super) async fn view(
-    store: &SqliteStore,
-    account_id: &str,
-    kind: ContactKind,
-    task_id: &str,
-) -> StoreResult<Option<TaskView>> {
-    // One statement, so one snapshot: the task, its items and its ledger totals agree.
-    let row: Option<TaskViewRow> = sqlx::query_as(
-        "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
-                t.created_at, t.updated_at, t.completed_at, \
-                (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
-                 FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
-                (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
-                                   SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
-                                   SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
-                 FROM ledger WHERE task_id = t.id) AS totals \
-         FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3",
-    )
-    .bind(task_id)
-    .bind(account_id)
-    .bind(kind.as_str())
-    .fetch_optional(&store.reader)
-    .await?;
-    row.map(TaskViewRow::into_view).transpose()
 }
 
 /// Runs a write transaction in the writer's batch (which holds the write lock), with the
@@ -458,5 +416,80 @@ crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
         .execute(&mut *self.conn)
         .await?;
         Ok(())
+    }
+});
+
+// The methods written once are added by the macro (see `portable`).
+crate::store::portable::tasks_impl!(SqliteStore, reader, writer {
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        let now = self.now();
+        let request = request.clone();
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move {
+                    create::create(&mut SqliteTasks { conn, now }, &request).await
+                })
+            })
+            .await
+    }
+
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        let now = self.now();
+        let mut tx = self.reader.begin().await?;
+        let result = create::precheck(&mut SqliteTasks { conn: &mut tx, now }, request).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>> {
+        // One statement, so one snapshot: the task, its items and its ledger totals agree.
+        let row: Option<TaskViewRow> = sqlx::query_as(
+            "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+                    t.created_at, t.updated_at, t.completed_at, \
+                    (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
+                     FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
+                    (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
+                                       SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
+                                       SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
+                     FROM ledger WHERE task_id = t.id) AS totals \
+             FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3",
+        )
+        .bind(task_id)
+        .bind(account_id)
+        .bind(kind.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(TaskViewRow::into_view).transpose()
+    }
+
+    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
+        claim::claim(self, worker_id, policy).await
+    }
+
+    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
+        claim::start_items(self, lease, item_ids).await
+    }
+
+    async fn settle_items(
+        &self,
+        lease: &Lease,
+        outcomes: Vec<(i64, LookupOutcome)>,
+    ) -> StoreResult<SettleReport> {
+        claim::settle(self, lease, outcomes).await
+    }
+
+    async fn create_unlock_task_keyed(
+        &self,
+        request: &NewUnlock,
+        key: &crate::store::integrators::IdempotencyKey,
+        token: &str,
+        render: crate::store::integrators::ResponseRenderer,
+    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
+        integrators::create_keyed(self, request, key, token, render).await
     }
 });
