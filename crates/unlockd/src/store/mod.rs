@@ -109,7 +109,7 @@ fn database_unavailable(e: &sqlx::Error) -> bool {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Who a request is authenticated as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Principal {
     pub account_id: String,
     pub key_id: String,
@@ -117,7 +117,7 @@ pub struct Principal {
     pub account_disabled: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApiKeyInfo {
     pub key_id: String,
     pub account_id: String,
@@ -126,7 +126,7 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountInfo {
     pub id: String,
     pub name: String,
@@ -250,7 +250,7 @@ pub struct SettleReport {
 }
 
 /// The shared queue, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct QueueGauges {
     pub live_tasks: i64,
     pub unsettled_items: i64,

@@ -28,39 +28,21 @@ macro_rules! accounts_impl {
             }
 
             async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>> {
-                let row: Option<(String, String, i64)> =
-                    sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = $1")
-                        .bind(account_id)
-                        .fetch_optional(&self.$reader)
-                        .await?;
-                Ok(row.map(|(id, name, created_at)| AccountInfo {
-                    id,
-                    name,
-                    created_at,
-                }))
+                Ok(sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = $1")
+                    .bind(account_id)
+                    .fetch_optional(&self.$reader)
+                    .await?)
             }
 
             async fn list_accounts(&self) -> StoreResult<Vec<(AccountInfo, i64)>> {
-                let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                let rows: Vec<$crate::store::rows::AccountKeysRow> = sqlx::query_as(
                     "SELECT a.id, a.name, a.created_at, \
                      (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) \
-                     FROM accounts a ORDER BY a.created_at, a.id",
+                     AS active_keys FROM accounts a ORDER BY a.created_at, a.id",
                 )
                 .fetch_all(&self.$reader)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, name, created_at, keys)| {
-                        (
-                            AccountInfo {
-                                id,
-                                name,
-                                created_at,
-                            },
-                            keys,
-                        )
-                    })
-                    .collect())
+                Ok(rows.into_iter().map(|row| (row.account, row.active_keys)).collect())
             }
 
             async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
@@ -74,67 +56,35 @@ macro_rules! accounts_impl {
             }
 
             async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
-                let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT id, account_id, prefix, created_at, revoked_at FROM api_keys \
+                Ok(sqlx::query_as(
+                    "SELECT id AS key_id, account_id, prefix, created_at, revoked_at FROM api_keys \
                      WHERE account_id = $1 ORDER BY created_at, id",
                 )
                 .bind(account_id)
                 .fetch_all(&self.$reader)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(
-                        |(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
-                            key_id,
-                            account_id,
-                            prefix,
-                            created_at,
-                            revoked_at,
-                        },
-                    )
-                    .collect())
+                .await?)
             }
 
             async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
-                let row: Option<(String, String, bool)> = sqlx::query_as(
-                    "SELECT k.id, k.account_id, a.disabled_at IS NOT NULL \
+                Ok(sqlx::query_as(
+                    "SELECT k.id AS key_id, k.account_id, a.disabled_at IS NOT NULL AS account_disabled \
                      FROM api_keys k JOIN accounts a ON a.id = k.account_id \
                      WHERE k.digest = $1 AND k.revoked_at IS NULL",
                 )
                 .bind(key_digest)
                 .fetch_optional(&self.$reader)
-                .await?;
-                Ok(row.map(|(key_id, account_id, account_disabled)| Principal {
-                    account_id,
-                    key_id,
-                    account_disabled,
-                }))
+                .await?)
             }
 
             async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>> {
-                let rows: Vec<(String, String, i64, i64, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+                let rows: Vec<$crate::store::rows::BucketRow> = sqlx::query_as(
                     "SELECT id, kind, granted, balance, held, expired, expires_at, created_at \
                      FROM credit_buckets WHERE account_id = $1 ORDER BY created_at, id",
                 )
                 .bind(account_id)
                 .fetch_all(&self.$reader)
                 .await?;
-                rows.into_iter()
-                    .map(
-                        |(id, kind, granted, balance, held, expired, expires_at, created_at)| {
-                            Ok(BucketState {
-                                id,
-                                kind: parse_bucket_kind(&kind)?,
-                                granted,
-                                balance,
-                                held,
-                                expired,
-                                expires_at,
-                                created_at,
-                            })
-                        },
-                    )
-                    .collect()
+                rows.into_iter().map(BucketState::try_from).collect()
             }
 
             async fn admin_create_account(
@@ -199,17 +149,14 @@ macro_rules! catalog_impl {
             }
 
             async fn catalog_counts(&self) -> StoreResult<CatalogCounts> {
-                let (events, exhibitors, personnel): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM exhibitors), \
-                     (SELECT COUNT(*) FROM personnel)",
+                let counts: $crate::store::rows::CatalogCountsRow = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM events) AS events, \
+                     (SELECT COUNT(*) FROM exhibitors) AS exhibitors, \
+                     (SELECT COUNT(*) FROM personnel) AS personnel",
                 )
                 .fetch_one(&self.$reader)
                 .await?;
-                Ok(CatalogCounts {
-                    events,
-                    exhibitors,
-                    personnel,
-                })
+                Ok(counts.into())
             }
 
             async fn event_keys(&self) -> StoreResult<Vec<(String, String)>> {
@@ -315,19 +262,15 @@ macro_rules! tasks_impl {
         $($own)*
 
             async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
-                let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
+                Ok(sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')) AS live_tasks, \
                      (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
-                      WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
-                     (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
+                      WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')) \
+                     AS unsettled_items, \
+                     (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets) AS credits_held",
                 )
                 .fetch_one(&self.$reader)
-                .await?;
-                Ok(QueueGauges {
-                    live_tasks,
-                    unsettled_items,
-                    credits_held,
-                })
+                .await?)
             }
 
             async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {

@@ -194,8 +194,6 @@ where
     }
 }
 
-use crate::store::rows::parse_bucket_kind;
-
 #[async_trait]
 impl Lifecycle for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -291,18 +289,13 @@ crate::store::portable::catalog_impl!(PgStore, pool, pool {
 
 crate::store::portable::accounts_impl!(PgStore, pool, pool {
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT id, name, created_at FROM accounts WHERE name = $1 \
              ORDER BY created_at, id LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(id, name, created_at)| AccountInfo {
-            id,
-            name,
-            created_at,
-        }))
+        .await?)
     }
 
     async fn add_api_key(

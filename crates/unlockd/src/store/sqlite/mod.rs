@@ -122,8 +122,6 @@ async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error
     Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
-use crate::store::rows::parse_bucket_kind;
-
 #[async_trait]
 impl Lifecycle for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -237,17 +235,12 @@ crate::store::portable::catalog_impl!(SqliteStore, reader, writer {
 
 crate::store::portable::accounts_impl!(SqliteStore, reader, writer {
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT id, name, created_at FROM accounts WHERE name = ?1 ORDER BY created_at LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|(id, name, created_at)| AccountInfo {
-            id,
-            name,
-            created_at,
-        }))
+        .await?)
     }
 
     async fn add_api_key(

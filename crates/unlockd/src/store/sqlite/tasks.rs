@@ -15,7 +15,7 @@ use crate::domain::ContactKind;
 use crate::store::claim;
 use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask, INSERT_TASK_ROW};
-use crate::store::rows::{item_status_str, json, parse_bucket_kind, TaskViewRow};
+use crate::store::rows::{item_status_str, json, SpendableBucketRow, TaskViewRow};
 use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
 use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
 use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
@@ -28,6 +28,16 @@ use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, Task
 pub(super) struct SqliteTasks<'c> {
     pub conn: &'c mut SqliteConnection,
     pub now: i64,
+}
+
+/// One requested person's facts, as a create reads them.
+#[derive(Debug, sqlx::FromRow)]
+struct PersonFactsRow {
+    id: String,
+    present: bool,
+    linked: bool,
+    unlocked: bool,
+    in_flight_task: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -49,13 +59,14 @@ impl CreateStatements for SqliteTasks<'_> {
         let Some((event_id,)) = event else {
             return Ok(None);
         };
-        let people: Vec<(String, bool, bool, bool, Option<String>)> = sqlx::query_as(
-            "SELECT r.value, \
-                EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value), \
-                EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value), \
+        let people: Vec<PersonFactsRow> = sqlx::query_as(
+            "SELECT r.value AS id, \
+                EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value) AS present, \
+                EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value) AS linked, \
                 EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
-                        AND u.personnel_id = r.value AND u.status = 'unlocked'), \
+                        AND u.personnel_id = r.value AND u.status = 'unlocked') AS unlocked, \
                 (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
+                AS in_flight_task \
              FROM json_each(?4) r",
         )
         .bind(&event_id)
@@ -64,7 +75,7 @@ impl CreateStatements for SqliteTasks<'_> {
         .bind(json(&valid_ids)?)
         .fetch_all(&mut *conn)
         .await?;
-        let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(
+        let buckets: Vec<SpendableBucketRow> = sqlx::query_as(
             "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
              WHERE account_id = ?1 AND balance > 0",
         )
@@ -72,31 +83,23 @@ impl CreateStatements for SqliteTasks<'_> {
         .fetch_all(&mut *conn)
         .await?;
         let mut facts = UnlockFacts::default();
-        for (id, present, linked, unlocked, task) in people {
-            if present {
-                facts.existing.insert(id.clone());
+        for person in people {
+            if person.present {
+                facts.existing.insert(person.id.clone());
             }
-            if linked {
-                facts.linked.insert(id.clone());
+            if person.linked {
+                facts.linked.insert(person.id.clone());
             }
-            if unlocked {
-                facts.already_unlocked.insert(id.clone());
+            if person.unlocked {
+                facts.already_unlocked.insert(person.id.clone());
             }
-            if let Some(task) = task {
-                facts.in_flight.insert(id, task);
+            if let Some(task) = person.in_flight_task {
+                facts.in_flight.insert(person.id, task);
             }
         }
         facts.buckets = buckets
             .into_iter()
-            .map(|(id, kind, expires_at, created_at, balance)| {
-                Ok(Bucket {
-                    id,
-                    kind: parse_bucket_kind(&kind)?,
-                    expires_at,
-                    created_at,
-                    balance,
-                })
-            })
+            .map(Bucket::try_from)
             .collect::<StoreResult<_>>()?;
         Ok(Some(CreateFacts {
             event_id,
