@@ -714,7 +714,7 @@ pub trait Store: Lifecycle + Catalog + Accounts + Tasks + Upkeep + Coordination 
 
 impl<T> Store for T where T: Lifecycle + Catalog + Accounts + Tasks + Upkeep + Coordination {}
 
-/// The statement both backends run for [`Store::task_counts`].
+/// The statement both backends run for [`Tasks::task_counts`].
 pub(crate) const TASK_COUNTS_SQL: &str =
     "SELECT kind, status, CAST(COUNT(*) AS BIGINT) FROM tasks GROUP BY kind, status ORDER BY kind, status";
 
