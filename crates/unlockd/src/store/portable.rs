@@ -254,12 +254,42 @@ macro_rules! catalog_impl {
 }
 pub(crate) use catalog_impl;
 
-/// Implements `Tasks`.
+/// Implements `Tasks`. The store's `with_retries` runs a whole transaction again when the
+/// database asks for it (PostgreSQL); work that is safe to run again is passed to it.
 macro_rules! tasks_impl {
     ($store:ty, $reader:ident, $writer:ident { $($own:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::store::Tasks for $store {
         $($own)*
+
+            async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
+                self.with_retries(|| claim::claim(self, worker_id, policy)).await
+            }
+
+            async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
+                self.with_retries(|| claim::start_items(self, lease, item_ids)).await
+            }
+
+            async fn settle_items(
+                &self,
+                lease: &Lease,
+                outcomes: Vec<(i64, LookupOutcome)>,
+            ) -> StoreResult<SettleReport> {
+                self.with_retries(|| claim::settle(self, lease, outcomes.clone())).await
+            }
+
+            async fn create_unlock_task_keyed(
+                &self,
+                request: &NewUnlock,
+                key: &crate::store::integrators::IdempotencyKey,
+                token: &str,
+                render: crate::store::integrators::ResponseRenderer,
+            ) -> StoreResult<crate::store::integrators::KeyedCreate> {
+                self.with_retries(|| {
+                    integrators::create_keyed(self, request, key, token, render.clone())
+                })
+                .await
+            }
 
             async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
                 Ok(sqlx::query_as(

@@ -154,6 +154,15 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// Runs a whole transaction again while the database asks for a retry (`retrying`).
+    async fn with_retries<T, F, Fut>(&self, run: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        retrying(run).await
+    }
+
     /// A read-only transaction on one snapshot.
     async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self

@@ -105,6 +105,16 @@ impl SqliteStore {
         self.clock.now_ms()
     }
 
+    /// Runs a transaction once: writes take the database lock before they read, so SQLite
+    /// never asks for a retry the way PostgreSQL's deadlock and serialization checks do.
+    async fn with_retries<T, F, Fut>(&self, mut run: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        run().await
+    }
+
     /// A write transaction that holds the database write lock from its first statement, so
     /// that a read-then-write cannot be invalidated by another process's commit.
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {

@@ -469,30 +469,4 @@ crate::store::portable::tasks_impl!(SqliteStore, reader, writer {
         .await?;
         row.map(TaskViewRow::into_view).transpose()
     }
-
-    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
-        claim::claim(self, worker_id, policy).await
-    }
-
-    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
-        claim::start_items(self, lease, item_ids).await
-    }
-
-    async fn settle_items(
-        &self,
-        lease: &Lease,
-        outcomes: Vec<(i64, LookupOutcome)>,
-    ) -> StoreResult<SettleReport> {
-        claim::settle(self, lease, outcomes).await
-    }
-
-    async fn create_unlock_task_keyed(
-        &self,
-        request: &NewUnlock,
-        key: &crate::store::integrators::IdempotencyKey,
-        token: &str,
-        render: crate::store::integrators::ResponseRenderer,
-    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
-        integrators::create_keyed(self, request, key, token, render).await
-    }
 });
