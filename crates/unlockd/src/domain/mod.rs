@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod rate;
 pub mod search;

@@ -21,7 +21,10 @@ use crate::domain::settle::LookupOutcome;
 use crate::domain::ContactValue;
 use crate::metrics::Metrics;
 use crate::signals::TaskSignals;
-use crate::store::{Claim, ClaimPolicy, ClaimedTask, DynStore, StoreError, StoreResult};
+use crate::store::{
+    Catalog, Claim, ClaimPolicy, ClaimedTask, Coordination, DynStore, StoreError, StoreResult,
+    Tasks,
+};
 use retry::FullJitter;
 use source::{ContactSource, SourceAnswer};
 use sources::provider::LogContext;
@@ -72,7 +75,11 @@ impl Default for EngineConfig {
 }
 
 pub struct Engine {
-    store: DynStore,
+    /// The store, by the roles the engine uses: the task queue, the catalog's contact
+    /// lookups, and the health reports shared with other processes.
+    tasks: Arc<dyn Tasks>,
+    catalog: Arc<dyn Catalog>,
+    coordination: Arc<dyn Coordination>,
     source: Arc<dyn ContactSource>,
     signals: Arc<TaskSignals>,
     config: EngineConfig,
@@ -107,7 +114,9 @@ impl Engine {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         Ok(Arc::new(Engine {
-            store,
+            tasks: store.clone(),
+            catalog: store.clone(),
+            coordination: store,
             source,
             signals,
             config,
@@ -138,7 +147,7 @@ impl Engine {
 
     async fn step(&self, shutdown: &CancellationToken) -> StoreResult<bool> {
         match self
-            .store
+            .tasks
             .claim_task(&self.worker_id, self.policy())
             .await?
         {
@@ -203,7 +212,7 @@ impl Engine {
     async fn report_health_now(&self, providers: &sources::Sources) {
         let health = providers.health();
         if let Err(e) = self
-            .store
+            .coordination
             .report_source_health(&self.worker_id, &health)
             .await
         {
@@ -250,7 +259,7 @@ impl Engine {
 
         let lost = CancellationToken::new();
         let heartbeat = {
-            let store = self.store.clone();
+            let store = self.tasks.clone();
             let lease = lease.clone();
             let lost = lost.clone();
             let lease_ms = self.config.lease.as_millis() as i64;
@@ -281,7 +290,7 @@ impl Engine {
             Ok(true) => Ok(()),
             Ok(false) => {
                 // Interrupted by shutdown: give the task back so another worker can go on.
-                self.store.release_lease(&lease).await
+                self.tasks.release_lease(&lease).await
             }
         }
     }
@@ -301,7 +310,7 @@ impl Engine {
     ) -> StoreResult<bool> {
         let lease = &task.lease;
         if task.items.is_empty() {
-            let report = self.store.settle_items(lease, Vec::new()).await?;
+            let report = self.tasks.settle_items(lease, Vec::new()).await?;
             self.signals.task_changed(&lease.task_id);
             self.record_task_latency(task.kind, &report);
             return Ok(true);
@@ -317,7 +326,7 @@ impl Engine {
                 return Err(StoreError::LeaseLost);
             }
             let ids: Vec<i64> = batch.iter().map(|i| i.item_id).collect();
-            self.store.start_items(lease, &ids).await?;
+            self.tasks.start_items(lease, &ids).await?;
             self.signals.task_changed(&lease.task_id);
             let mut unanswered = Vec::new();
             for (item, outcome) in batch.iter().zip(self.look_up_batch(batch, task.kind).await) {
@@ -329,8 +338,11 @@ impl Engine {
             if let (Some(providers), false) = (&self.providers, unanswered.is_empty()) {
                 let people: Vec<String> =
                     unanswered.iter().map(|i| i.personnel_id.clone()).collect();
-                let mut fields = self.store.person_fields(&people).await?;
-                let mut remembered = self.store.remembered_not_found(&people, task.kind).await?;
+                let mut fields = self.catalog.person_fields(&people).await?;
+                let mut remembered = self
+                    .catalog
+                    .remembered_not_found(&people, task.kind)
+                    .await?;
                 for item in unanswered {
                     let person = fields.remove(&item.personnel_id).map(sources::Person::from);
                     let remembered = remembered.remove(&item.personnel_id).unwrap_or_default();
@@ -348,7 +360,7 @@ impl Engine {
                         if turn.waited {
                             // Read in a task of its own, like the records below: this
                             // future is not polled while its task settles a batch.
-                            let (store, id) = (self.store.clone(), item.personnel_id.clone());
+                            let (store, id) = (self.catalog.clone(), item.personnel_id.clone());
                             let (stored, told) = tokio::spawn(async move {
                                 let ids = [id.clone()];
                                 let mut stored = store.contacts_of(&ids, kind).await?;
@@ -380,7 +392,7 @@ impl Engine {
                         // Persisted at once, before the item waits for its batch: a
                         // worker killed now does not pay the provider again on resume.
                         if !lookup.records.is_empty() {
-                            let store = self.store.clone();
+                            let store = self.catalog.clone();
                             let records = lookup.records;
                             let task_id = lease.task_id.clone();
                             let patience = self.config.lease;
@@ -466,7 +478,7 @@ impl Engine {
             .count();
         let report = self
             .patiently(lease, shutdown, lost, "settlement", || {
-                self.store.settle_items(lease, outcomes.clone())
+                self.tasks.settle_items(lease, outcomes.clone())
             })
             .await?;
         // Counted once the store accepted them (a replayed item is not counted twice).

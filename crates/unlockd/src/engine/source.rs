@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use crate::domain::{ContactKind, ContactValue};
-use crate::store::DynStore;
+use std::sync::Arc;
+
+use crate::store::Catalog;
 
 /// A source's answer for one person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +48,13 @@ fn catalog_answer(stored: Option<Option<String>>) -> SourceAnswer {
 
 /// The default source: the contact stored with the person in the catalog.
 pub struct CatalogSource {
-    store: DynStore,
+    /// Only the catalog's contact lookups are used.
+    store: Arc<dyn Catalog>,
 }
 
 impl CatalogSource {
-    pub fn new(store: DynStore) -> Self {
+    /// Takes any store (a `DynStore` coerces to its catalog role).
+    pub fn new(store: Arc<dyn Catalog>) -> Self {
         CatalogSource { store }
     }
 }

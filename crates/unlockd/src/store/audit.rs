@@ -42,26 +42,28 @@ pub struct AuditEntry {
     pub details: Value,
 }
 
+/// An `audit_log` row; `details` is the JSON text it holds.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub account_id: Option<String>,
+    pub details: String,
+}
+
 impl AuditEntry {
     /// Builds an entry from a stored row; `details` is the JSON text the row holds.
-    pub(crate) fn from_row(
-        (id, at, actor, action, account_id, details): (
-            i64,
-            i64,
-            String,
-            String,
-            Option<String>,
-            String,
-        ),
-    ) -> AuditEntry {
+    pub(crate) fn from_row(row: AuditRow) -> AuditEntry {
         AuditEntry {
-            id,
-            at,
-            actor,
-            action,
-            account_id,
+            id: row.id,
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            account_id: row.account_id,
             // Written by this code as JSON; anything else is shown as the text it is.
-            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+            details: serde_json::from_str(&row.details).unwrap_or(Value::String(row.details)),
         }
     }
 }

@@ -3,12 +3,14 @@
 
 pub mod audit;
 pub mod auth_cache;
+mod claim;
 mod create;
 mod event_search;
 pub mod integrations;
 pub mod integrators;
 pub mod invariants;
 mod operator;
+mod portable;
 pub mod postgres;
 mod rows;
 mod settlement;
@@ -109,7 +111,7 @@ fn database_unavailable(e: &sqlx::Error) -> bool {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Who a request is authenticated as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Principal {
     pub account_id: String,
     pub key_id: String,
@@ -117,7 +119,7 @@ pub struct Principal {
     pub account_disabled: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApiKeyInfo {
     pub key_id: String,
     pub account_id: String,
@@ -126,7 +128,7 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountInfo {
     pub id: String,
     pub name: String,
@@ -250,7 +252,7 @@ pub struct SettleReport {
 }
 
 /// The shared queue, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct QueueGauges {
     pub live_tasks: i64,
     pub unsettled_items: i64,
@@ -380,16 +382,21 @@ pub struct ContactView {
     pub phone_state: UnlockState,
 }
 
+/// Opening the database for use: migrations and readiness.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Lifecycle: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Database reachable and every migration applied (reads only).
     async fn migrated(&self) -> StoreResult<()>;
     /// Migrated, and a write can be committed: what `/readyz` reports.
     async fn ready(&self) -> StoreResult<()>;
+}
 
-    // Catalog. Each call is one transaction: applied whole or not at all.
+/// The catalog: imports (each one transaction, applied whole or not at all), reads as one
+/// account sees them, and the contacts contact sources look up and record.
+#[async_trait]
+pub trait Catalog: Send + Sync + 'static {
     /// Upserts the rows of one `import` command (events, then exhibitors, then personnel)
     /// in one transaction. A row's unsupplied columns keep their stored values. Fails with
     /// `Invalid`, applying nothing, if the result would give two events one public id.
@@ -433,8 +440,6 @@ pub trait Store: Send + Sync + 'static {
         self.import_catalog(&import, progress).await
     }
     async fn catalog_counts(&self) -> StoreResult<CatalogCounts>;
-    /// Live tasks, their unsettled items and the credits held, for `/metrics`.
-    async fn queue_gauges(&self) -> StoreResult<QueueGauges>;
     /// Every event as `(id, eventId)`, for resolving references at import.
     async fn event_keys(&self) -> StoreResult<Vec<(String, String)>>;
     /// The stored contact of a person: `None` when the person is gone, `Some(None)` when
@@ -451,8 +456,6 @@ pub trait Store: Send + Sync + 'static {
         personnel_ids: &[String],
         kind: ContactKind,
     ) -> StoreResult<std::collections::HashMap<String, Option<String>>>;
-
-    // Contact sources (see `sources`).
     /// What providers can be asked with, for the people still in the catalog.
     async fn person_fields(
         &self,
@@ -468,24 +471,60 @@ pub trait Store: Send + Sync + 'static {
         personnel_ids: &[String],
         kind: ContactKind,
     ) -> StoreResult<std::collections::HashMap<String, Vec<String>>>;
-    /// Replaces this worker's latest health report of its sources.
-    async fn report_source_health(
+    /// An event by `id` or `eventId` (the `id` wins when both match).
+    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>>;
+    async fn list_events(
         &self,
-        worker_id: &str,
-        health: &[sources::SourceHealth],
-    ) -> StoreResult<()>;
-    /// The latest health report of every source in every worker.
-    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>>;
-    /// Provider requests and their cost per source in `[from_ms, to_ms)`, for one account
-    /// (`Some`) or for the whole deployment.
-    async fn provider_costs(
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EventView>>;
+    /// People linked to the event (`events.id`), ordered by id.
+    async fn list_personnel(
         &self,
-        account_id: Option<&str>,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<sources::ProviderCost>>;
+        account_id: &str,
+        event_id: &str,
+        filter: &PersonnelFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>>;
+    async fn personnel_profile(
+        &self,
+        account_id: &str,
+        personnel_id: &str,
+    ) -> StoreResult<Option<ContactView>>;
+    async fn search_contacts(
+        &self,
+        account_id: &str,
+        search: &ContactSearch,
+        page: PageRequest,
+    ) -> StoreResult<Page<ContactView>>;
+    /// An event's (`events.id`) exhibitors, by company name then id.
+    async fn list_exhibitors(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        filter: &ExhibitorFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<ExhibitorView>>;
+    /// One exhibitor, its people counted across its events (no preview).
+    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>>;
+    /// The events an exhibitor is listed at; `None` when there is no such exhibitor.
+    async fn exhibitor_events(
+        &self,
+        exhibitor_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>>;
+    /// The events a person is linked to, by start date; `None` when there is no such person.
+    async fn personnel_events(
+        &self,
+        personnel_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Option<Page<EventView>>>;
+}
 
-    // Accounts, keys, credits.
+/// Accounts, keys and credits. The operator actions (`admin_*`, `set_account_disabled`) are
+/// each one transaction together with their audit-log row.
+#[async_trait]
+pub trait Accounts: Send + Sync + 'static {
     async fn create_account(&self, name: &str) -> StoreResult<AccountInfo>;
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>>;
     async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>>;
@@ -501,11 +540,13 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
     async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>>;
     async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>>;
+    /// Reads the auth generation into this store's key cache (`auth_cache`); the server
+    /// calls it every `auth_cache::REFRESH_EVERY`, and the cache answers only while it
+    /// succeeds.
+    async fn refresh_auth_cache(&self) -> StoreResult<()>;
     /// Adds a bucket with a `grant` ledger entry; returns the bucket id.
     async fn grant_credits(&self, grant: &Grant) -> StoreResult<String>;
     async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>>;
-
-    // Operator actions: each is one transaction together with its audit-log row.
     /// Creates an account with `credits` gift credits (0: no bucket) and its first key.
     async fn admin_create_account(
         &self,
@@ -536,8 +577,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The audit log, oldest first; only one account's rows when `account_id` is given.
     async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>>;
+}
 
-    // Unlock tasks.
+/// Unlock tasks: create (with its precheck and Idempotency-Key), the engine's claim, lease
+/// and settlement (only the lease holder writes task progress), and the task reads.
+#[async_trait]
+pub trait Tasks: Send + Sync + 'static {
+    /// Live tasks, their unsettled items and the credits held, for `/metrics`.
+    async fn queue_gauges(&self) -> StoreResult<QueueGauges>;
     /// Resolve, classify, hold and insert the task, items and in-flight guards, atomically.
     async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult>;
     /// What `create_unlock_task` would decide now, without any effect. Both run the same
@@ -550,8 +597,6 @@ pub trait Store: Send + Sync + 'static {
         kind: ContactKind,
         task_id: &str,
     ) -> StoreResult<Option<TaskView>>;
-
-    // Engine: only the lease holder writes task progress.
     async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim>;
     /// Extends the lease; `LeaseLost` when the task was claimed again meanwhile.
     async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()>;
@@ -566,99 +611,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<SettleReport>;
     /// Gives the task back (graceful shutdown): claimable again at once.
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()>;
-
-    // Catalog reads, as one account sees the catalog.
-    /// An event by `id` or `eventId` (the `id` wins when both match).
-    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>>;
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<EventView>>;
-    /// People linked to the event (`events.id`), ordered by id.
-    async fn list_personnel(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &PersonnelFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>>;
-    async fn personnel_profile(
-        &self,
-        account_id: &str,
-        personnel_id: &str,
-    ) -> StoreResult<Option<ContactView>>;
-    async fn search_contacts(
-        &self,
-        account_id: &str,
-        search: &ContactSearch,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>>;
-
-    /// An event's (`events.id`) exhibitors, by company name then id.
-    async fn list_exhibitors(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &ExhibitorFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ExhibitorView>>;
-    /// One exhibitor, its people counted across its events (no preview).
-    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>>;
-    /// The events an exhibitor is listed at; `None` when there is no such exhibitor.
-    async fn exhibitor_events(
-        &self,
-        exhibitor_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>>;
-    /// The events a person is linked to, by start date; `None` when there is no such person.
-    async fn personnel_events(
-        &self,
-        personnel_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>>;
-    /// Derives the search tables (company keys and words, the word vocabulary and its
-    /// trigrams) for names and texts added since the last run; returns the rows derived.
-    /// Searches are correct without it, and fast with it.
-    async fn refresh_search_index(&self) -> StoreResult<i64>;
-
-    // Maintenance.
-    /// Expires the unheld remainder of every bucket past its expiry, with a ledger entry
-    /// each. Returns the credits expired.
-    async fn expire_buckets(&self) -> StoreResult<i64>;
-    /// Deletes up to `limit` tasks (with their items) finished before `before_ms`. Ledger
-    /// entries are kept. Returns the number of tasks deleted.
-    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64>;
-
-    /// Checks every billing invariant; returns one line per violation.
-    async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
-
-    /// Takes a token from a rate-limit bucket shared by every process on this database.
-    /// `None`: this store does not share buckets (the caller keeps them in memory).
-    async fn take_rate_token(
-        &self,
-        _bucket: &str,
-        _per_minute: u32,
-    ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
-        Ok(None)
-    }
-
-    /// Relays task changes made by other processes into `signals` until `shutdown`, so
-    /// long polls and idle workers wake without polling. A store without a change feed
-    /// returns at once; waiters then rely on their re-read interval.
-    /// Reads the auth generation into this store's key cache (`auth_cache`); the server
-    /// calls it every `auth_cache::REFRESH_EVERY`, and the cache answers only while it
-    /// succeeds.
-    async fn refresh_auth_cache(&self) -> StoreResult<()>;
-
-    async fn relay_changes(
-        &self,
-        _signals: Arc<crate::signals::TaskSignals>,
-        _shutdown: tokio_util::sync::CancellationToken,
-    ) {
-    }
-
-    // Integrators (extensions): idempotency keys, task listing, usage.
     /// Reserves an `Idempotency-Key` for one create, or says why not. A reservation older
     /// than `lock_ms` that never completed (its process died) is taken over.
     async fn reserve_idempotency_key(
@@ -681,8 +633,6 @@ pub trait Store: Send + Sync + 'static {
         key: &integrators::IdempotencyKey,
         token: &str,
     ) -> StoreResult<()>;
-    /// Forgets keys created before `before_ms`; returns how many.
-    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64>;
     /// An account's tasks of one kind, newest first (ties by id, descending). Items carry
     /// no contact values.
     async fn list_tasks(
@@ -701,12 +651,76 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks still kept (finished ones until they are pruned), counted by
     /// `(kind, status)`, for the operator's view of the queue.
     async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
+}
 
+/// Maintenance run in the background or by an operator.
+#[async_trait]
+pub trait Upkeep: Send + Sync + 'static {
+    /// Derives the search tables (company keys and words, the word vocabulary and its
+    /// trigrams) for names and texts added since the last run; returns the rows derived.
+    /// Searches are correct without it, and fast with it.
+    async fn refresh_search_index(&self) -> StoreResult<i64>;
+    /// Expires the unheld remainder of every bucket past its expiry, with a ledger entry
+    /// each. Returns the credits expired.
+    async fn expire_buckets(&self) -> StoreResult<i64>;
+    /// Deletes up to `limit` tasks (with their items) finished before `before_ms`. Ledger
+    /// entries are kept. Returns the number of tasks deleted.
+    async fn prune_finished_tasks(&self, before_ms: i64, limit: i64) -> StoreResult<i64>;
+    /// Checks every billing invariant; returns one line per violation.
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
+    /// Forgets keys created before `before_ms`; returns how many.
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64>;
+}
+
+/// What processes sharing one database coordinate through: rate-limit buckets, the change
+/// feed, contact-source health and costs, live progress and webhooks.
+#[async_trait]
+pub trait Coordination: Send + Sync + 'static {
+    /// Replaces this worker's latest health report of its sources.
+    async fn report_source_health(
+        &self,
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()>;
+    /// The latest health report of every source in every worker.
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>>;
+    /// Provider requests and their cost per source in `[from_ms, to_ms)`, for one account
+    /// (`Some`) or for the whole deployment.
+    async fn provider_costs(
+        &self,
+        account_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<sources::ProviderCost>>;
+    /// Takes a token from a rate-limit bucket shared by every process on this database.
+    /// `None`: this store does not share buckets (the caller keeps them in memory).
+    async fn take_rate_token(
+        &self,
+        _bucket: &str,
+        _per_minute: u32,
+    ) -> StoreResult<Option<crate::domain::rate::RateDecision>> {
+        Ok(None)
+    }
+    /// Relays task changes made by other processes into `signals` until `shutdown`, so
+    /// long polls and idle workers wake without polling. A store without a change feed
+    /// returns at once; waiters then rely on their re-read interval.
+    async fn relay_changes(
+        &self,
+        _signals: Arc<crate::signals::TaskSignals>,
+        _shutdown: tokio_util::sync::CancellationToken,
+    ) {
+    }
     /// Live progress and webhooks (`store::integrations`).
     fn integrations(&self) -> &dyn integrations::Integrations;
 }
 
-/// The statement both backends run for [`Store::task_counts`].
+/// Everything the store does, for a consumer that needs all of it (`DynStore`). Each
+/// backend implements the role traits; this one comes with them.
+pub trait Store: Lifecycle + Catalog + Accounts + Tasks + Upkeep + Coordination {}
+
+impl<T> Store for T where T: Lifecycle + Catalog + Accounts + Tasks + Upkeep + Coordination {}
+
+/// The statement both backends run for [`Tasks::task_counts`].
 pub(crate) const TASK_COUNTS_SQL: &str =
     "SELECT kind, status, CAST(COUNT(*) AS BIGINT) FROM tasks GROUP BY kind, status ORDER BY kind, status";
 

@@ -293,7 +293,7 @@ macro_rules! operator_actions {
             store: &$store,
             account_id: Option<&str>,
         ) -> StoreResult<Vec<AuditEntry>> {
-            let rows: Vec<(i64, i64, String, String, Option<String>, String)> = sqlx::query_as(
+            let rows: Vec<crate::store::audit::AuditRow> = sqlx::query_as(
                 "SELECT id, at, actor, action, account_id, details FROM audit_log \
                  WHERE CAST($1 AS TEXT) IS NULL OR account_id = $1 ORDER BY id",
             )

@@ -64,58 +64,43 @@ pub(crate) fn like_pattern(text: &str) -> String {
 pub(crate) type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
 pub(crate) const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
 
-/// The columns of [`EVENT_COLUMNS`], in order.
-pub(crate) type EventRow = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    bool,
-);
+/// The columns of [`EVENT_COLUMNS`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub id: String,
+    pub event_id: String,
+    pub name: Option<String>,
+    pub date_start: Option<String>,
+    pub date_end: Option<String>,
+    pub venue: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub country: Option<String>,
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub exhibitor_count: i64,
+    pub personnel_count: i64,
+    pub has_visitors: bool,
+}
 
 pub(crate) fn event_view(row: EventRow) -> EventView {
-    let (
-        id,
-        event_id,
-        name,
-        date_start,
-        date_end,
-        venue,
-        city,
-        region,
-        country,
-        url,
-        description,
-        exhibitor_count,
-        personnel_count,
-        has_visitors,
-    ) = row;
     EventView {
         event: EventRecord {
-            id,
-            event_id,
-            name,
-            date_start,
-            date_end,
-            venue,
-            city,
-            region,
-            country,
-            url,
-            description,
+            id: row.id,
+            event_id: row.event_id,
+            name: row.name,
+            date_start: row.date_start,
+            date_end: row.date_end,
+            venue: row.venue,
+            city: row.city,
+            region: row.region,
+            country: row.country,
+            url: row.url,
+            description: row.description,
         },
-        exhibitor_count,
-        personnel_count,
-        has_visitors,
+        exhibitor_count: row.exhibitor_count,
+        personnel_count: row.personnel_count,
+        has_visitors: row.has_visitors,
     }
 }
 
@@ -142,8 +127,14 @@ pub(crate) fn in_order(rows: Vec<PersonRow>, ids: &[&String]) -> Vec<PersonRow> 
         .collect()
 }
 
-/// Personnel id, kind, status, value: one row of `unlocks`.
-pub(crate) type UnlockRow = (String, String, String, Option<String>);
+/// One row of `unlocks`, as a person's contact states are read from it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UnlockRow {
+    pub personnel_id: String,
+    pub kind: String,
+    pub status: String,
+    pub value: Option<String>,
+}
 
 /// People as one account sees them, from its `unlocks` rows and its in-flight
 /// `(personnel id, kind)` guards for those people.
@@ -153,13 +144,13 @@ pub(crate) fn contact_views(
     in_flight: Vec<(String, String)>,
 ) -> Vec<ContactView> {
     let mut states: HashMap<(String, String), (UnlockState, Option<String>)> = HashMap::new();
-    for (person, kind, status, value) in unlocks {
-        let state = if status == "unlocked" {
-            (UnlockState::Unlocked, value)
+    for unlock in unlocks {
+        let state = if unlock.status == "unlocked" {
+            (UnlockState::Unlocked, unlock.value)
         } else {
             (UnlockState::Failed, None)
         };
-        states.insert((person, kind), state);
+        states.insert((unlock.personnel_id, unlock.kind), state);
     }
     // A live task wins over an earlier failure: the person is being unlocked again.
     for (person, kind) in in_flight {
@@ -269,6 +260,86 @@ impl TaskViewRow {
             held: hold - charged - released,
             charged,
             released,
+        })
+    }
+}
+
+/// An account with its count of active keys.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccountKeysRow {
+    #[sqlx(flatten)]
+    pub account: super::AccountInfo,
+    pub active_keys: i64,
+}
+
+/// A credit bucket's row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct BucketRow {
+    pub id: String,
+    pub kind: String,
+    pub granted: i64,
+    pub balance: i64,
+    pub held: i64,
+    pub expired: i64,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl TryFrom<BucketRow> for super::BucketState {
+    type Error = StoreError;
+
+    fn try_from(row: BucketRow) -> StoreResult<Self> {
+        Ok(super::BucketState {
+            kind: parse_bucket_kind(&row.kind)?,
+            id: row.id,
+            granted: row.granted,
+            balance: row.balance,
+            held: row.held,
+            expired: row.expired,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// The catalog's row counts.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CatalogCountsRow {
+    pub events: i64,
+    pub exhibitors: i64,
+    pub personnel: i64,
+}
+
+impl From<CatalogCountsRow> for crate::catalog::CatalogCounts {
+    fn from(row: CatalogCountsRow) -> Self {
+        crate::catalog::CatalogCounts {
+            events: row.events,
+            exhibitors: row.exhibitors,
+            personnel: row.personnel,
+        }
+    }
+}
+
+/// A bucket a hold may take from.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SpendableBucketRow {
+    pub id: String,
+    pub kind: String,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub balance: i64,
+}
+
+impl TryFrom<SpendableBucketRow> for crate::domain::ledger::Bucket {
+    type Error = StoreError;
+
+    fn try_from(row: SpendableBucketRow) -> StoreResult<Self> {
+        Ok(crate::domain::ledger::Bucket {
+            kind: parse_bucket_kind(&row.kind)?,
+            id: row.id,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            balance: row.balance,
         })
     }
 }

@@ -5,9 +5,11 @@
 use async_trait::async_trait;
 use unlockd_api::TaskStatus;
 
-use crate::domain::settle::{plan_settlement, LookupOutcome, SettlementFacts, SettlementPlan};
+use crate::domain::settle::{
+    plan_settlement, HoldShare, LookupOutcome, SettlementFacts, SettlementPlan,
+};
 use crate::domain::ContactKind;
-use crate::store::{SettleReport, StoreResult};
+use crate::store::{SettleReport, StoreError, StoreResult};
 
 // The statements both dialects read alike (`$N` placeholders work on SQLite too).
 
@@ -18,6 +20,14 @@ pub(crate) const OPEN_ITEMS: &str =
 pub(crate) const FINISH_TASK: &str =
     "UPDATE tasks SET status = $1, completed_at = $2, updated_at = $2, \
      lease_owner = NULL, lease_expires_at = NULL WHERE id = $3";
+/// Moves a bucket's settled share out of its held credits: the captured part is spent,
+/// the released part goes back to the balance ($1 captured + released, $2 released).
+pub(crate) const MOVE_HELD: &str =
+    "UPDATE credit_buckets SET held = held - $1, balance = balance + $2 \
+     WHERE id = $3 AND held >= $1";
+/// The task a settlement is for.
+pub(crate) const SETTLING_TASK: &str =
+    "SELECT account_id, kind, call_source, created_at FROM tasks WHERE id = $1";
 /// Records that a task moved.
 pub(crate) const TOUCH_TASK: &str = "UPDATE tasks SET updated_at = $1 WHERE id = $2";
 /// Numbers this settlement (the task's next round) on the items it settled, so progress
@@ -44,17 +54,36 @@ pub(crate) enum SharedBind<'a> {
     Int(i64),
 }
 
-/// Implements `SettlementStatements` for a backend's connection type: its own methods (the
-/// dialect's statements) plus the ones whose text is the same for both backends.
+/// Implements `SettlementStatements` for a backend's statements type (`$conn` names its
+/// connection field): its own methods (the dialect's statements) plus the ones whose text
+/// is the same for both backends.
 macro_rules! settlement_statements_impl {
-    ($conn:ty { $($own:tt)* }) => {
+    ($statements:ty, $conn:ident { $($own:tt)* }) => {
         #[async_trait::async_trait]
-        impl $crate::store::settlement::SettlementStatements for $conn {
+        impl $crate::store::settlement::SettlementStatements for $statements {
             $($own)*
+            async fn settling_task(
+                &mut self,
+                task_id: &str,
+            ) -> $crate::store::StoreResult<$crate::store::settlement::SettlingTask> {
+                let row: $crate::store::settlement::SettlingTaskRow =
+                    sqlx::query_as($crate::store::settlement::SETTLING_TASK)
+                        .bind(task_id)
+                        .fetch_one(&mut *self.$conn)
+                        .await?;
+                Ok($crate::store::settlement::SettlingTask {
+                    id: task_id.to_string(),
+                    account_id: row.account_id,
+                    kind: $crate::store::rows::parse_kind(&row.kind)?,
+                    call_source: row.call_source,
+                    created_at: row.created_at,
+                })
+            }
+
             async fn open_items(&mut self, task_id: &str) -> $crate::store::StoreResult<i64> {
                 Ok(sqlx::query_scalar($crate::store::settlement::OPEN_ITEMS)
                     .bind(task_id)
-                    .fetch_one(&mut *self)
+                    .fetch_one(&mut *self.$conn)
                     .await?)
             }
 
@@ -70,14 +99,14 @@ macro_rules! settlement_statements_impl {
                             .bind($crate::store::rows::task_status_str(status))
                             .bind(now)
                             .bind(task_id)
-                            .execute(&mut *self)
+                            .execute(&mut *self.$conn)
                             .await?;
                     }
                     None => {
                         sqlx::query($crate::store::settlement::TOUCH_TASK)
                             .bind(now)
                             .bind(task_id)
-                            .execute(&mut *self)
+                            .execute(&mut *self.$conn)
                             .await?;
                     }
                 }
@@ -96,7 +125,7 @@ macro_rules! settlement_statements_impl {
                         $crate::store::settlement::SharedBind::Int(value) => query.bind(value),
                     };
                 }
-                Ok(query.execute(&mut *self).await?.rows_affected())
+                Ok(query.execute(&mut *self.$conn).await?.rows_affected())
             }
         }
     };
@@ -121,6 +150,53 @@ pub(crate) struct SettlingTask {
     pub created_at: i64,
 }
 
+/// [`SETTLING_TASK`]'s row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SettlingTaskRow {
+    pub account_id: String,
+    pub kind: String,
+    pub call_source: String,
+    pub created_at: i64,
+}
+
+/// A reported item still open, and whether the account already has its person.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OpenItemRow {
+    pub item_id: i64,
+    pub personnel_id: String,
+    pub unlocked: bool,
+}
+
+/// One share of a reported item's hold, in ledger order.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HoldRow {
+    pub item_id: i64,
+    pub bucket_id: String,
+    pub amount: i64,
+}
+
+/// The facts a settlement plans from, out of the backend's rows.
+pub(crate) fn settlement_facts(open: Vec<OpenItemRow>, holds: Vec<HoldRow>) -> SettlementFacts {
+    let mut facts = SettlementFacts::default();
+    for item in open {
+        if item.unlocked {
+            facts.already_unlocked.insert(item.personnel_id.clone());
+        }
+        facts.open.insert(item.item_id, item.personnel_id);
+    }
+    for hold in holds {
+        facts
+            .holds
+            .entry(hold.item_id)
+            .or_default()
+            .push(HoldShare {
+                bucket_id: hold.bucket_id,
+                amount: hold.amount,
+            });
+    }
+    facts
+}
+
 /// The statements a settlement needs, run inside the caller's transaction (which holds the
 /// task's fencing check).
 #[async_trait]
@@ -133,8 +209,9 @@ pub(crate) trait SettlementStatements: Send {
         task: &SettlingTask,
         item_ids: &[i64],
     ) -> StoreResult<SettlementFacts>;
-    /// Writes the plan: unlock records, ledger entries, item states, guard removal, bucket
-    /// moves. Fails (and the caller rolls back) when a write does not match the plan.
+    /// Writes the plan's rows: unlock records, ledger entries, item states, guard removal
+    /// (the bucket moves are written by `settle`). Fails (and the caller rolls back) when a
+    /// write does not match the plan.
     async fn write_settlement(
         &mut self,
         task: &SettlingTask,
@@ -176,6 +253,19 @@ where
     let plan = plan_settlement(task.kind, &facts, outcomes);
     if !plan.items.is_empty() {
         conn.write_settlement(&task, now, &plan).await?;
+        // Bucket by bucket in id order (the plan's), the order every writer locks them in.
+        for (bucket_id, moved) in &plan.buckets {
+            let binds = [
+                SharedBind::Int(moved.captured + moved.released),
+                SharedBind::Int(moved.released),
+                SharedBind::Text(bucket_id),
+            ];
+            if conn.execute_shared(MOVE_HELD, &binds).await? != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "bucket {bucket_id} holds less than its settlement"
+                )));
+            }
+        }
         conn.execute_shared(NUMBER_SETTLED, &[SharedBind::Text(task_id)])
             .await?;
     }

@@ -45,7 +45,7 @@ impl LookupRecordOutcome {
     }
 }
 
-/// One provider request, to be persisted by `Store::record_lookups`.
+/// One provider request, to be persisted by `Catalog::record_lookups`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupRecord {
     pub personnel_id: String,

@@ -67,7 +67,7 @@ pub(super) async fn create_keyed(
         return Ok(KeyedCreate::ReservationLost);
     }
     let injected_now = store.injected_now();
-    let mut statements = tasks::PgCreate {
+    let mut statements = tasks::PgTasks {
         conn: &mut tx,
         injected_now,
     };

@@ -1,25 +1,26 @@
-//! Unlock tasks on PostgreSQL: create (lock the account, classify, hold, insert: one
-//! transaction), claim with `FOR UPDATE SKIP LOCKED`, lease and fencing, the statements of
-//! a settlement (its rule and orchestration are shared: `domain::settle`,
-//! `store::settlement`), and the read view. Only the statements differ from SQLite's
-//! (arrays instead of JSON).
+//! Unlock tasks on PostgreSQL: the statements of a create (lock the account, classify,
+//! hold, insert: one transaction), a claim (`FOR UPDATE SKIP LOCKED`) and its lease (the
+//! task row locked under the fencing check), and a settlement; the rules and
+//! orchestrations are shared (`domain::{unlock, create, lease, settle}`,
+//! `store::{create, claim, settlement}`). Only the statements differ from SQLite's (arrays
+//! instead of JSON, the database's clock, row locks).
 
 use sqlx::PgConnection;
-use unlockd_api::TaskStatus;
 
-use super::PgStore;
+use super::{integrators, retrying, PgStore};
 use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
-use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, SettlementPlan};
+use crate::domain::settle::LookupOutcome;
+use crate::domain::settle::{SettlementFacts, SettlementPlan};
 use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
+use crate::store::claim;
+use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask};
-use crate::store::rows::{item_status_str, parse_bucket_kind, parse_kind, TaskViewRow};
-use crate::store::settlement::{self, SettlingTask};
-use crate::store::{
-    Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, Lease, NewUnlock, SettleReport,
-    StoreError, StoreResult, TaskView,
-};
+use crate::store::rows::{item_status_str, parse_bucket_kind, TaskViewRow};
+use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
+use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
+use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
 
 /// Catalog facts, read by one statement (a precheck): `n` the database's time, `v` the
 /// resolved event, `e` the id exists, `l` the person is linked to the event.
@@ -60,15 +61,16 @@ type FactRow = (
     Option<i64>,
 );
 
-/// A create's statements on PostgreSQL (the orchestration is shared: `store::create`).
-/// Times are the database's clock unless a test clock is injected.
-pub(super) struct PgCreate<'c> {
+/// A task's statements on PostgreSQL (create, claim, lease, settle; the orchestrations are
+/// shared: `store::create`, `store::claim`, `store::settlement`). Times are the database's
+/// clock unless a test clock is injected.
+pub(super) struct PgTasks<'c> {
     pub conn: &'c mut PgConnection,
     pub injected_now: Option<i64>,
 }
 
 #[async_trait::async_trait]
-impl CreateStatements for PgCreate<'_> {
+impl CreateStatements for PgTasks<'_> {
     /// With `lock` (a create), the account row is locked before its facts are read;
     /// without (a precheck), the caller reads inside one snapshot.
     async fn create_facts(
@@ -191,21 +193,6 @@ fn parse_facts(rows: Vec<FactRow>) -> StoreResult<Option<CreateFacts>> {
     }))
 }
 
-pub(super) async fn precheck(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let mut tx = store.snapshot().await?;
-    let injected_now = store.injected_now();
-    let result = create::precheck(
-        &mut PgCreate {
-            conn: &mut tx,
-            injected_now,
-        },
-        r,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(result)
-}
-
 /// Task, items, in-flight guards, hold entries and the buckets' holds in one statement.
 /// The guard insert is where the constraint speaks: a primary-key violation there fails
 /// the statement, and the caller's transaction is rolled back whole. A bucket is taken
@@ -240,219 +227,127 @@ const INSERT_TASK: &str = "\
 
 /// A create, committed with whatever else its account's lane has queued (`store::writer`):
 /// the account's row lock is then taken once per batch rather than once per request.
-pub(super) async fn create(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
+async fn create_once(store: &PgStore, r: &NewUnlock) -> StoreResult<CreateResult> {
     let injected_now = store.injected_now();
     let request = r.clone();
     store
         .create_lane(&r.account_id)
         .run_keyed(r.account_id.clone(), move |conn| {
             Box::pin(
-                async move { create::create(&mut PgCreate { conn, injected_now }, &request).await },
+                async move { create::create(&mut PgTasks { conn, injected_now }, &request).await },
             )
         })
         .await
 }
 
-pub(super) async fn view(
-    store: &PgStore,
-    account_id: &str,
-    kind: ContactKind,
-    task_id: &str,
-) -> StoreResult<Option<TaskView>> {
-    // One statement, so one snapshot: the task, its items and its ledger totals agree.
-    let row: Option<TaskViewRow> = sqlx::query_as(
-        "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
-                t.created_at, t.updated_at, t.completed_at, \
-                (SELECT COALESCE(json_agg(json_build_array(i.id, i.personnel_id, i.status, i.value, \
-                        i.error_code, i.charged) ORDER BY i.position), '[]'::json)::text \
-                 FROM task_items i WHERE i.task_id = t.id) AS items, \
-                (SELECT json_build_array(SUM(amount) FILTER (WHERE entry_type = 'hold'), \
-                        SUM(amount) FILTER (WHERE entry_type = 'capture'), \
-                        SUM(amount) FILTER (WHERE entry_type = 'release'))::text \
-                 FROM ledger WHERE task_id = t.id) AS totals \
-         FROM tasks t WHERE t.id = $1 AND t.account_id = $2 AND t.kind = $3",
-    )
-    .bind(task_id)
-    .bind(account_id)
-    .bind(kind.as_str())
-    .fetch_optional(&store.pool)
-    .await?;
-    row.map(TaskViewRow::into_view).transpose()
-}
-
-pub(super) async fn claim(
-    store: &PgStore,
-    worker_id: &str,
-    policy: ClaimPolicy,
-) -> StoreResult<Claim> {
-    // The claim commits on its own, before anything else is tried: the attempt counter
-    // advances even when the work (or the abort) of this task fails every time, so a
-    // poisoned task is leased away from the head of the queue and the attempt limit is
-    // reached. The oldest claimable task that no other worker is claiming right now; the
-    // partial index holds only live tasks. Times are the database's.
-    let mut tx = store.pool.begin().await?;
-    let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
-        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = $1, \
-             lease_expires_at = unlockd_now_ms($3) + $2, updated_at = unlockd_now_ms($3) \
-         WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
-                     AND (status = 'pending' OR lease_expires_at <= unlockd_now_ms($3)) \
-                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, account_id, kind, attempt",
-    )
-    .bind(worker_id)
-    .bind(policy.lease_ms)
-    .bind(store.injected_now())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((task_id, account_id, kind, attempt)) = claimed else {
-        return Ok(Claim::Idle);
-    };
-    let kind = parse_kind(&kind)?;
-    let lease = Lease {
-        task_id,
-        attempt,
-        worker_id: worker_id.to_string(),
-    };
-    let items: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, personnel_id FROM task_items WHERE task_id = $1 \
-         AND status IN ('pending', 'processing') ORDER BY position",
-    )
-    .bind(&lease.task_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if attempt > policy.max_attempts {
-        // A task that keeps losing its workers is aborted: every unfinished item fails and
-        // its hold goes back. If even that fails, the lease just taken keeps other workers
-        // off the task until it runs out, and the tasks behind it go on.
-        let outcomes = items
-            .iter()
-            .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
-            .collect();
-        let mut tx = store.pool.begin().await?;
-        let now = check_lease(&mut tx, store, &lease).await?;
-        settlement::settle(&mut *tx, &lease.task_id, now, outcomes, TaskStatus::Failed).await?;
-        tx.commit().await?;
-        return Ok(Claim::Aborted {
-            task_id: lease.task_id,
-        });
-    }
-    Ok(Claim::Claimed(ClaimedTask {
-        lease,
-        account_id,
-        kind,
-        items: items
-            .into_iter()
-            .map(|(item_id, personnel_id)| ClaimedItem {
-                item_id,
-                personnel_id,
-            })
-            .collect(),
-    }))
-}
-
-/// Fencing: the lease must still be this worker's current attempt. The task row stays
-/// locked until the caller's transaction ends, so no claim can overtake the write.
-/// Returns the database's time, for the rows the caller writes.
-async fn check_lease(conn: &mut PgConnection, store: &PgStore, lease: &Lease) -> StoreResult<i64> {
-    let current: Option<(i64, Option<String>, String, i64)> = sqlx::query_as(
-        "SELECT attempt, lease_owner, status, unlockd_now_ms($2) FROM tasks WHERE id = $1 FOR UPDATE",
-    )
-    .bind(&lease.task_id)
-    .bind(store.injected_now())
-    .fetch_optional(&mut *conn)
-    .await?;
-    match current {
-        Some((attempt, Some(owner), status, now))
-            if attempt == lease.attempt && owner == lease.worker_id && status == "processing" =>
-        {
-            Ok(now)
+/// Runs a write transaction at READ COMMITTED on a pooled connection; a failed one is
+/// rolled back before the error is returned, so its row locks are gone by the time the
+/// caller (or the next claim) looks again. A dropped transaction would only be rolled back
+/// later, when its connection goes back to the pool.
+#[async_trait::async_trait]
+impl LeaseTransactions for PgStore {
+    async fn in_transaction<T: Send + 'static>(&self, work: LeaseWork<T>) -> StoreResult<T> {
+        let mut tx = self.pool.begin().await?;
+        let done = work(&mut PgTasks {
+            conn: &mut tx,
+            injected_now: self.injected_now(),
+        })
+        .await;
+        match done {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
         }
-        _ => Err(StoreError::LeaseLost),
     }
 }
 
-pub(super) async fn start_items(
-    store: &PgStore,
-    lease: &Lease,
-    item_ids: &[i64],
-) -> StoreResult<()> {
-    let mut tx = store.pool.begin().await?;
-    let now = check_lease(&mut tx, store, lease).await?;
-    sqlx::query(
-        "UPDATE task_items SET status = 'processing', updated_at = $1 \
-         WHERE task_id = $2 AND status = 'pending' AND id = ANY($3)",
-    )
-    .bind(now)
-    .bind(&lease.task_id)
-    .bind(item_ids)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn settle(
-    store: &PgStore,
-    lease: &Lease,
-    outcomes: Vec<(i64, LookupOutcome)>,
-) -> StoreResult<SettleReport> {
-    let mut tx = store.pool.begin().await?;
-    let settled = async {
-        let now = check_lease(&mut tx, store, lease).await?;
-        settlement::settle(
-            &mut *tx,
-            &lease.task_id,
-            now,
-            outcomes,
-            TaskStatus::Completed,
+// The statements written once are added by the macro (see `claim`).
+crate::store::claim::lease_statements_impl!(PgTasks<'_>, conn {
+    /// The oldest claimable task that no other worker is claiming right now; the partial
+    /// index holds only live tasks. Times are the database's.
+    async fn claim_next(
+        &mut self,
+        worker_id: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<ClaimedRow>> {
+        Ok(sqlx::query_as(
+            "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = $1, \
+                 lease_expires_at = unlockd_now_ms($3) + $2, updated_at = unlockd_now_ms($3) \
+             WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
+                         AND (status = 'pending' OR lease_expires_at <= unlockd_now_ms($3)) \
+                         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, account_id, kind, attempt",
         )
-        .await
+        .bind(worker_id)
+        .bind(lease_ms)
+        .bind(self.injected_now)
+        .fetch_optional(&mut *self.conn)
+        .await?)
     }
-    .await;
-    match settled {
-        Ok(report) => {
-            tx.commit().await?;
-            Ok(report)
-        }
-        Err(e) => {
-            // Rolled back before the error is returned: the task's row locks are gone by
-            // the time the caller (or the next claim) looks again. A dropped transaction
-            // would only be rolled back later, when its connection goes back to the pool.
-            let _ = tx.rollback().await;
-            Err(e)
-        }
+
+    /// The task row stays locked until the transaction ends, so no claim can overtake the
+    /// write that follows.
+    async fn lease_row(&mut self, task_id: &str) -> StoreResult<Option<LeaseRow>> {
+        Ok(sqlx::query_as(
+            "SELECT attempt, lease_owner, status, unlockd_now_ms($2) AS now \
+             FROM tasks WHERE id = $1 FOR UPDATE",
+        )
+        .bind(task_id)
+        .bind(self.injected_now)
+        .fetch_optional(&mut *self.conn)
+        .await?)
     }
-}
+
+    async fn mark_started(
+        &mut self,
+        task_id: &str,
+        item_ids: &[i64],
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE task_items SET status = 'processing', updated_at = $1 \
+             WHERE task_id = $2 AND status = 'pending' AND id = ANY($3)",
+        )
+        .bind(now)
+        .bind(task_id)
+        .bind(item_ids)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn extend_lease(&mut self, lease: &Lease, lease_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = unlockd_now_ms($5) + $1 \
+             WHERE id = $2 AND attempt = $3 AND lease_owner = $4 AND status = 'processing'",
+        )
+        .bind(lease_ms)
+        .bind(&lease.task_id)
+        .bind(lease.attempt)
+        .bind(&lease.worker_id)
+        .bind(self.injected_now)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
+});
 
 // The statements written once are added by the macro (see `settlement`).
-crate::store::settlement::settlement_statements_impl!(PgConnection {
-    async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
-        let (account_id, kind, call_source, created_at): (String, String, String, i64) =
-            sqlx::query_as(
-                "SELECT account_id, kind, call_source, created_at FROM tasks WHERE id = $1",
-            )
-            .bind(task_id)
-            .fetch_one(&mut *self)
-            .await?;
-        Ok(SettlingTask {
-            id: task_id.to_string(),
-            account_id,
-            kind: parse_kind(&kind)?,
-            call_source,
-            created_at,
-        })
-    }
-
+crate::store::settlement::settlement_statements_impl!(PgTasks<'_>, conn {
     async fn settlement_facts(
         &mut self,
         task: &SettlingTask,
         item_ids: &[i64],
     ) -> StoreResult<SettlementFacts> {
         // Open items and whether the account already has their person, in one statement.
-        let open: Vec<(i64, String, bool)> = sqlx::query_as(
-            "SELECT i.id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = $2 \
-                    AND u.kind = $3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') \
+        let open: Vec<OpenItemRow> = sqlx::query_as(
+            "SELECT i.id AS item_id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = $2 \
+                    AND u.kind = $3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') AS unlocked \
              FROM task_items i WHERE i.task_id = $1 AND i.status IN ('pending', 'processing') \
              AND i.id = ANY($4)",
         )
@@ -460,31 +355,17 @@ crate::store::settlement::settlement_statements_impl!(PgConnection {
         .bind(&task.account_id)
         .bind(task.kind.as_str())
         .bind(item_ids)
-        .fetch_all(&mut *self)
+        .fetch_all(&mut *self.conn)
         .await?;
-        let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        let holds: Vec<HoldRow> = sqlx::query_as(
             "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = $1 \
              AND item_id = ANY($2) ORDER BY id",
         )
         .bind(&task.id)
         .bind(item_ids)
-        .fetch_all(&mut *self)
+        .fetch_all(&mut *self.conn)
         .await?;
-        let mut facts = SettlementFacts::default();
-        for (item_id, person, unlocked) in open {
-            if unlocked {
-                facts.already_unlocked.insert(person.clone());
-            }
-            facts.open.insert(item_id, person);
-        }
-        for (item_id, bucket_id, amount) in hold_rows {
-            facts
-                .holds
-                .entry(item_id)
-                .or_default()
-                .push(HoldShare { bucket_id, amount });
-        }
-        Ok(facts)
+        Ok(settlement::settlement_facts(open, holds))
     }
 
     async fn write_settlement(
@@ -511,7 +392,7 @@ crate::store::settlement::settlement_statements_impl!(PgConnection {
             .bind(now)
             .bind(&people)
             .bind(&values)
-            .execute(&mut *self)
+            .execute(&mut *self.conn)
             .await?;
             if done.rows_affected() != plan.unlocked.len() as u64 {
                 // The plan charges only people the account did not have, and the in-flight
@@ -534,7 +415,7 @@ crate::store::settlement::settlement_statements_impl!(PgConnection {
             .bind(&task.id)
             .bind(now)
             .bind(&plan.not_found)
-            .execute(&mut *self)
+            .execute(&mut *self.conn)
             .await?;
         }
         if !plan.entries.is_empty() {
@@ -560,7 +441,7 @@ crate::store::settlement::settlement_statements_impl!(PgConnection {
             .bind(&amounts)
             .bind(&items)
             .bind(&people)
-            .execute(&mut *self)
+            .execute(&mut *self.conn)
             .await?;
         }
         let ids: Vec<i64> = plan.items.iter().map(|i| i.item_id).collect();
@@ -586,7 +467,7 @@ crate::store::settlement::settlement_statements_impl!(PgConnection {
         .bind(&errors)
         .bind(&charged)
         .bind(&task.id)
-        .execute(&mut *self)
+        .execute(&mut *self.conn)
         .await?;
         if updated.rows_affected() != plan.items.len() as u64 {
             return Err(StoreError::Integrity("a settled item was not open".into()));
@@ -599,25 +480,58 @@ crate::store::settlement::settlement_statements_impl!(PgConnection {
         .bind(kind)
         .bind(&task.id)
         .bind(&plan.guards_removed)
-        .execute(&mut *self)
+        .execute(&mut *self.conn)
         .await?;
-        // Bucket by bucket in id order (the plan's), the order every writer locks them in.
-        for (bucket_id, moved) in &plan.buckets {
-            let done = sqlx::query(
-                "UPDATE credit_buckets SET held = held - $1, balance = balance + $2 \
-                 WHERE id = $3 AND held >= $1",
-            )
-            .bind(moved.captured + moved.released)
-            .bind(moved.released)
-            .bind(bucket_id)
-            .execute(&mut *self)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Integrity(format!(
-                    "bucket {bucket_id} holds less than its settlement"
-                )));
-            }
-        }
         Ok(())
     }
+});
+
+// The methods written once are added by the macro (see `portable`).
+crate::store::portable::tasks_impl!(PgStore, pool, pool {
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        retrying(|| create_once(self, request)).await
+    }
+
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        let mut tx = self.snapshot().await?;
+        let injected_now = self.injected_now();
+        let result = create::precheck(
+            &mut PgTasks {
+                conn: &mut tx,
+                injected_now,
+            },
+            request,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>> {
+        // One statement, so one snapshot: the task, its items and its ledger totals agree.
+        let row: Option<TaskViewRow> = sqlx::query_as(
+            "SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+                    t.created_at, t.updated_at, t.completed_at, \
+                    (SELECT COALESCE(json_agg(json_build_array(i.id, i.personnel_id, i.status, i.value, \
+                            i.error_code, i.charged) ORDER BY i.position), '[]'::json)::text \
+                     FROM task_items i WHERE i.task_id = t.id) AS items, \
+                    (SELECT json_build_array(SUM(amount) FILTER (WHERE entry_type = 'hold'), \
+                            SUM(amount) FILTER (WHERE entry_type = 'capture'), \
+                            SUM(amount) FILTER (WHERE entry_type = 'release'))::text \
+                     FROM ledger WHERE task_id = t.id) AS totals \
+             FROM tasks t WHERE t.id = $1 AND t.account_id = $2 AND t.kind = $3",
+        )
+        .bind(task_id)
+        .bind(account_id)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TaskViewRow::into_view).transpose()
+    }
+
 });

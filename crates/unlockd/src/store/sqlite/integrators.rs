@@ -78,7 +78,7 @@ pub(super) async fn create_keyed(
                     return Ok(KeyedCreate::ReservationLost);
                 }
                 let result = create::create(
-                    &mut tasks::SqliteCreate {
+                    &mut tasks::SqliteTasks {
                         conn: &mut *conn,
                         now,
                     },

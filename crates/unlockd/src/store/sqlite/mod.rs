@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::auth_cache::{self, AuthCache};
+use super::auth_cache::AuthCache;
 use super::writer::{Connect, Writer};
 use super::*;
 use crate::clock::DynClock;
@@ -126,6 +126,16 @@ impl SqliteStore {
         self.clock.now_ms()
     }
 
+    /// Runs a transaction once: writes take the database lock before they read, so SQLite
+    /// never asks for a retry the way PostgreSQL's deadlock and serialization checks do.
+    async fn with_retries<T, F, Fut>(&self, mut run: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        run().await
+    }
+
     /// A write transaction that holds the database write lock from its first statement, so
     /// that a read-then-write cannot be invalidated by another process's commit.
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -143,14 +153,8 @@ async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error
     Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
-use crate::store::rows::parse_bucket_kind;
-
 #[async_trait]
-impl Store for SqliteStore {
-    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
-        self
-    }
-
+impl Lifecycle for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())
@@ -187,67 +191,9 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
 
-    async fn import_catalog(
-        &self,
-        rows: &CatalogImport,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> StoreResult<()> {
-        catalog::import_catalog(self, rows, progress).await
-    }
-
-    async fn catalog_counts(&self) -> StoreResult<CatalogCounts> {
-        let (events, exhibitors, personnel): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM exhibitors), \
-             (SELECT COUNT(*) FROM personnel)",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(CatalogCounts {
-            events,
-            exhibitors,
-            personnel,
-        })
-    }
-
-    async fn queue_gauges(&self) -> StoreResult<QueueGauges> {
-        let (live_tasks, unsettled_items, credits_held): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing')), \
-             (SELECT COUNT(*) FROM task_items i JOIN tasks t ON t.id = i.task_id \
-              WHERE t.status IN ('pending', 'processing') AND i.status IN ('pending', 'processing')), \
-             (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets)",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(QueueGauges {
-            live_tasks,
-            unsettled_items,
-            credits_held,
-        })
-    }
-
-    async fn event_keys(&self) -> StoreResult<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT id, event_id FROM events")
-            .fetch_all(&self.reader)
-            .await?)
-    }
-
-    async fn contact_of(
-        &self,
-        personnel_id: &str,
-        kind: ContactKind,
-    ) -> StoreResult<Option<Option<String>>> {
-        let sql = match kind {
-            ContactKind::Email => "SELECT email FROM personnel WHERE id = ?1",
-            ContactKind::Phone => "SELECT phone FROM personnel WHERE id = ?1",
-        };
-        let row: Option<(Option<String>,)> = sqlx::query_as(sql)
-            .bind(personnel_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.map(|(v,)| v))
-    }
-
+crate::store::portable::catalog_impl!(SqliteStore, reader, writer {
     async fn contacts_of(
         &self,
         personnel_ids: &[String],
@@ -316,97 +262,16 @@ impl Store for SqliteStore {
         .await?;
         Ok(sources::sources_by_person(pairs))
     }
+});
 
-    async fn report_source_health(
-        &self,
-        worker_id: &str,
-        health: &[sources::SourceHealth],
-    ) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sources::write_health::<Sqlite>(&mut tx, worker_id, health, self.now()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
-        let mut conn = self.reader.acquire().await?;
-        sources::read_health::<Sqlite>(&mut conn).await
-    }
-
-    async fn provider_costs(
-        &self,
-        account_id: Option<&str>,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<sources::ProviderCost>> {
-        let mut conn = self.reader.acquire().await?;
-        sources::read_provider_costs::<Sqlite>(&mut conn, account_id, from_ms, to_ms).await
-    }
-
-    async fn create_account(&self, name: &str) -> StoreResult<AccountInfo> {
-        let account = AccountInfo {
-            id: uuid::Uuid::now_v7().to_string(),
-            name: name.to_string(),
-            created_at: self.now(),
-        };
-        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)")
-            .bind(&account.id)
-            .bind(&account.name)
-            .bind(account.created_at)
-            .execute(&self.writer)
-            .await?;
-        Ok(account)
-    }
-
+crate::store::portable::accounts_impl!(SqliteStore, reader, writer {
     async fn find_account_by_name(&self, name: &str) -> StoreResult<Option<AccountInfo>> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT id, name, created_at FROM accounts WHERE name = ?1 ORDER BY created_at LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|(id, name, created_at)| AccountInfo {
-            id,
-            name,
-            created_at,
-        }))
-    }
-
-    async fn find_account(&self, account_id: &str) -> StoreResult<Option<AccountInfo>> {
-        let row: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT id, name, created_at FROM accounts WHERE id = ?1")
-                .bind(account_id)
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(row.map(|(id, name, created_at)| AccountInfo {
-            id,
-            name,
-            created_at,
-        }))
-    }
-
-    async fn list_accounts(&self) -> StoreResult<Vec<(AccountInfo, i64)>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT a.id, a.name, a.created_at, \
-             (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) \
-             FROM accounts a ORDER BY a.created_at, a.id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, created_at, keys)| {
-                (
-                    AccountInfo {
-                        id,
-                        name,
-                        created_at,
-                    },
-                    keys,
-                )
-            })
-            .collect())
+        .await?)
     }
 
     async fn add_api_key(
@@ -435,47 +300,6 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")
-                .bind(self.now())
-                .bind(key_id)
-                .execute(&self.writer)
-                .await?;
-        self.auth_cache.forget_all();
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn list_api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
-        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, account_id, prefix, created_at, revoked_at FROM api_keys \
-             WHERE account_id = ?1 ORDER BY created_at, id",
-        )
-        .bind(account_id)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(key_id, account_id, prefix, created_at, revoked_at)| ApiKeyInfo {
-                    key_id,
-                    account_id,
-                    prefix,
-                    created_at,
-                    revoked_at,
-                },
-            )
-            .collect())
-    }
-
-    async fn authenticate(&self, key_digest: &str) -> StoreResult<Option<Principal>> {
-        auth_cache::authenticate(&self.auth_cache, &self.reader, key_digest).await
-    }
-
-    async fn refresh_auth_cache(&self) -> StoreResult<()> {
-        auth_cache::refresh(&self.auth_cache, &self.reader).await
     }
 
     async fn grant_credits(&self, grant: &Grant) -> StoreResult<String> {
@@ -520,227 +344,10 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(bucket_id)
     }
+});
 
-    async fn buckets(&self, account_id: &str) -> StoreResult<Vec<BucketState>> {
-        let rows: Vec<(String, String, i64, i64, i64, i64, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT id, kind, granted, balance, held, expired, expires_at, created_at \
-             FROM credit_buckets WHERE account_id = ?1 ORDER BY created_at, id",
-        )
-        .bind(account_id)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.into_iter()
-            .map(
-                |(id, kind, granted, balance, held, expired, expires_at, created_at)| {
-                    Ok(BucketState {
-                        id,
-                        kind: parse_bucket_kind(&kind)?,
-                        granted,
-                        balance,
-                        held,
-                        expired,
-                        expires_at,
-                        created_at,
-                    })
-                },
-            )
-            .collect()
-    }
-
-    async fn admin_create_account(
-        &self,
-        actor: &str,
-        name: &str,
-        credits: i64,
-        key: &GeneratedKey,
-        prefix: KeyPrefix,
-    ) -> StoreResult<AccountInfo> {
-        admin::create_account(self, actor, name, credits, key, prefix).await
-    }
-
-    async fn admin_add_api_key(
-        &self,
-        actor: &str,
-        account_id: &str,
-        key: &GeneratedKey,
-        prefix: KeyPrefix,
-    ) -> StoreResult<()> {
-        admin::add_api_key(self, actor, account_id, key, prefix).await
-    }
-
-    async fn admin_revoke_api_key(&self, actor: &str, key_id: &str) -> StoreResult<bool> {
-        let revoked = admin::revoke_api_key(self, actor, key_id).await;
-        self.auth_cache.forget_all();
-        revoked
-    }
-
-    async fn admin_grant_credits(&self, actor: &str, grant: &Grant) -> StoreResult<String> {
-        admin::grant_credits(self, actor, grant).await
-    }
-
-    async fn set_account_disabled(
-        &self,
-        actor: &str,
-        account_id: &str,
-        disabled: bool,
-    ) -> StoreResult<bool> {
-        let changed = admin::set_disabled(self, actor, account_id, disabled).await;
-        self.auth_cache.forget_all();
-        changed
-    }
-
-    async fn audit_log(&self, account_id: Option<&str>) -> StoreResult<Vec<audit::AuditEntry>> {
-        admin::audit_log(self, account_id).await
-    }
-
-    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
-        tasks::create(self, request).await
-    }
-
-    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
-        tasks::precheck(self, request).await
-    }
-
-    async fn task_view(
-        &self,
-        account_id: &str,
-        kind: ContactKind,
-        task_id: &str,
-    ) -> StoreResult<Option<TaskView>> {
-        tasks::view(self, account_id, kind, task_id).await
-    }
-
-    async fn claim_task(&self, worker_id: &str, policy: ClaimPolicy) -> StoreResult<Claim> {
-        tasks::claim(self, worker_id, policy).await
-    }
-
-    async fn renew_lease(&self, lease: &Lease, lease_ms: i64) -> StoreResult<()> {
-        let expires_at = self.now() + lease_ms;
-        let lease = lease.clone();
-        self.batcher
-            .run(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE tasks SET lease_expires_at = ?1 \
-                         WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
-                    )
-                    .bind(expires_at)
-                    .bind(&lease.task_id)
-                    .bind(lease.attempt)
-                    .bind(&lease.worker_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    if done.rows_affected() == 1 {
-                        Ok(())
-                    } else {
-                        Err(StoreError::LeaseLost)
-                    }
-                })
-            })
-            .await
-    }
-
-    async fn start_items(&self, lease: &Lease, item_ids: &[i64]) -> StoreResult<()> {
-        tasks::start_items(self, lease, item_ids).await
-    }
-
-    async fn settle_items(
-        &self,
-        lease: &Lease,
-        outcomes: Vec<(i64, LookupOutcome)>,
-    ) -> StoreResult<SettleReport> {
-        tasks::settle(self, lease, outcomes).await
-    }
-
-    async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
-        let lease = lease.clone();
-        self.batcher
-            .run(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE tasks SET lease_expires_at = 0, lease_owner = NULL \
-                         WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND status = 'processing'",
-                    )
-                    .bind(&lease.task_id)
-                    .bind(lease.attempt)
-                    .bind(&lease.worker_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    async fn find_event(&self, reference: &str) -> StoreResult<Option<EventView>> {
-        reads::find_event(self, reference).await
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<EventView>> {
-        reads::list_events(self, filter, page).await
-    }
-
-    async fn list_personnel(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &PersonnelFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>> {
-        reads::list_personnel(self, account_id, event_id, filter, page).await
-    }
-
-    async fn personnel_profile(
-        &self,
-        account_id: &str,
-        personnel_id: &str,
-    ) -> StoreResult<Option<ContactView>> {
-        reads::personnel_profile(self, account_id, personnel_id).await
-    }
-
-    async fn search_contacts(
-        &self,
-        account_id: &str,
-        search: &ContactSearch,
-        page: PageRequest,
-    ) -> StoreResult<Page<ContactView>> {
-        search::search_contacts(self, account_id, search, page).await
-    }
-
-    async fn list_exhibitors(
-        &self,
-        account_id: &str,
-        event_id: &str,
-        filter: &ExhibitorFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<ExhibitorView>> {
-        exhibitors::list_exhibitors(self, account_id, event_id, filter, page).await
-    }
-
-    async fn exhibitor_profile(&self, exhibitor_id: &str) -> StoreResult<Option<ExhibitorView>> {
-        exhibitors::exhibitor_profile(self, exhibitor_id).await
-    }
-
-    async fn exhibitor_events(
-        &self,
-        exhibitor_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>> {
-        exhibitors::exhibitor_events(self, exhibitor_id, page).await
-    }
-
-    async fn personnel_events(
-        &self,
-        personnel_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Option<Page<EventView>>> {
-        exhibitors::personnel_events(self, personnel_id, page).await
-    }
-
+#[async_trait]
+impl Upkeep for SqliteStore {
     async fn refresh_search_index(&self) -> StoreResult<i64> {
         search::refresh_search_index(self).await
     }
@@ -760,58 +367,42 @@ impl Store for SqliteStore {
         Ok(problems)
     }
 
-    async fn reserve_idempotency_key(
-        &self,
-        key: &crate::store::integrators::IdempotencyKey,
-        lock_ms: i64,
-    ) -> StoreResult<crate::store::integrators::KeyReservation> {
-        integrators::reserve_key(self, key, lock_ms).await
-    }
-
-    async fn create_unlock_task_keyed(
-        &self,
-        request: &NewUnlock,
-        key: &crate::store::integrators::IdempotencyKey,
-        token: &str,
-        render: crate::store::integrators::ResponseRenderer,
-    ) -> StoreResult<crate::store::integrators::KeyedCreate> {
-        integrators::create_keyed(self, request, key, token, render).await
-    }
-
-    async fn release_idempotency_key(
-        &self,
-        key: &crate::store::integrators::IdempotencyKey,
-        token: &str,
-    ) -> StoreResult<()> {
-        integrators::release_key(self, key, token).await
-    }
-
     async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<i64> {
         integrators::prune_keys(self, before_ms).await
     }
+}
 
-    async fn list_tasks(
-        &self,
-        account_id: &str,
-        kind: ContactKind,
-        filter: &crate::store::integrators::TaskFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<TaskView>> {
-        integrators::list_tasks(self, account_id, kind, filter, page).await
+#[async_trait]
+impl Coordination for SqliteStore {
+    fn integrations(&self) -> &dyn crate::store::integrations::Integrations {
+        self
     }
 
-    async fn usage(
+    async fn report_source_health(
         &self,
-        account_id: &str,
-        query: crate::store::integrators::UsageQuery,
-    ) -> StoreResult<Vec<crate::store::integrators::UsageRow>> {
-        integrators::usage(self, account_id, query).await
+        worker_id: &str,
+        health: &[sources::SourceHealth],
+    ) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sources::write_health::<Sqlite>(&mut tx, worker_id, health, self.now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
-            .fetch_all(&self.reader)
-            .await?)
+    async fn source_health(&self) -> StoreResult<Vec<sources::SourceHealthRow>> {
+        let mut conn = self.reader.acquire().await?;
+        sources::read_health::<Sqlite>(&mut conn).await
+    }
+
+    async fn provider_costs(
+        &self,
+        account_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<sources::ProviderCost>> {
+        let mut conn = self.reader.acquire().await?;
+        sources::read_provider_costs::<Sqlite>(&mut conn, account_id, from_ms, to_ms).await
     }
 }
 

@@ -1,35 +1,59 @@
-//! Unlock tasks on SQLite: create (classify + hold + insert, one transaction), claim with
-//! lease and fencing, the statements of a settlement (the rule and its orchestration are
-//! shared: `domain::settle`, `store::settlement`), and the read view.
+//! Unlock tasks on SQLite: the statements of a create, a claim and its lease, and a
+//! settlement (the rules and orchestrations are shared: `domain::{unlock, create, lease,
+//! settle}`, `store::{create, claim, settlement}`), the write transaction they run in (the
+//! writer's batch), and the read view.
 
 use sqlx::SqliteConnection;
-use unlockd_api::TaskStatus;
 
-use super::SqliteStore;
+use super::{integrators, SqliteStore};
 use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
-use crate::domain::settle::{HoldShare, LookupOutcome, SettlementFacts, SettlementPlan};
+use crate::domain::settle::LookupOutcome;
+use crate::domain::settle::{SettlementFacts, SettlementPlan};
 use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
+use crate::store::claim;
+use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask, INSERT_TASK_ROW};
-use crate::store::rows::{item_status_str, json, parse_bucket_kind, parse_kind, TaskViewRow};
-use crate::store::settlement::{self, SettlingTask};
-use crate::store::{
-    Claim, ClaimPolicy, ClaimedItem, ClaimedTask, CreateResult, Lease, NewUnlock, SettleReport,
-    StoreError, StoreResult, TaskView,
-};
+use crate::store::rows::{item_status_str, json, SpendableBucketRow, TaskViewRow};
+use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
+use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
+use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
 
-/// A create's statements on SQLite, with the store's clock (the orchestration is shared:
-/// `store::create`). Facts are read in two statements: one row per requested id with its
-/// four facts, then the account's buckets (each statement is a round trip to the driver's
+/// The task view's one statement: the task, its items and its ledger totals agree.
+const TASK_VIEW: &str = "\
+    SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
+           t.created_at, t.updated_at, t.completed_at, \
+           (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
+            FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
+           (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
+                              SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
+                              SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
+            FROM ledger WHERE task_id = t.id) AS totals \
+    FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3";
+
+/// A task's statements on SQLite (create, claim, lease, settle; the orchestrations are
+/// shared: `store::create`, `store::claim`, `store::settlement`), with the store's clock.
+/// A create's facts are read in two statements: one row per requested id with its four
+/// facts, then the account's buckets (each statement is a round trip to the driver's
 /// thread, so fewer is faster).
-pub(super) struct SqliteCreate<'c> {
+pub(super) struct SqliteTasks<'c> {
     pub conn: &'c mut SqliteConnection,
     pub now: i64,
 }
 
+/// One requested person's facts, as a create reads them.
+#[derive(Debug, sqlx::FromRow)]
+struct PersonFactsRow {
+    id: String,
+    present: bool,
+    linked: bool,
+    unlocked: bool,
+    in_flight_task: Option<String>,
+}
+
 #[async_trait::async_trait]
-impl CreateStatements for SqliteCreate<'_> {
+impl CreateStatements for SqliteTasks<'_> {
     async fn create_facts(
         &mut self,
         r: &NewUnlock,
@@ -47,13 +71,14 @@ impl CreateStatements for SqliteCreate<'_> {
         let Some((event_id,)) = event else {
             return Ok(None);
         };
-        let people: Vec<(String, bool, bool, bool, Option<String>)> = sqlx::query_as(
-            "SELECT r.value, \
-                EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value), \
-                EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value), \
+        let people: Vec<PersonFactsRow> = sqlx::query_as(
+            "SELECT r.value AS id, \
+                EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value) AS present, \
+                EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value) AS linked, \
                 EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
-                        AND u.personnel_id = r.value AND u.status = 'unlocked'), \
+                        AND u.personnel_id = r.value AND u.status = 'unlocked') AS unlocked, \
                 (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
+                AS in_flight_task \
              FROM json_each(?4) r",
         )
         .bind(&event_id)
@@ -62,7 +87,7 @@ impl CreateStatements for SqliteCreate<'_> {
         .bind(json(&valid_ids)?)
         .fetch_all(&mut *conn)
         .await?;
-        let buckets: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(
+        let buckets: Vec<SpendableBucketRow> = sqlx::query_as(
             "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
              WHERE account_id = ?1 AND balance > 0",
         )
@@ -70,31 +95,23 @@ impl CreateStatements for SqliteCreate<'_> {
         .fetch_all(&mut *conn)
         .await?;
         let mut facts = UnlockFacts::default();
-        for (id, present, linked, unlocked, task) in people {
-            if present {
-                facts.existing.insert(id.clone());
+        for person in people {
+            if person.present {
+                facts.existing.insert(person.id.clone());
             }
-            if linked {
-                facts.linked.insert(id.clone());
+            if person.linked {
+                facts.linked.insert(person.id.clone());
             }
-            if unlocked {
-                facts.already_unlocked.insert(id.clone());
+            if person.unlocked {
+                facts.already_unlocked.insert(person.id.clone());
             }
-            if let Some(task) = task {
-                facts.in_flight.insert(id, task);
+            if let Some(task) = person.in_flight_task {
+                facts.in_flight.insert(person.id, task);
             }
         }
         facts.buckets = buckets
             .into_iter()
-            .map(|(id, kind, expires_at, created_at, balance)| {
-                Ok(Bucket {
-                    id,
-                    kind: parse_bucket_kind(&kind)?,
-                    expires_at,
-                    created_at,
-                    balance,
-                })
-            })
+            .map(Bucket::try_from)
             .collect::<StoreResult<_>>()?;
         Ok(Some(CreateFacts {
             event_id,
@@ -193,245 +210,86 @@ impl CreateStatements for SqliteCreate<'_> {
     }
 }
 
-pub(super) async fn precheck(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
-    let mut tx = store.reader.begin().await?;
-    let result = create::precheck(&mut SqliteCreate { conn: &mut tx, now }, r).await?;
-    tx.commit().await?;
-    Ok(result)
+/// Runs a write transaction in the writer's batch (which holds the write lock), with the
+/// store's clock read when the work is queued.
+#[async_trait::async_trait]
+impl LeaseTransactions for SqliteStore {
+    async fn in_transaction<T: Send + 'static>(&self, work: LeaseWork<T>) -> StoreResult<T> {
+        let now = self.now();
+        self.batcher
+            .run(move |conn| Box::pin(async move { work(&mut SqliteTasks { conn, now }).await }))
+            .await
+    }
 }
 
-pub(super) async fn create(store: &SqliteStore, r: &NewUnlock) -> StoreResult<CreateResult> {
-    let now = store.now();
-    let r = r.clone();
-    store
-        .batcher
-        .run(move |conn| {
-            Box::pin(async move { create::create(&mut SqliteCreate { conn, now }, &r).await })
-        })
-        .await
-}
+// The statements written once are added by the macro (see `claim`).
+crate::store::claim::lease_statements_impl!(SqliteTasks<'_>, conn {
+    async fn claim_next(
+        &mut self,
+        worker_id: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<ClaimedRow>> {
+        Ok(sqlx::query_as(
+            "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
+                 lease_expires_at = ?2, updated_at = ?3 \
+             WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
+                         AND (status = 'pending' OR lease_expires_at <= ?3) \
+                         ORDER BY created_at, id LIMIT 1) \
+             RETURNING id, account_id, kind, attempt",
+        )
+        .bind(worker_id)
+        .bind(self.now + lease_ms)
+        .bind(self.now)
+        .fetch_optional(&mut *self.conn)
+        .await?)
+    }
 
-/// The task view's one statement: the task, its items and its ledger totals agree.
-const TASK_VIEW: &str = "\
-    SELECT t.id, t.account_id, t.kind, t.event_ref, t.status, t.call_source, t.price, \
-           t.created_at, t.updated_at, t.completed_at, \
-           (SELECT json_group_array(json_array(i.id, i.personnel_id, i.status, i.value, i.error_code, i.charged)) \
-            FROM (SELECT * FROM task_items WHERE task_id = t.id ORDER BY position) i) AS items, \
-           (SELECT json_array(SUM(CASE WHEN entry_type = 'hold' THEN amount END), \
-                              SUM(CASE WHEN entry_type = 'capture' THEN amount END), \
-                              SUM(CASE WHEN entry_type = 'release' THEN amount END)) \
-            FROM ledger WHERE task_id = t.id) AS totals \
-    FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3";
+    async fn lease_row(&mut self, task_id: &str) -> StoreResult<Option<LeaseRow>> {
+        // The batch holds the write lock: nothing can change the row before the write.
+        Ok(sqlx::query_as(
+            "SELECT attempt, lease_owner, status, ?2 AS now FROM tasks WHERE id = ?1",
+        )
+        .bind(task_id)
+        .bind(self.now)
+        .fetch_optional(&mut *self.conn)
+        .await?)
+    }
 
-/// A poll: one indexed statement, run on the calling thread (see `inline`).
-pub(super) async fn view(
-    store: &SqliteStore,
-    account_id: &str,
-    kind: ContactKind,
-    task_id: &str,
-) -> StoreResult<Option<TaskView>> {
-    use rusqlite::OptionalExtension;
-    let row = store.inline.read(|conn| {
-        conn.prepare_cached(TASK_VIEW)?
-            .query_row((task_id, account_id, kind.as_str()), |r| {
-                Ok(TaskViewRow {
-                    id: r.get(0)?,
-                    account_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    event_ref: r.get(3)?,
-                    status: r.get(4)?,
-                    call_source: r.get(5)?,
-                    price: r.get(6)?,
-                    created_at: r.get(7)?,
-                    updated_at: r.get(8)?,
-                    completed_at: r.get(9)?,
-                    items: r.get(10)?,
-                    totals: r.get(11)?,
-                })
-            })
-            .optional()
-    })?;
-    row.map(TaskViewRow::into_view).transpose()
-}
-
-pub(super) async fn claim(
-    store: &SqliteStore,
-    worker_id: &str,
-    policy: ClaimPolicy,
-) -> StoreResult<Claim> {
-    // The claim commits on its own, before anything else is tried: the attempt counter
-    // advances even when the work (or the abort) of this task fails every time, so a
-    // poisoned task is leased away from the head of the queue and the attempt limit is
-    // reached. Times are this process's clock: SQLite lives on one host.
-    let now = store.now();
-    let worker = worker_id.to_string();
-    let claimed = store
-        .batcher
-        .run(move |conn| Box::pin(async move { claim_in(conn, &worker, policy, now).await }))
+    async fn mark_started(
+        &mut self,
+        task_id: &str,
+        item_ids: &[i64],
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE task_items SET status = 'processing', updated_at = ?1 \
+             WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(now)
+        .bind(task_id)
+        .bind(json(&item_ids)?)
+        .execute(&mut *self.conn)
         .await?;
-    let Some((lease, account_id, kind, items)) = claimed else {
-        return Ok(Claim::Idle);
-    };
-    if lease.attempt > policy.max_attempts {
-        // A task that keeps losing its workers is aborted: every unfinished item fails and
-        // its hold goes back. If even that fails, the lease just taken keeps other workers
-        // off the task until it runs out, and the tasks behind it go on.
-        let outcomes = items
-            .iter()
-            .map(|(id, _)| (*id, LookupOutcome::TaskFailed))
-            .collect();
-        let aborting = lease.clone();
-        store
-            .batcher
-            .run(move |conn| {
-                Box::pin(async move {
-                    check_lease(conn, &aborting).await?;
-                    settlement::settle(conn, &aborting.task_id, now, outcomes, TaskStatus::Failed)
-                        .await
-                })
-            })
-            .await?;
-        return Ok(Claim::Aborted {
-            task_id: lease.task_id,
-        });
+        Ok(())
     }
-    Ok(Claim::Claimed(ClaimedTask {
-        lease,
-        account_id,
-        kind,
-        items: items
-            .into_iter()
-            .map(|(item_id, personnel_id)| ClaimedItem {
-                item_id,
-                personnel_id,
-            })
-            .collect(),
-    }))
-}
 
-/// The claimed task's lease, account, kind and unsettled items (id, person).
-type ClaimRow = (Lease, String, ContactKind, Vec<(i64, String)>);
-
-async fn claim_in(
-    conn: &mut SqliteConnection,
-    worker_id: &str,
-    policy: ClaimPolicy,
-    now: i64,
-) -> StoreResult<Option<ClaimRow>> {
-    let claimed: Option<(String, String, String, i64)> = sqlx::query_as(
-        "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
-             lease_expires_at = ?2, updated_at = ?3 \
-         WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
-                     AND (status = 'pending' OR lease_expires_at <= ?3) \
-                     ORDER BY created_at, id LIMIT 1) \
-         RETURNING id, account_id, kind, attempt",
-    )
-    .bind(worker_id)
-    .bind(now + policy.lease_ms)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((task_id, account_id, kind, attempt)) = claimed else {
-        return Ok(None);
-    };
-    let items: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, personnel_id FROM task_items WHERE task_id = ?1 \
-         AND status IN ('pending', 'processing') ORDER BY position",
-    )
-    .bind(&task_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let lease = Lease {
-        task_id,
-        attempt,
-        worker_id: worker_id.to_string(),
-    };
-    Ok(Some((lease, account_id, parse_kind(&kind)?, items)))
-}
-
-/// Fencing: the lease must still be this worker's current attempt.
-async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> StoreResult<()> {
-    let current: Option<(i64, Option<String>, String)> =
-        sqlx::query_as("SELECT attempt, lease_owner, status FROM tasks WHERE id = ?1")
-            .bind(&lease.task_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match current {
-        Some((attempt, Some(owner), status))
-            if attempt == lease.attempt && owner == lease.worker_id && status == "processing" =>
-        {
-            Ok(())
-        }
-        _ => Err(StoreError::LeaseLost),
+    async fn extend_lease(&mut self, lease: &Lease, lease_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = ?1 \
+             WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
+        )
+        .bind(self.now + lease_ms)
+        .bind(&lease.task_id)
+        .bind(lease.attempt)
+        .bind(&lease.worker_id)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(done.rows_affected())
     }
-}
-
-pub(super) async fn start_items(
-    store: &SqliteStore,
-    lease: &Lease,
-    item_ids: &[i64],
-) -> StoreResult<()> {
-    let now = store.now();
-    let lease = lease.clone();
-    let ids = json(&item_ids)?;
-    store
-        .batcher
-        .run(move |conn| {
-            Box::pin(async move {
-                check_lease(conn, &lease).await?;
-                sqlx::query(
-                    "UPDATE task_items SET status = 'processing', updated_at = ?1 \
-                     WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))",
-                )
-                .bind(now)
-                .bind(&lease.task_id)
-                .bind(&ids)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-}
-
-pub(super) async fn settle(
-    store: &SqliteStore,
-    lease: &Lease,
-    outcomes: Vec<(i64, LookupOutcome)>,
-) -> StoreResult<SettleReport> {
-    let now = store.now();
-    let lease = lease.clone();
-    store
-        .batcher
-        .run(move |conn| {
-            Box::pin(async move {
-                check_lease(conn, &lease).await?;
-                settlement::settle(conn, &lease.task_id, now, outcomes, TaskStatus::Completed).await
-            })
-        })
-        .await
-}
+});
 
 // The statements written once are added by the macro (see `settlement`).
-crate::store::settlement::settlement_statements_impl!(SqliteConnection {
-    async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
-        let (account_id, kind, call_source, created_at): (String, String, String, i64) =
-            sqlx::query_as(
-                "SELECT account_id, kind, call_source, created_at FROM tasks WHERE id = ?1",
-            )
-            .bind(task_id)
-            .fetch_one(&mut *self)
-            .await?;
-        Ok(SettlingTask {
-            id: task_id.to_string(),
-            account_id,
-            kind: parse_kind(&kind)?,
-            call_source,
-            created_at,
-        })
-    }
-
+crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
     async fn settlement_facts(
         &mut self,
         task: &SettlingTask,
@@ -439,9 +297,9 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
     ) -> StoreResult<SettlementFacts> {
         let ids = json(&item_ids)?;
         // Open items and whether the account already has their person, in one statement.
-        let open: Vec<(i64, String, bool)> = sqlx::query_as(
-            "SELECT i.id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 \
-                    AND u.kind = ?3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') \
+        let open: Vec<OpenItemRow> = sqlx::query_as(
+            "SELECT i.id AS item_id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 \
+                    AND u.kind = ?3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') AS unlocked \
              FROM task_items i WHERE i.task_id = ?1 AND i.status IN ('pending', 'processing') \
              AND i.id IN (SELECT value FROM json_each(?4))",
         )
@@ -449,31 +307,17 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
         .bind(&task.account_id)
         .bind(task.kind.as_str())
         .bind(&ids)
-        .fetch_all(&mut *self)
+        .fetch_all(&mut *self.conn)
         .await?;
-        let hold_rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        let holds: Vec<HoldRow> = sqlx::query_as(
             "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = ?1 \
              AND item_id IN (SELECT value FROM json_each(?2)) ORDER BY id",
         )
         .bind(&task.id)
         .bind(&ids)
-        .fetch_all(&mut *self)
+        .fetch_all(&mut *self.conn)
         .await?;
-        let mut facts = SettlementFacts::default();
-        for (item_id, person, unlocked) in open {
-            if unlocked {
-                facts.already_unlocked.insert(person.clone());
-            }
-            facts.open.insert(item_id, person);
-        }
-        for (item_id, bucket_id, amount) in hold_rows {
-            facts
-                .holds
-                .entry(item_id)
-                .or_default()
-                .push(HoldShare { bucket_id, amount });
-        }
-        Ok(facts)
+        Ok(settlement::settlement_facts(open, holds))
     }
 
     async fn write_settlement(
@@ -501,7 +345,7 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
             .bind(&task.id)
             .bind(now)
             .bind(json(&rows)?)
-            .execute(&mut *self)
+            .execute(&mut *self.conn)
             .await?;
             if done.rows_affected() != plan.unlocked.len() as u64 {
                 // The plan charges only people the account did not have; the write lock
@@ -524,7 +368,7 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
             .bind(&task.id)
             .bind(now)
             .bind(json(&plan.not_found)?)
-            .execute(&mut *self)
+            .execute(&mut *self.conn)
             .await?;
         }
         if !plan.entries.is_empty() {
@@ -548,7 +392,7 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
             .bind(&task.call_source)
             .bind(now)
             .bind(json(&rows)?)
-            .execute(&mut *self)
+            .execute(&mut *self.conn)
             .await?;
         }
         let items: Vec<serde_json::Value> = plan
@@ -571,7 +415,7 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
         .bind(now)
         .bind(json(&items)?)
         .bind(&task.id)
-        .execute(&mut *self)
+        .execute(&mut *self.conn)
         .await?;
         if updated.rows_affected() != plan.items.len() as u64 {
             return Err(StoreError::Integrity("a settled item was not open".into()));
@@ -584,24 +428,62 @@ crate::store::settlement::settlement_statements_impl!(SqliteConnection {
         .bind(kind)
         .bind(&task.id)
         .bind(json(&plan.guards_removed)?)
-        .execute(&mut *self)
+        .execute(&mut *self.conn)
         .await?;
-        for (bucket_id, moved) in &plan.buckets {
-            let done = sqlx::query(
-                "UPDATE credit_buckets SET held = held - ?1, balance = balance + ?2 \
-                 WHERE id = ?3 AND held >= ?1",
-            )
-            .bind(moved.captured + moved.released)
-            .bind(moved.released)
-            .bind(bucket_id)
-            .execute(&mut *self)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Integrity(format!(
-                    "bucket {bucket_id} holds less than its settlement"
-                )));
-            }
-        }
         Ok(())
+    }
+});
+
+// The methods written once are added by the macro (see `portable`).
+crate::store::portable::tasks_impl!(SqliteStore, reader, writer {
+    async fn create_unlock_task(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        let now = self.now();
+        let request = request.clone();
+        self.batcher
+            .run(move |conn| {
+                Box::pin(async move {
+                    create::create(&mut SqliteTasks { conn, now }, &request).await
+                })
+            })
+            .await
+    }
+
+    async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
+        let now = self.now();
+        let mut tx = self.reader.begin().await?;
+        let result = create::precheck(&mut SqliteTasks { conn: &mut tx, now }, request).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// A poll: one indexed statement, run on the calling thread (see `inline`).
+    async fn task_view(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        task_id: &str,
+    ) -> StoreResult<Option<TaskView>> {
+        use rusqlite::OptionalExtension;
+        let row = self.inline.read(|conn| {
+            conn.prepare_cached(TASK_VIEW)?
+                .query_row((task_id, account_id, kind.as_str()), |r| {
+                    Ok(TaskViewRow {
+                        id: r.get(0)?,
+                        account_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        event_ref: r.get(3)?,
+                        status: r.get(4)?,
+                        call_source: r.get(5)?,
+                        price: r.get(6)?,
+                        created_at: r.get(7)?,
+                        updated_at: r.get(8)?,
+                        completed_at: r.get(9)?,
+                        items: r.get(10)?,
+                        totals: r.get(11)?,
+                    })
+                })
+                .optional()
+        })?;
+        row.map(TaskViewRow::into_view).transpose()
     }
 });
