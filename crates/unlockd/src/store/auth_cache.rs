@@ -113,8 +113,8 @@ impl AuthCache {
 
 /// A key's principal: its account, and whether that account is disabled. Revoked keys are
 /// not found.
-const PRINCIPAL: &str = "SELECT k.id, k.account_id, a.disabled_at IS NOT NULL \
-     FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+const PRINCIPAL: &str = "SELECT k.id AS key_id, k.account_id, \
+     a.disabled_at IS NOT NULL AS account_disabled FROM api_keys k JOIN accounts a ON a.id = k.account_id \
      WHERE k.digest = $1 AND k.revoked_at IS NULL";
 
 const GENERATION: &str = "SELECT generation FROM auth_generation WHERE id = 1";
@@ -131,21 +131,16 @@ where
     &'p Pool<DB>: for<'c> Executor<'c, Database = DB>,
     for<'a> DB::Arguments<'a>: IntoArguments<'a, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    (String, String, bool): for<'r> FromRow<'r, DB::Row>,
+    Principal: for<'r> FromRow<'r, DB::Row>,
 {
     if let Some(principal) = cache.get(digest, Instant::now()) {
         return Ok(Some(principal));
     }
     let ticket = cache.ticket();
-    let row: Option<(String, String, bool)> = sqlx::query_as(PRINCIPAL)
+    let principal: Option<Principal> = sqlx::query_as(PRINCIPAL)
         .bind(digest)
         .fetch_optional(pool)
         .await?;
-    let principal = row.map(|(key_id, account_id, account_disabled)| Principal {
-        account_id,
-        key_id,
-        account_disabled,
-    });
     if let Some(principal) = &principal {
         cache.store(ticket, digest, principal);
     }
