@@ -279,8 +279,10 @@ pub struct Page<T> {
 }
 
 /// An event with its cached counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventView {
+    /// Read from the columns of `rows::EVENT_COLUMNS`.
+    #[sqlx(flatten)]
     pub event: EventRecord,
     pub exhibitor_count: i64,
     pub personnel_count: i64,

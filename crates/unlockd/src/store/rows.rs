@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use unlockd_api::{ItemStatus, TaskStatus};
 
-use super::{ContactView, EventView, StoreError, StoreResult, UnlockState};
-use crate::catalog::EventRecord;
+use super::{ContactView, StoreError, StoreResult, UnlockState};
 use crate::domain::ledger::BucketKind;
 use crate::domain::ContactKind;
 
@@ -63,46 +62,6 @@ pub(crate) fn like_pattern(text: &str) -> String {
 /// Item id, personnel id, status, value, error code, charged.
 pub(crate) type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
 pub(crate) const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
-
-/// The columns of [`EVENT_COLUMNS`].
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct EventRow {
-    pub id: String,
-    pub event_id: String,
-    pub name: Option<String>,
-    pub date_start: Option<String>,
-    pub date_end: Option<String>,
-    pub venue: Option<String>,
-    pub city: Option<String>,
-    pub region: Option<String>,
-    pub country: Option<String>,
-    pub url: Option<String>,
-    pub description: Option<String>,
-    pub exhibitor_count: i64,
-    pub personnel_count: i64,
-    pub has_visitors: bool,
-}
-
-pub(crate) fn event_view(row: EventRow) -> EventView {
-    EventView {
-        event: EventRecord {
-            id: row.id,
-            event_id: row.event_id,
-            name: row.name,
-            date_start: row.date_start,
-            date_end: row.date_end,
-            venue: row.venue,
-            city: row.city,
-            region: row.region,
-            country: row.country,
-            url: row.url,
-            description: row.description,
-        },
-        exhibitor_count: row.exhibitor_count,
-        personnel_count: row.personnel_count,
-        has_visitors: row.has_visitors,
-    }
-}
 
 /// Id, full name, title, department, seniority, LinkedIn, company, source types (JSON
 /// array text), event count.

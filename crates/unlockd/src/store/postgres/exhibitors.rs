@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{event_token, filter_key, folded_words, MAX_SEARCH_WORDS};
-use crate::store::rows::{event_view, like_pattern, EventRow, PersonRow, EVENT_COLUMNS};
+use crate::store::rows::{like_pattern, PersonRow, EVENT_COLUMNS};
 use crate::store::{
     ContactView, EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult,
 };
@@ -253,7 +253,7 @@ async fn event_page(
         .bind(key)
         .fetch_one(&mut *conn)
         .await?;
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+    let rows: Vec<EventView> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events {from_where} \
          ORDER BY date_start IS NULL, date_start, id LIMIT $2 OFFSET $3"
     ))
@@ -262,10 +262,7 @@ async fn event_page(
     .bind(page.offset())
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Page {
-        items: rows.into_iter().map(event_view).collect(),
-        total,
-    })
+    Ok(Page { items: rows, total })
 }
 
 pub(super) async fn exhibitor_events(

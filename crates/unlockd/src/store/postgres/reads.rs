@@ -15,22 +15,21 @@ use super::{search, PgStore};
 use crate::domain::search::{filter_key, folded_words, page_slices, MAX_SEARCH_WORDS};
 use crate::store::event_search::ranked_people;
 use crate::store::rows::{
-    contact_views, event_view, in_order, like_pattern, EventRow, PersonRow, UnlockRow,
-    EVENT_COLUMNS,
+    contact_views, in_order, like_pattern, PersonRow, UnlockRow, EVENT_COLUMNS,
 };
 use crate::store::{
     ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
 };
 
 pub(super) async fn find_event(store: &PgStore, reference: &str) -> StoreResult<Option<EventView>> {
-    let row: Option<EventRow> = sqlx::query_as(&format!(
+    let row: Option<EventView> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 OR event_id = $1 \
          ORDER BY (id = $1) DESC, id LIMIT 1"
     ))
     .bind(reference)
     .fetch_optional(&store.pool)
     .await?;
-    Ok(row.map(event_view))
+    Ok(row)
 }
 
 /// Numbered conditions built only for the filters present, so each query plans for its
@@ -112,16 +111,13 @@ pub(super) async fn list_events(
     for v in &c.values {
         rows = rows.bind(v);
     }
-    let rows: Vec<EventRow> = rows
+    let rows: Vec<EventView> = rows
         .bind(i64::from(page.page_size))
         .bind(page.offset())
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Page {
-        items: rows.into_iter().map(event_view).collect(),
-        total,
-    })
+    Ok(Page { items: rows, total })
 }
 
 pub(super) const PERSON_COLUMNS: &str =

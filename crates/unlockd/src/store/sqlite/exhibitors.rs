@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::SqliteStore;
 use crate::domain::search::{event_token, filter_key, folded_words, MAX_SEARCH_WORDS};
-use crate::store::rows::{event_view, json, like_pattern, EventRow, PersonRow, EVENT_COLUMNS};
+use crate::store::rows::{json, like_pattern, PersonRow, EVENT_COLUMNS};
 use crate::store::{
     ContactView, EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult,
 };
@@ -251,7 +251,7 @@ async fn event_page(
         .bind(key)
         .fetch_one(&mut *conn)
         .await?;
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+    let rows: Vec<EventView> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events {from_where} \
          ORDER BY date_start IS NULL, date_start, id LIMIT ?2 OFFSET ?3"
     ))
@@ -260,10 +260,7 @@ async fn event_page(
     .bind(page.offset())
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Page {
-        items: rows.into_iter().map(event_view).collect(),
-        total,
-    })
+    Ok(Page { items: rows, total })
 }
 
 pub(super) async fn exhibitor_events(

@@ -10,8 +10,7 @@ use super::SqliteStore;
 use crate::domain::search::{filter_key, folded_words, page_slices, MAX_SEARCH_WORDS};
 use crate::store::event_search::ranked_people;
 use crate::store::rows::{
-    contact_views, event_view, in_order, json, like_pattern, EventRow, PersonRow, UnlockRow,
-    EVENT_COLUMNS,
+    contact_views, in_order, json, like_pattern, PersonRow, UnlockRow, EVENT_COLUMNS,
 };
 use crate::store::{
     ContactView, EventFilter, EventView, Page, PageRequest, PersonnelFilter, StoreResult,
@@ -21,13 +20,13 @@ pub(super) async fn find_event(
     store: &SqliteStore,
     reference: &str,
 ) -> StoreResult<Option<EventView>> {
-    let row: Option<EventRow> = sqlx::query_as(&format!(
+    let row: Option<EventView> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1"
     ))
     .bind(reference)
     .fetch_optional(&store.reader)
     .await?;
-    Ok(row.map(event_view))
+    Ok(row)
 }
 
 pub(super) async fn list_events(
@@ -49,7 +48,7 @@ pub(super) async fn list_events(
         .bind(&filter.date_start_to)
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+    let rows: Vec<EventView> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE {conditions} \
          ORDER BY date_start IS NULL, date_start, id LIMIT ?6 OFFSET ?7"
     ))
@@ -63,10 +62,7 @@ pub(super) async fn list_events(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Page {
-        items: rows.into_iter().map(event_view).collect(),
-        total,
-    })
+    Ok(Page { items: rows, total })
 }
 
 pub(super) const PERSON_COLUMNS: &str =
