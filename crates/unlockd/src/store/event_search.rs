@@ -6,9 +6,63 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use sqlx::{Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::StoreResult;
-use crate::domain::search::{misspelled_rank, Lookup, WordField};
+use crate::domain::search::{misspelled_rank, word_begins_all, Lookup, WordField};
+
+/// The upper bound of the words beginning with `prefix` (bytewise, as both backends'
+/// word columns compare).
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// The distinct texts (names, titles, companies) in which every one of `words` begins a
+/// word, from the derived text words; `None` when some text is not derived yet (the list
+/// could miss it) or more than `limit` texts hold the rarest-looking word.
+pub(crate) async fn texts_with_words<DB>(
+    conn: &mut DB::Connection,
+    words: &[String],
+    limit: usize,
+) -> StoreResult<Option<Vec<String>>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> DB::Arguments<'a>: IntoArguments<'a, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    bool: Type<DB> + for<'r> Decode<'r, DB>,
+    (bool,): for<'r> FromRow<'r, DB::Row>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+{
+    let (pending,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM search_texts WHERE indexed = FALSE)")
+            .fetch_one(&mut *conn)
+            .await?;
+    // The longest word is the likeliest to begin few words.
+    let Some(word) = words.iter().max_by_key(|w| w.len()).filter(|_| !pending) else {
+        return Ok(None);
+    };
+    let texts: Vec<(String,)> = sqlx::query_as(
+        "SELECT text FROM search_text_words WHERE word >= $1 AND word < $2 LIMIT $3",
+    )
+    .bind(word.as_str())
+    .bind(prefix_end(word))
+    .bind(limit as i64 + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    if texts.len() > limit {
+        return Ok(None);
+    }
+    let texts: BTreeSet<String> = texts.into_iter().map(|(t,)| t).collect();
+    Ok(Some(
+        texts
+            .into_iter()
+            .filter(|text| word_begins_all(words, text))
+            .collect(),
+    ))
+}
 
 /// One entry of the per-event word index found by a word beginning: whether the word is
 /// exactly that beginning, its field, the person.

@@ -12,18 +12,14 @@ use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{
     allowed_typos, company_key, folded_words, min_shared_grams, page_slices, person_words,
-    role_only_words, within_typos, word_begins_all, word_grams, CompanyQuery, CompanyRank,
-    WordField, MAX_SEARCH_WORDS,
+    role_only_words, within_typos, word_grams, CompanyQuery, CompanyRank, WordField,
+    MAX_SEARCH_WORDS,
 };
-use crate::store::event_search::{EventWordIndex, WordEntry};
+use crate::store::event_search::{prefix_end, texts_with_words, EventWordIndex, WordEntry};
 use crate::store::rows::{in_order, PersonRow};
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreResult};
 
 const REFRESH_BATCH: i64 = 2000;
-
-fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
-}
 
 /// A lexeme literal (words are letters and digits; quoting keeps each one literal).
 fn lexeme(word: &str) -> String {
@@ -197,41 +193,6 @@ async fn ranked_companies(
 /// The most (company, title) pairs the role lookup reads one by one (see SQLite's).
 const MAX_TITLE_LOOKUPS: usize = 4000;
 
-/// The distinct texts in which every one of `words` begins a word, from the derived text
-/// words; `None` when some text is not derived yet or more than `limit` texts hold the
-/// rarest-looking word (see SQLite's).
-async fn texts_with_words(
-    conn: &mut PgConnection,
-    words: &[String],
-    limit: usize,
-) -> StoreResult<Option<Vec<String>>> {
-    let pending: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM search_texts WHERE NOT indexed LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (Some(word), None) = (words.iter().max_by_key(|w| w.len()), pending) else {
-        return Ok(None);
-    };
-    let texts: Vec<(String,)> = sqlx::query_as(
-        "SELECT text FROM search_text_words WHERE word >= $1 AND word < $2 LIMIT $3",
-    )
-    .bind(word)
-    .bind(prefix_end(word))
-    .bind(limit as i64 + 1)
-    .fetch_all(&mut *conn)
-    .await?;
-    if texts.len() > limit {
-        return Ok(None);
-    }
-    let texts: BTreeSet<String> = texts.into_iter().map(|(t,)| t).collect();
-    Ok(Some(
-        texts
-            .into_iter()
-            .filter(|text| word_begins_all(words, text))
-            .collect(),
-    ))
-}
-
 /// The people of `companies` whose title holds every role word, as (company, id) in id
 /// order, from the (company, title, id) index; `None` when that would take too many
 /// lookups or the text words are not derived (see SQLite's).
@@ -244,7 +205,8 @@ async fn people_by_role(
         return Ok(Some(Vec::new()));
     }
     let limit = MAX_TITLE_LOOKUPS / companies.len();
-    let Some(titles) = texts_with_words(conn, role_words, limit).await? else {
+    let Some(titles) = texts_with_words::<sqlx::Postgres>(&mut *conn, role_words, limit).await?
+    else {
         return Ok(None);
     };
     if titles.is_empty() {

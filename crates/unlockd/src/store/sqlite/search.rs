@@ -11,19 +11,14 @@ use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::SqliteStore;
 use crate::domain::search::{
     company_key, folded_words, min_shared_grams, page_slices, person_words, role_only_words,
-    within_typos, word_begins_all, word_grams, CompanyQuery, CompanyRank, WordField,
+    within_typos, word_grams, CompanyQuery, CompanyRank, WordField,
 };
-use crate::store::event_search::{EventWordIndex, WordEntry};
+use crate::store::event_search::{prefix_end, texts_with_words, EventWordIndex, WordEntry};
 use crate::store::rows::{in_order, json, PersonRow};
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreError, StoreResult};
 
 /// Rows derived per upkeep transaction, so the writer is never held for long.
 const REFRESH_BATCH: i64 = 2000;
-
-/// The upper bound of the words beginning with `prefix` (bytewise, as `BINARY` compares).
-pub(crate) fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
-}
 
 /// The per-event word index (migration 0008) on one connection.
 pub(super) struct EventWords<'c>(pub(super) &'c mut SqliteConnection);
@@ -205,42 +200,6 @@ async fn ranked_companies(
 /// full-text evaluation is cheaper.
 const MAX_TITLE_LOOKUPS: usize = 4000;
 
-/// The distinct texts (names, titles, companies) in which every one of `words` begins a
-/// word, from the derived text words; `None` when some text is not derived yet (the list
-/// could miss it) or more than `limit` texts hold the rarest-looking word.
-async fn texts_with_words(
-    conn: &mut SqliteConnection,
-    words: &[String],
-    limit: usize,
-) -> StoreResult<Option<Vec<String>>> {
-    let pending: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM search_texts WHERE indexed = 0 LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    // The longest word is the likeliest to begin few words.
-    let (Some(word), None) = (words.iter().max_by_key(|w| w.len()), pending) else {
-        return Ok(None);
-    };
-    let texts: Vec<(String,)> = sqlx::query_as(
-        "SELECT text FROM search_text_words WHERE word >= ?1 AND word < ?2 LIMIT ?3",
-    )
-    .bind(word)
-    .bind(prefix_end(word))
-    .bind(limit as i64 + 1)
-    .fetch_all(&mut *conn)
-    .await?;
-    if texts.len() > limit {
-        return Ok(None);
-    }
-    let texts: BTreeSet<String> = texts.into_iter().map(|(t,)| t).collect();
-    Ok(Some(
-        texts
-            .into_iter()
-            .filter(|text| word_begins_all(words, text))
-            .collect(),
-    ))
-}
-
 /// The people of `companies` whose title holds every role word, as (company, id) in id
 /// order, by looking up each (company, matching title) pair in the (company, title, id)
 /// index; `None` when that would take too many lookups or the text words are not derived.
@@ -253,7 +212,8 @@ async fn people_by_role(
         return Ok(Some(Vec::new()));
     }
     let limit = MAX_TITLE_LOOKUPS / companies.len();
-    let Some(titles) = texts_with_words(conn, role_words, limit).await? else {
+    let Some(titles) = texts_with_words::<sqlx::Sqlite>(&mut *conn, role_words, limit).await?
+    else {
         return Ok(None);
     };
     if titles.is_empty() {
