@@ -80,7 +80,7 @@ impl AuthCache {
     /// time (the per-IP limit bounds how often).
     pub fn store(&self, ticket: LoadTicket, digest: &str, principal: &Principal) {
         let mut state = self.state();
-        if state.epoch != ticket.epoch || state.generation.is_none() {
+        if state.epoch != ticket.epoch {
             return;
         }
         if state.entries.len() >= MAX_ENTRIES {

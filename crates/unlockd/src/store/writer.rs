@@ -171,55 +171,23 @@ async fn run<C>(
             }
         }
         batch.sort_by(|a, b| a.key().cmp(b.key()));
-        // A connection that sat idle may have been cut (a database restart, a dropped
-        // link): one that cannot begin is replaced and tried once more before the batch
-        // is refused. Nothing has run yet, so the retry is safe.
-        let mut began = Err(StoreError::Unavailable("not connected".into()));
-        for _attempt in 0..2 {
-            let conn = match connection.as_mut() {
-                Some(conn) => conn,
-                None => match connect().await.map_err(StoreError::from) {
-                    Ok(conn) => connection.insert(conn),
-                    Err(error) => {
-                        began = Err(error);
-                        break;
-                    }
-                },
-            };
-            began = conn
-                .execute(begin)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from);
-            match &began {
-                Ok(()) => break,
-                // The database is merely busy (another process's SQLite batch): the
-                // connection is fine, and waiting more is the caller's to decide.
-                Err(error) if error.is_busy() => break,
-                Err(_) => {
-                    if let Some(conn) = connection.take() {
-                        let _ = conn.close().await;
-                    }
-                }
+        if let Err(error) = begin_batch(&mut connection, &connect, begin).await {
+            tracing::warn!(%error, jobs = batch.len(), "could not begin a write batch");
+            refuse_all(batch, &error);
+            if connection.is_none() {
+                // Not a busy loop: the next batch waits a little for the database to come
+                // back.
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
+            continue;
         }
-        let began = began.and_then(|()| {
-            connection
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("the writer lost its connection".into()))
-        });
-        let conn = match began {
-            Ok(conn) => conn,
-            Err(error) => {
-                tracing::warn!(%error, jobs = batch.len(), "could not begin a write batch");
-                refuse_all(batch, &error);
-                if connection.is_none() {
-                    // Not a busy loop: the next batch waits a little for the database to
-                    // come back.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                continue;
-            }
+        // A batch that began has its connection in place.
+        let Some(conn) = connection.as_mut() else {
+            refuse_all(
+                batch,
+                &StoreError::Unavailable("the writer lost its connection".into()),
+            );
+            continue;
         };
         if let Err(healthy) = run_batch(conn, batch).await {
             if !healthy {
@@ -232,6 +200,43 @@ async fn run<C>(
     }
     if let Some(conn) = connection {
         let _ = conn.close().await;
+    }
+}
+
+/// Opens the batch's transaction, connecting first when the writer has no connection. A
+/// connection that cannot begin (one cut while it sat idle: a database restart, a dropped
+/// link) is replaced and tried once more; nothing has run yet, so the retry is safe. A busy
+/// database (another process's SQLite batch) is no fault of the connection: it is kept, and
+/// waiting longer is the caller's to decide.
+async fn begin_batch<C>(
+    connection: &mut Option<C>,
+    connect: &Connect<C>,
+    begin: &str,
+) -> StoreResult<()>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c>,
+{
+    let mut attempts_left = 2;
+    loop {
+        let conn = match connection.as_mut() {
+            Some(conn) => conn,
+            None => connection.insert(connect().await?),
+        };
+        let error = match conn.execute(begin).await {
+            Ok(_) => return Ok(()),
+            Err(error) => StoreError::from(error),
+        };
+        if error.is_busy() {
+            return Err(error);
+        }
+        if let Some(conn) = connection.take() {
+            let _ = conn.close().await;
+        }
+        attempts_left -= 1;
+        if attempts_left == 0 {
+            return Err(error);
+        }
     }
 }
 

@@ -108,7 +108,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             // A connection to a local file cannot go stale the way a network one can; the
             // default ping on every acquire is one more hop to sqlx's connection thread per
-            // read (a quarter of a cached poll's CPU, measured with perf).
+            // read (without it, polls answered about a quarter more requests a second).
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
