@@ -8,6 +8,7 @@ mod body;
 mod console;
 mod contacts;
 mod credits;
+mod edge;
 pub mod error;
 mod events;
 mod exhibitors;
@@ -27,17 +28,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
-use tracing::Instrument;
 
 use crate::clock::DynClock;
 use crate::domain::Pricing;
 use crate::signals::TaskSignals;
 use crate::store::DynStore;
-use error::{ApiError, REQUEST_ID};
+use error::ApiError;
 use rate_limit::RateLimiter;
 
 pub use contacts::task_body;
@@ -244,13 +244,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .layer(middleware::from_fn_with_state(
-            state.limits.request_timeout,
-            time_limit,
-        ))
-        .layer(middleware::from_fn(strict_request))
-        .layer(middleware::from_fn_with_state(state.clone(), request_id))
+        .layer(edge::EdgeLayer::new(state.clone()))
         .with_state(state)
 }
 
@@ -289,44 +283,12 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("handler panicked");
-    ApiError::internal().into_response()
-}
-
 /// At most `max` characters of `text`, marked when cut.
 pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(max) {
         None => text.into(),
         Some((cut, _)) => format!("{}…", &text[..cut]).into(),
     }
-}
-
-/// Refuses before routing what no handler should see: a path or query that does not
-/// decode to UTF-8 (400), and a declared body over the limit (413, without reading it).
-async fn strict_request(request: Request, next: Next) -> Response {
-    let uri = request.uri();
-    let bad_utf8 = |part: &str| !parsing::decodes_to_utf8(part);
-    if bad_utf8(uri.path()) {
-        return ApiError::validation("path: not valid UTF-8 once percent-decoded").into_response();
-    }
-    if uri.query().is_some_and(bad_utf8) {
-        return ApiError::validation("query: not valid UTF-8 once percent-decoded").into_response();
-    }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        let mut response = body::too_large().into_response();
-        // The body is never read: close rather than drain it.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    }
-    next.run(request).await
 }
 
 /// The edge's pure parsing (bodies, query strings), for the fuzz targets and tests.
@@ -390,142 +352,9 @@ pub mod parsing {
     }
 }
 
-/// Whether a request is a long poll (bounded by its own `wait`, not the request timeout).
-fn is_long_poll(request: &Request) -> bool {
-    request.uri().query().is_some_and(|q| {
-        body::query_pairs(Some(q))
-            .iter()
-            .any(|(k, v)| k == "wait" && v.trim() != "0" && !v.trim().is_empty())
-    })
-}
-
-/// Answers 503 when a request (other than a long poll) is not answered within `limit`.
-async fn time_limit(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if is_long_poll(&request) || progress::is_event_stream(request.uri().path()) {
-        return next.run(request).await;
-    }
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "REQUEST_TIMEOUT",
-                format!(
-                    "the request was not answered within {} ms",
-                    limit.as_millis()
-                ),
-            );
-            error.retry_after = Some(1);
-            error.into_response()
-        }
-    }
-}
-
-/// An inbound id is reused when it is short and printable; otherwise a new one is made.
-fn inbound_request_id(request: &Request) -> Option<String> {
-    let value = request.headers().get("x-request-id")?.to_str().ok()?;
-    let sane =
-        !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
-    sane.then(|| value.to_string())
-}
-
-/// Gives the request its id (the envelope's traceId), times it, and writes its one log
-/// line and its metrics.
-async fn request_id(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let id = inbound_request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let method = request.method().clone();
-    let path = truncate(request.uri().path(), LOGGED_PATH_CHARS).into_owned();
-    // Events inside the request carry only its id; the request line below stands alone.
-    let span = tracing::info_span!(
-        "request",
-        trace_id = %id,
-        account_id = tracing::field::Empty
-    );
-    let started = Instant::now();
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request))
-        .instrument(span)
-        .await;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    let route = response
-        .extensions()
-        .get::<RouteTemplate>()
-        .map(|r| r.0.as_str())
-        .unwrap_or("unmatched");
-    state
-        .metrics
-        .request(method.as_str(), route, status, elapsed);
-    let key_id = response.extensions().get::<KeyId>().map(|k| k.0.as_str());
-    let sampled = response.extensions().get::<Unauthenticated>().is_some();
-    let suppressed = if sampled {
-        state.unauthenticated_log.admit()
-    } else {
-        Some(0)
-    };
-    if let Some(suppressed) = suppressed {
-        tracing::info!(
-            trace_id = %id,
-            method = %method,
-            path = %path,
-            status,
-            latency_ms = elapsed.as_millis() as u64,
-            key_id,
-            suppressed_before = (suppressed > 0).then_some(suppressed),
-            "request"
-        );
-    }
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::routing::get;
-    use tower::ServiceExt;
-
-    async fn status_of(router: Router, uri: &str) -> (u16, Duration) {
-        let started = Instant::now();
-        let response = router
-            .oneshot(Request::get(uri).body(axum::body::Body::empty()).unwrap())
-            .await
-            .unwrap();
-        (response.status().as_u16(), started.elapsed())
-    }
-
-    #[tokio::test]
-    async fn slow_requests_are_cut_off_but_long_polls_are_not() {
-        let router = Router::new()
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_millis(600)).await;
-                    "done"
-                }),
-            )
-            .layer(middleware::from_fn_with_state(
-                Duration::from_millis(200),
-                time_limit,
-            ));
-        let (status, elapsed) = status_of(router.clone(), "/slow").await;
-        assert_eq!(status, 503);
-        assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
-        let (status, _) = status_of(router.clone(), "/slow?wait=5").await;
-        assert_eq!(status, 200, "a long poll is bounded by its wait");
-        let (status, _) = status_of(router, "/slow?wait=0").await;
-        assert_eq!(status, 503, "wait=0 is no long poll");
-    }
 
     #[test]
     fn truncation_keeps_char_boundaries() {
