@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -24,6 +24,8 @@ use tracing::Instrument;
 use super::error::{ApiError, REQUEST_ID};
 use super::{body, parsing, progress, truncate, AppState, KeyId, RouteTemplate, Unauthenticated};
 use super::{LOGGED_PATH_CHARS, MAX_BODY_BYTES};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone)]
 pub(super) struct EdgeLayer {
@@ -127,7 +129,7 @@ where
         );
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response
 }
@@ -219,7 +221,7 @@ fn is_long_poll(request: &Request) -> bool {
 
 /// An inbound id is reused when it is short and printable; otherwise a new one is made.
 fn inbound_request_id(request: &Request) -> Option<String> {
-    let value = request.headers().get("x-request-id")?.to_str().ok()?;
+    let value = request.headers().get(X_REQUEST_ID)?.to_str().ok()?;
     let sane =
         !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
     sane.then(|| value.to_string())

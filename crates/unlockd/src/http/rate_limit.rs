@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::clock::DynClock;
 use crate::domain::rate::{is_full, take_token, TokenState};
@@ -15,21 +15,28 @@ pub use crate::domain::rate::RateDecision as Decision;
 
 impl Decision {
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_at));
+        headers.insert(LIMIT, HeaderValue::from(self.limit));
+        headers.insert(REMAINING, HeaderValue::from(self.remaining));
+        headers.insert(RESET, HeaderValue::from(self.reset_at));
         // The IETF draft's fields, for clients that read those.
         if let Ok(policy) = HeaderValue::from_str(&format!("\"default\";q={};w=60", self.limit)) {
-            headers.insert("ratelimit-policy", policy);
+            headers.insert(POLICY, policy);
         }
         let reset_in = if self.allowed { 0 } else { self.retry_after };
         if let Ok(state) =
             HeaderValue::from_str(&format!("\"default\";r={};t={}", self.remaining, reset_in))
         {
-            headers.insert("ratelimit", state);
+            headers.insert(STATE, state);
         }
     }
 }
+
+// Names made once, not parsed from a string on every response.
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const STATE: HeaderName = HeaderName::from_static("ratelimit");
 
 const MAX_TRACKED: usize = 100_000;
 
