@@ -26,6 +26,10 @@ pub struct WorkerArgs {
     /// Tasks worked at once by this process.
     #[arg(long, env = "UNLOCKD_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     worker_concurrency: u64,
+    /// Items of a task looked up between two settlements (each settlement is one
+    /// transaction; a task has at most 100 items).
+    #[arg(long, env = "UNLOCKD_SETTLE_BATCH", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=100))]
+    settle_batch: u64,
     /// Claims after which a task is failed (its holds released) instead of retried.
     #[arg(long, env = "UNLOCKD_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=1000))]
     max_attempts: i64,
@@ -61,6 +65,7 @@ impl WorkerArgs {
         Ok(EngineConfig {
             lease: Duration::from_secs(self.lease_seconds),
             concurrency: self.worker_concurrency as usize,
+            batch_size: self.settle_batch as usize,
             max_attempts: self.max_attempts,
             lookups_per_second: self.lookups_per_second,
             sources,
