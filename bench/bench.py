@@ -11,7 +11,8 @@ on --postgres-url's server and dropped at the end):
   main   catalog of --people people: the create scenarios, with the worker off, so every
          create does the full write and nothing else competes for the machine
   flow   10,000 people: the worker draining a backlog, polls of finished tasks, the access
-         log cost, end to end with the worker on
+         log cost, end to end with the worker on (`--only worker`: the backlog alone, in a
+         database of its own)
   probe  10,000 people, and 1,000,000 with --large: create and poll p50 on an otherwise
          identical database, to see what the catalog's size costs
 """
@@ -400,18 +401,10 @@ class Bench:
                 raise SystemExit(f"task {task} did not finish")
         return ids
 
-    def flow(self, backend, fixed_rate, create100_peak):
-        db = Database(backend, "flow", SMALL_CATALOG)
-        blocks10 = read_blocks(blocks_file(db.catalog, 10))
-        blocks100_path = blocks_file(db.catalog, 100)
-        blocks100 = read_blocks(blocks100_path)
-        backlog_keys = db.accounts(max(1, -(-self.args.backlog_tasks // len(blocks100))), "backlog")
-        poll_key = db.accounts(1, "poll")[0]
-        e2e_keys = db.accounts(self.args.e2e_connections, "e2e")
-
-        # A backlog of tasks created with the worker off, then drained by the worker.
+    def drain_backlog(self, backend, db, blocks100, backlog_keys):
+        """Creates the backlog with the worker off, then starts a server with its worker and
+        measures how fast the backlog is settled. Returns that server, still running."""
         server = unlockd(db, self.work, worker=False)
-        backlog = []
         try:
             for i in range(self.args.backlog_tasks):
                 key_index = i // len(blocks100)
@@ -420,30 +413,50 @@ class Bench:
                                          {"event_id": event, "personnel_ids": people})
                 if status != 201:
                     raise SystemExit(f"backlog create answered {status}: {body}")
-                backlog.append((key_index, json.loads(body)["task_id"]))
         finally:
             server.stop()
         server = unlockd(db, self.work, worker=True)
-        try:
-            first, t0, last, t1 = None, None, None, None
-            deadline = time.time() + max(120, self.args.seconds * 10)
-            while time.time() < deadline:
-                status, body = http_call(server.port, "GET", "/metrics")
-                m = re.search(r"^unlockd_unsettled_items (\d+)", body, re.M)
-                if status != 200 or not m:
-                    raise SystemExit(f"/metrics has no unlockd_unsettled_items: {status} {body[:300]}")
-                now, left = time.monotonic(), int(m.group(1))
-                if first is None:
-                    first, t0 = left, now
-                last, t1 = left, now
-                if left == 0:
-                    break
-                time.sleep(0.02)
-            rate = (first - last) / (t1 - t0) if t1 > t0 else None
-            note = f"{first:,} items left at the first reading" + ("" if last == 0 else f"; {last:,} still unsettled at the deadline")
-            self.row(f"worker: backlog {self.args.backlog_tasks} tasks x 100", backend.name, None, unit="items/s",
-                     rate=rate, verify=db.verify(), rss=server.peak_rss_mb(), note=note)
+        first, t0, last, t1 = None, None, None, None
+        deadline = time.time() + max(120, self.args.seconds * 10)
+        while time.time() < deadline:
+            status, body = http_call(server.port, "GET", "/metrics")
+            m = re.search(r"^unlockd_unsettled_items (\d+)", body, re.M)
+            if status != 200 or not m:
+                server.stop()
+                raise SystemExit(f"/metrics has no unlockd_unsettled_items: {status} {body[:300]}")
+            now, left = time.monotonic(), int(m.group(1))
+            if first is None:
+                first, t0 = left, now
+            last, t1 = left, now
+            if left == 0:
+                break
+            time.sleep(0.02)
+        rate = (first - last) / (t1 - t0) if t1 > t0 else None
+        note = f"{first:,} items left at the first reading" + ("" if last == 0 else f"; {last:,} still unsettled at the deadline")
+        self.row(f"worker: backlog {self.args.backlog_tasks} tasks x 100", backend.name, None, unit="items/s",
+                 rate=rate, verify=db.verify(), rss=server.peak_rss_mb(), note=note)
+        return server
 
+    def backlog_accounts(self, db, blocks100):
+        return db.accounts(max(1, -(-self.args.backlog_tasks // len(blocks100))), "backlog")
+
+    def worker_only(self, backend):
+        db = Database(backend, "worker", SMALL_CATALOG)
+        blocks100 = read_blocks(blocks_file(db.catalog, 100))
+        self.drain_backlog(backend, db, blocks100, self.backlog_accounts(db, blocks100)).stop()
+
+    def flow(self, backend, fixed_rate, create100_peak):
+        db = Database(backend, "flow", SMALL_CATALOG)
+        blocks10 = read_blocks(blocks_file(db.catalog, 10))
+        blocks100_path = blocks_file(db.catalog, 100)
+        blocks100 = read_blocks(blocks100_path)
+        backlog_keys = self.backlog_accounts(db, blocks100)
+        poll_key = db.accounts(1, "poll")[0]
+        e2e_keys = db.accounts(self.args.e2e_connections, "e2e")
+
+        # A backlog of tasks created with the worker off, then drained by the worker.
+        server = self.drain_backlog(backend, db, blocks100, backlog_keys)
+        try:
             # Polls of finished tasks: 100-item ones from the backlog, 10-item ones made now.
             ten = self.finished_tasks(server.port, poll_key, blocks10, 20)
             keys = backlog_keys + [poll_key]
@@ -585,7 +598,8 @@ def main():
     p.add_argument("--e2e-connections", type=int, default=16, help="concurrent create+long-poll chains (default 16)")
     p.add_argument("--large", action="store_true", help="also measure a 1,000,000-person catalog (minutes to build)")
     p.add_argument("--only", default="creates,flow,catalog",
-                   help="comma-separated parts to run after the baselines (default creates,flow,catalog)")
+                   help="comma-separated parts to run after the baselines (default creates,flow,catalog); "
+                        "'worker' alone drains the backlog without the rest of flow")
     p.add_argument("--postgres-url", default=os.environ.get("UNLOCKD_BENCH_POSTGRES_URL",
                                                              "postgres://postgres@127.0.0.1:5432/test"))
     args = p.parse_args()
@@ -613,6 +627,8 @@ def main():
                     if create100_peak is None:
                         raise SystemExit("--only flow needs creates too (its end-to-end rate is half the create-100 peak)")
                     bench.flow(backend, fixed_rate, create100_peak)
+                if "worker" in parts and "flow" not in parts:
+                    bench.worker_only(backend)
                 if "catalog" in parts:
                     bench.catalog_rows(backend)
             finally:
