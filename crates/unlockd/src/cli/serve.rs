@@ -28,7 +28,7 @@ pub struct WorkerArgs {
     worker_concurrency: u64,
     /// Items of a task looked up between two settlements (each settlement is one
     /// transaction; a task has at most 100 items).
-    #[arg(long, env = "UNLOCKD_SETTLE_BATCH", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=100))]
+    #[arg(long, env = "UNLOCKD_SETTLE_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100))]
     settle_batch: u64,
     /// Claims after which a task is failed (its holds released) instead of retried.
     #[arg(long, env = "UNLOCKD_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=1000))]

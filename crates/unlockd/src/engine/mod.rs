@@ -62,7 +62,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             max_attempts: 10,
             concurrency: 4,
-            batch_size: 25,
+            batch_size: 100,
             idle_poll: Duration::from_secs(1),
             source_attempts: 3,
             source_backoff: Duration::from_millis(200),
