@@ -134,12 +134,8 @@ where
 /// waits, so they finish on their first poll. One that did wait would never be woken here;
 /// it is an error (and a bug), not a hang.
 pub(super) fn finish_now<T>(work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-    let finished = work.now_or_never();
-    debug_assert!(
-        finished.is_some(),
-        "a write request waited on something outside the writer"
-    );
-    finished.unwrap_or_else(|| {
+    work.now_or_never().unwrap_or_else(|| {
+        tracing::error!("a write request waited on something outside the writer");
         Err(StoreError::Integrity(
             "a write request waited on something outside the writer".into(),
         ))
@@ -322,5 +318,145 @@ fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>) -> Result<(), ()> 
             }
             Err(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer_on_a_fresh_file(dir: &tempfile::TempDir) -> SqliteWriter {
+        let path = dir.path().join("writer.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (name TEXT PRIMARY KEY);")
+            .unwrap();
+        SqliteWriter::start(WriterOptions {
+            path,
+            read_only: false,
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    fn insert(conn: &Connection, name: &str) -> StoreResult<()> {
+        conn.execute("INSERT INTO t (name) VALUES (?1)", [name])?;
+        Ok(())
+    }
+
+    async fn names(writer: &SqliteWriter) -> Vec<String> {
+        writer
+            .run(|conn| {
+                let mut statement = conn.prepare("SELECT name FROM t ORDER BY name")?;
+                let names = statement.query_map([], |row| row.get(0))?;
+                Ok(names.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+            .unwrap()
+    }
+
+    type TestJob = Box<dyn FnOnce(&mut Connection) -> StoreResult<()> + Send>;
+
+    fn job(work: impl FnOnce(&mut Connection) -> StoreResult<()> + Send + 'static) -> TestJob {
+        Box::new(work)
+    }
+
+    /// Queues `jobs` while the writer is held up by a request of its own, so that they
+    /// form one batch; returns their answers.
+    async fn in_one_batch(writer: &SqliteWriter, jobs: Vec<TestJob>) -> Vec<StoreResult<()>> {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(move |_| {
+                        held.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        // Let the holder reach the writer's thread before the batch is queued.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answers: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                tokio::spawn({
+                    let writer = writer.clone();
+                    async move { writer.run(job).await }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
+        }
+        results
+    }
+
+    #[tokio::test]
+    async fn a_failing_or_panicking_request_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_on_a_fresh_file(&dir);
+        let results = in_one_batch(
+            &writer,
+            vec![
+                job(|conn| insert(conn, "a")),
+                job(|conn| {
+                    insert(conn, "b")?;
+                    Err(StoreError::Invalid("refused after writing".into()))
+                }),
+                job(|conn| {
+                    insert(conn, "c")?;
+                    panic!("a bug in a request");
+                }),
+                // A constraint: the row "a" this batch wrote already.
+                job(|conn| insert(conn, "a")),
+                job(|conn| insert(conn, "d")),
+            ],
+        )
+        .await;
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(StoreError::Invalid(_))));
+        assert!(matches!(results[2], Err(StoreError::Integrity(_))));
+        assert!(matches!(results[3], Err(StoreError::Integrity(_))));
+        assert!(results[4].is_ok());
+        assert_eq!(names(&writer).await, ["a", "d"]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_lost_mid_batch_fails_the_whole_batch_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_on_a_fresh_file(&dir);
+        let results = in_one_batch(
+            &writer,
+            vec![
+                job(|conn| insert(conn, "a")),
+                // As SQLite does by itself on a full disk: the whole transaction is gone.
+                job(|conn| {
+                    conn.execute_batch("ROLLBACK")?;
+                    Ok(())
+                }),
+                job(|conn| insert(conn, "b")),
+            ],
+        )
+        .await;
+        assert!(results.iter().all(|result| result.is_err()), "{results:?}");
+        assert!(names(&writer).await.is_empty());
+        writer.run(|conn| insert(conn, "after")).await.unwrap();
+        assert_eq!(names(&writer).await, ["after"]);
+    }
+
+    #[test]
+    fn a_request_future_that_waits_is_an_error_not_a_hang() {
+        let waits = async {
+            futures::future::pending::<()>().await;
+            Ok::<(), StoreError>(())
+        };
+        assert!(matches!(finish_now(waits), Err(StoreError::Integrity(_))));
     }
 }
