@@ -36,7 +36,7 @@ pub enum LookupRecordOutcome {
 }
 
 impl LookupRecordOutcome {
-    fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             LookupRecordOutcome::Found { .. } => "found",
             LookupRecordOutcome::NotFound { .. } => "not_found",
@@ -154,14 +154,14 @@ pub fn domain_of(website: &str) -> Option<String> {
     valid.then(|| host.trim_end_matches('.').to_string())
 }
 
-const SET_FOUND_EMAIL: &str =
+pub(crate) const SET_FOUND_EMAIL: &str =
     "UPDATE personnel SET email = $1, email_source = $2, email_found_at = $3 WHERE id = $4";
-const SET_FOUND_PHONE: &str =
+pub(crate) const SET_FOUND_PHONE: &str =
     "UPDATE personnel SET phone = $1, phone_source = $2, phone_found_at = $3 WHERE id = $4";
-const REMEMBER_NOT_FOUND: &str =
+pub(crate) const REMEMBER_NOT_FOUND: &str =
     "INSERT INTO lookup_not_found (personnel_id, kind, source, until_ms) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (personnel_id, kind, source) DO UPDATE SET until_ms = excluded.until_ms";
-const LOG_LOOKUP: &str = "INSERT INTO source_lookups \
+pub(crate) const LOG_LOOKUP: &str = "INSERT INTO source_lookups \
         (at_ms, source, kind, personnel_id, task_id, outcome, cost_micros, account_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT account_id FROM tasks WHERE id = $5))";
 const REPORT_HEALTH: &str = "INSERT INTO source_health \

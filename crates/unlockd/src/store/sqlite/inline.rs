@@ -46,33 +46,41 @@ impl InlineReader {
     /// Runs `read` on a pooled connection, on this thread.
     pub(super) fn read<T>(
         &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        read: impl FnOnce(&mut Connection) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
+        let mut conn = match pooled {
             Some(conn) => conn,
             None => self.open().map_err(into_store_error)?,
         };
-        let result = read(&conn);
-        // A connection is safe to reuse whatever the read did: it only reads, and a
-        // statement that failed leaves no transaction open.
+        let result = read(&mut conn);
+        // A connection is safe to reuse whatever the read did, as long as it left no
+        // transaction open (a snapshot read whose end failed is dropped instead).
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < KEEP_OPEN {
+        if idle.len() < KEEP_OPEN && conn.is_autocommit() {
             idle.push(conn);
         }
         drop(idle);
-        result.map_err(into_store_error)
+        result
     }
 }
 
-/// Busy, locked, unreadable or missing files are the database being unavailable (a retry
-/// may succeed, like sqlx's errors of the same codes); anything else is a fault.
-fn into_store_error(error: rusqlite::Error) -> StoreError {
+/// Busy, locked, read-only, unreadable, full or missing files are the database being
+/// unavailable (a retry may succeed; the codes sqlx's SQLite errors count as unavailable,
+/// `store::database_unavailable`); anything else (a constraint, a row that does not fit) is
+/// a fault, as an sqlx error of the same kind is.
+pub(super) fn into_store_error(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match error.sqlite_error_code() {
         Some(
             DatabaseBusy | DatabaseLocked | ReadOnly | SystemIoFailure | DiskFull | CannotOpen,
         ) => StoreError::Unavailable(error.to_string()),
-        _ => StoreError::Integrity(format!("reading the database: {error}")),
+        _ => StoreError::Integrity(format!("database: {error}")),
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        into_store_error(error)
     }
 }

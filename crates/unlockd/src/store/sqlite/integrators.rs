@@ -1,8 +1,10 @@
 //! Idempotency keys, task listing and usage on SQLite (the statements are shared:
 //! `store::integrators`). Key writes go through the group-committing writer, like creates.
 
-use sqlx::SqliteConnection;
+use rusqlite::Connection;
 
+use super::statements::{execute, query_optional};
+use super::writer::finish_now;
 use super::{tasks, SqliteStore};
 use crate::domain::ContactKind;
 use crate::store::create;
@@ -23,35 +25,38 @@ pub(super) async fn reserve_key(
     let key = key.clone();
     store
         .batcher
-        .run(move |conn| Box::pin(async move { reserve_in(conn, &key, now, lock_ms).await }))
+        .run(move |conn| reserve_in(conn, &key, now, lock_ms))
         .await
 }
 
-async fn reserve_in(
-    conn: &mut SqliteConnection,
+fn reserve_in(
+    conn: &Connection,
     key: &IdempotencyKey,
     now: i64,
     lock_ms: i64,
 ) -> StoreResult<KeyReservation> {
     let token = uuid::Uuid::new_v4().to_string();
-    let taken: Option<(String,)> = sqlx::query_as(RESERVE_KEY)
-        .bind(&key.account_id)
-        .bind(&key.key)
-        .bind(&key.request_hash)
-        .bind(&token)
-        .bind(now)
-        .bind(now - IDEMPOTENCY_KEY_TTL_MS)
-        .bind(now - lock_ms)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some((token,)) = taken {
+    let (expired_before, abandoned_before) = (now - IDEMPOTENCY_KEY_TTL_MS, now - lock_ms);
+    let taken = query_optional(
+        conn,
+        RESERVE_KEY,
+        &[
+            &key.account_id,
+            &key.key,
+            &key.request_hash,
+            &token,
+            &now,
+            &expired_before,
+            &abandoned_before,
+        ],
+        |row| row.get::<_, String>(0),
+    )?;
+    if let Some(token) = taken {
         return Ok(KeyReservation::Reserved { token });
     }
-    let row = sqlx::query_as(READ_KEY)
-        .bind(&key.account_id)
-        .bind(&key.key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = query_optional(conn, READ_KEY, &[&key.account_id, &key.key], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    })?;
     Ok(judge_existing(&key.request_hash, row))
 }
 
@@ -67,40 +72,35 @@ pub(super) async fn create_keyed(
     store
         .batcher
         .run(move |conn| {
-            Box::pin(async move {
-                let mine = sqlx::query(CONFIRM_KEY)
-                    .bind(&key.account_id)
-                    .bind(&key.key)
-                    .bind(&token)
-                    .execute(&mut *conn)
-                    .await?;
-                if mine.rows_affected() != 1 {
-                    return Ok(KeyedCreate::ReservationLost);
-                }
-                let result = create::create(
-                    &mut tasks::SqliteTasks {
-                        conn: &mut *conn,
-                        now,
-                    },
-                    &request,
-                )
-                .await?;
-                let response = render(&result);
-                let task_id = match &result {
-                    CreateResult::Decided { task_id, .. } => task_id.clone(),
-                    CreateResult::EventNotFound => None,
-                };
-                sqlx::query(COMPLETE_KEY)
-                    .bind(&key.account_id)
-                    .bind(&key.key)
-                    .bind(&token)
-                    .bind(i32::from(response.status))
-                    .bind(&response.body)
-                    .bind(task_id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(KeyedCreate::Done(result, response))
-            })
+            let mine = execute(conn, CONFIRM_KEY, &[&key.account_id, &key.key, &token])?;
+            if mine != 1 {
+                return Ok(KeyedCreate::ReservationLost);
+            }
+            let result = finish_now(create::create(
+                &mut tasks::SqliteTasks {
+                    conn: &mut *conn,
+                    now,
+                },
+                &request,
+            ))?;
+            let response = render(&result);
+            let task_id = match &result {
+                CreateResult::Decided { task_id, .. } => task_id.clone(),
+                CreateResult::EventNotFound => None,
+            };
+            execute(
+                conn,
+                COMPLETE_KEY,
+                &[
+                    &key.account_id,
+                    &key.key,
+                    &token,
+                    &i32::from(response.status),
+                    &response.body,
+                    &task_id,
+                ],
+            )?;
+            Ok(KeyedCreate::Done(result, response))
         })
         .await
 }
@@ -114,15 +114,8 @@ pub(super) async fn release_key(
     store
         .batcher
         .run(move |conn| {
-            Box::pin(async move {
-                sqlx::query(RELEASE_KEY)
-                    .bind(&key.account_id)
-                    .bind(&key.key)
-                    .bind(&token)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
+            execute(conn, RELEASE_KEY, &[&key.account_id, &key.key, &token])?;
+            Ok(())
         })
         .await
 }

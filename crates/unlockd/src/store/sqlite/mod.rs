@@ -10,7 +10,9 @@ mod inline;
 mod integrators;
 mod reads;
 mod search;
+mod statements;
 mod tasks;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,8 +21,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use self::writer::{SqliteWriter, WriterOptions};
 use super::auth_cache::AuthCache;
-use super::writer::{Connect, Writer};
 use super::*;
 use crate::clock::DynClock;
 
@@ -36,8 +38,8 @@ pub enum Durability {
 pub struct SqliteStore {
     /// Low-rate writes (imports, accounts, grants, upkeep) and migrations.
     writer: SqlitePool,
-    /// The hot writes, group-committed (see `writer`).
-    batcher: Writer<sqlx::SqliteConnection>,
+    /// The hot writes, group-committed on a thread of their own (see `writer`).
+    batcher: SqliteWriter,
     reader: SqlitePool,
     /// The hottest point reads, run on the calling thread.
     inline: inline::InlineReader,
@@ -94,14 +96,13 @@ impl SqliteStore {
             .before_acquire(|conn, _| Box::pin(async move { reusable(conn).await }))
             .connect_with(options.clone())
             .await?;
-        let batcher = {
-            let options = options.clone();
-            let connect: Connect<sqlx::SqliteConnection> = Box::new(move || {
-                let options = options.clone();
-                Box::pin(async move { sqlx::ConnectOptions::connect(&options).await })
-            });
-            Writer::start(connect, "BEGIN IMMEDIATE").await?
-        };
+        // Opened after the pool above, which creates the file and sets WAL mode.
+        let batcher = SqliteWriter::start(WriterOptions {
+            path: options.get_filename().to_path_buf(),
+            read_only: connect.read_only,
+            durability: connect.durability,
+            busy_timeout: LOCK_WAIT,
+        })?;
         let inline = inline::InlineReader::new(options.get_filename().to_path_buf(), LOCK_WAIT);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -181,13 +182,12 @@ impl Lifecycle for SqliteStore {
         let now = self.now();
         self.batcher
             .run(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE readiness SET checked_at = ?1 WHERE id = 1")
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
+                statements::execute(
+                    conn,
+                    "UPDATE readiness SET checked_at = ?1 WHERE id = 1",
+                    &[&now],
+                )?;
+                Ok(())
             })
             .await
     }
@@ -240,9 +240,7 @@ crate::store::portable::catalog_impl!(SqliteStore, reader, writer {
         let now = self.now();
         // Through the group-committing writer: every lookup of a busy worker writes here.
         self.batcher
-            .run(move |conn| {
-                Box::pin(async move { sources::write_lookups::<Sqlite>(conn, &records, now).await })
-            })
+            .run(move |conn| statements::write_lookups(conn, &records, now))
             .await
     }
 

@@ -3,8 +3,12 @@
 //! settle}`, `store::{create, claim, settlement}`), the write transaction they run in (the
 //! writer's batch), and the read view.
 
-use sqlx::SqliteConnection;
+use rusqlite::types::ToSql;
+use rusqlite::Connection;
+use unlockd_api::TaskStatus;
 
+use super::statements::{execute, query, query_one, query_optional};
+use super::writer::finish_now;
 use super::{integrators, SqliteStore};
 use crate::domain::create::CreatePlan;
 use crate::domain::ledger::Bucket;
@@ -13,11 +17,19 @@ use crate::domain::settle::{SettlementFacts, SettlementPlan};
 use crate::domain::unlock::UnlockFacts;
 use crate::domain::ContactKind;
 use crate::store::claim;
-use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
+use crate::store::claim::{
+    ClaimedRow, LeaseRow, LeaseStatements, LeaseTransactions, LeaseWork, GIVE_BACK_LEASE,
+    UNSETTLED_ITEMS,
+};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask, INSERT_TASK_ROW};
-use crate::store::rows::{item_status_str, json, SpendableBucketRow, TaskViewRow};
-use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
-use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
+use crate::store::rows::{
+    item_status_str, json, parse_kind, task_status_str, SpendableBucketRow, TaskViewRow,
+};
+use crate::store::settlement::{
+    self, HoldRow, OpenItemRow, SettlementStatements, SettlingTask, SharedBind, FINISH_TASK,
+    OPEN_ITEMS, SETTLING_TASK, TOUCH_TASK,
+};
+use crate::store::{Claim, ClaimPolicy, ClaimedItem, Page, PageRequest, QueueGauges, SettleReport};
 use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
 
 /// The task view's one statement: the task, its items and its ledger totals agree.
@@ -33,24 +45,92 @@ const TASK_VIEW: &str = "\
     FROM tasks t WHERE t.id = ?1 AND t.account_id = ?2 AND t.kind = ?3";
 
 /// A task's statements on SQLite (create, claim, lease, settle; the orchestrations are
-/// shared: `store::create`, `store::claim`, `store::settlement`), with the store's clock.
-/// A create's facts are read in two statements: one row per requested id with its four
-/// facts, then the account's buckets (each statement is a round trip to the driver's
-/// thread, so fewer is faster).
+/// shared: `store::create`, `store::claim`, `store::settlement`), with the store's clock,
+/// on a rusqlite connection: the writer's for writes, an inline reader's for a precheck.
+/// Every method does only synchronous work (no `.await` inside): the writer runs them to
+/// their end in one poll (`writer::finish_now`).
 pub(super) struct SqliteTasks<'c> {
-    pub conn: &'c mut SqliteConnection,
+    pub conn: &'c mut Connection,
     pub now: i64,
 }
 
-/// One requested person's facts, as a create reads them.
-#[derive(Debug, sqlx::FromRow)]
-struct PersonFactsRow {
-    id: String,
-    present: bool,
-    linked: bool,
-    unlocked: bool,
-    in_flight_task: Option<String>,
-}
+const FIND_EVENT: &str =
+    "SELECT id FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1";
+/// One row per requested id with its four facts (one statement instead of four).
+const PERSON_FACTS: &str = "SELECT r.value AS id, \
+        EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value) AS present, \
+        EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value) AS linked, \
+        EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
+                AND u.personnel_id = r.value AND u.status = 'unlocked') AS unlocked, \
+        (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
+        AS in_flight_task \
+     FROM json_each(?4) r";
+const SPENDABLE_BUCKETS: &str =
+    "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
+     WHERE account_id = ?1 AND balance > 0";
+const INSERT_ITEMS: &str =
+    "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
+     SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
+     RETURNING position, id";
+/// The guard: a primary key violation here means another live task holds the person.
+const INSERT_GUARDS: &str = "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
+     SELECT ?1, ?2, value, ?3 FROM json_each(?4)";
+const INSERT_HOLDS: &str =
+    "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+     SELECT ?1, value ->> '$.b', 'hold', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
+     FROM json_each(?6)";
+const TAKE_FROM_BUCKETS: &str =
+    "UPDATE credit_buckets SET balance = balance - m.amount, held = held + m.amount \
+     FROM (SELECT value ->> '$.b' AS bucket, value ->> '$.a' AS amount FROM json_each(?1)) m \
+     WHERE credit_buckets.id = m.bucket AND credit_buckets.account_id = ?2 \
+       AND credit_buckets.balance >= m.amount";
+const CLAIM_NEXT: &str =
+    "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
+         lease_expires_at = ?2, updated_at = ?3 \
+     WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
+                 AND (status = 'pending' OR lease_expires_at <= ?3) \
+                 ORDER BY created_at, id LIMIT 1) \
+     RETURNING id, account_id, kind, attempt";
+const LEASE_ROW: &str = "SELECT attempt, lease_owner, status FROM tasks WHERE id = ?1";
+const MARK_STARTED: &str = "UPDATE task_items SET status = 'processing', updated_at = ?1 \
+     WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))";
+const EXTEND_LEASE: &str = "UPDATE tasks SET lease_expires_at = ?1 \
+     WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'";
+/// Open items and whether the account already has their person, in one statement.
+const OPEN_ITEMS_FACTS: &str =
+    "SELECT i.id AS item_id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 \
+            AND u.kind = ?3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') AS unlocked \
+     FROM task_items i WHERE i.task_id = ?1 AND i.status IN ('pending', 'processing') \
+     AND i.id IN (SELECT value FROM json_each(?4))";
+const HOLDS_OF_ITEMS: &str =
+    "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = ?1 \
+     AND item_id IN (SELECT value FROM json_each(?2)) ORDER BY id";
+const RECORD_UNLOCKED: &str =
+    "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+     SELECT ?1, ?2, value ->> '$.p', 'unlocked', value ->> '$.v', ?3, ?4 FROM json_each(?5) WHERE true \
+     ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
+        value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
+     WHERE unlocks.status <> 'unlocked'";
+const RECORD_NOT_FOUND: &str =
+    "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
+     SELECT ?1, ?2, value, 'failed', NULL, ?3, ?4 FROM json_each(?5) WHERE true \
+     ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
+        value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
+     WHERE unlocks.status <> 'unlocked'";
+const INSERT_SETTLEMENT_ENTRIES: &str =
+    "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
+     SELECT ?1, value ->> '$.b', value ->> '$.t', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
+     FROM json_each(?6)";
+const SETTLE_ITEMS: &str =
+    "UPDATE task_items SET status = u.status, value = u.value, error_code = u.error, \
+        charged = u.charged, updated_at = ?1 \
+     FROM (SELECT value ->> '$.i' AS id, value ->> '$.s' AS status, value ->> '$.v' AS value, \
+                  value ->> '$.e' AS error, value ->> '$.c' AS charged FROM json_each(?2)) u \
+     WHERE task_items.id = u.id AND task_items.task_id = ?3 \
+       AND task_items.status IN ('pending', 'processing')";
+const REMOVE_GUARDS: &str =
+    "DELETE FROM inflight WHERE account_id = ?1 AND kind = ?2 AND task_id = ?3 \
+     AND personnel_id IN (SELECT value FROM json_each(?4))";
 
 #[async_trait::async_trait]
 impl CreateStatements for SqliteTasks<'_> {
@@ -61,54 +141,49 @@ impl CreateStatements for SqliteTasks<'_> {
         _lock: bool,
     ) -> StoreResult<Option<CreateFacts>> {
         // `_lock`: a create runs in the writer's batch, which holds the write lock already.
-        let conn = &mut *self.conn;
-        let event: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM events WHERE id = ?1 OR event_id = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-        )
-        .bind(&r.event_ref)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some((event_id,)) = event else {
+        let conn = &*self.conn;
+        let event = query_optional(conn, FIND_EVENT, &[&r.event_ref], |row| {
+            row.get::<_, String>(0)
+        })?;
+        let Some(event_id) = event else {
             return Ok(None);
         };
-        let people: Vec<PersonFactsRow> = sqlx::query_as(
-            "SELECT r.value AS id, \
-                EXISTS (SELECT 1 FROM personnel p WHERE p.id = r.value) AS present, \
-                EXISTS (SELECT 1 FROM personnel_events pe WHERE pe.event_id = ?1 AND pe.personnel_id = r.value) AS linked, \
-                EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 AND u.kind = ?3 \
-                        AND u.personnel_id = r.value AND u.status = 'unlocked') AS unlocked, \
-                (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
-                AS in_flight_task \
-             FROM json_each(?4) r",
-        )
-        .bind(&event_id)
-        .bind(&r.account_id)
-        .bind(r.kind.as_str())
-        .bind(json(&valid_ids)?)
-        .fetch_all(&mut *conn)
-        .await?;
-        let buckets: Vec<SpendableBucketRow> = sqlx::query_as(
-            "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
-             WHERE account_id = ?1 AND balance > 0",
-        )
-        .bind(&r.account_id)
-        .fetch_all(&mut *conn)
-        .await?;
+        let ids = json(&valid_ids)?;
+        let kind = r.kind.as_str();
+        let values: [&dyn ToSql; 4] = [&event_id, &r.account_id, &kind, &ids];
         let mut facts = UnlockFacts::default();
-        for person in people {
-            if person.present {
-                facts.existing.insert(person.id.clone());
+        for person in query(conn, PERSON_FACTS, &values, |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, bool>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, bool>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })? {
+            let (id, present, linked, unlocked, in_flight_task) = person;
+            if present {
+                facts.existing.insert(id.clone());
             }
-            if person.linked {
-                facts.linked.insert(person.id.clone());
+            if linked {
+                facts.linked.insert(id.clone());
             }
-            if person.unlocked {
-                facts.already_unlocked.insert(person.id.clone());
+            if unlocked {
+                facts.already_unlocked.insert(id.clone());
             }
-            if let Some(task) = person.in_flight_task {
-                facts.in_flight.insert(person.id, task);
+            if let Some(task) = in_flight_task {
+                facts.in_flight.insert(id, task);
             }
         }
+        let buckets = query(conn, SPENDABLE_BUCKETS, &[&r.account_id], |row| {
+            Ok(SpendableBucketRow {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                expires_at: row.get(2)?,
+                created_at: row.get(3)?,
+                balance: row.get(4)?,
+            })
+        })?;
         facts.buckets = buckets
             .into_iter()
             .map(Bucket::try_from)
@@ -121,30 +196,28 @@ impl CreateStatements for SqliteTasks<'_> {
     }
 
     async fn insert_task(&mut self, task: NewTask<'_>, plan: &CreatePlan) -> StoreResult<()> {
-        let conn = &mut *self.conn;
+        let conn = &*self.conn;
         let r = task.request;
-        sqlx::query(INSERT_TASK_ROW)
-            .bind(task.id)
-            .bind(&r.account_id)
-            .bind(r.kind.as_str())
-            .bind(task.event_id)
-            .bind(&r.event_ref)
-            .bind(r.call_source.as_str())
-            .bind(r.price)
-            .bind(task.now)
-            .execute(&mut *conn)
-            .await?;
+        let (kind, call_source) = (r.kind.as_str(), r.call_source.as_str());
+        execute(
+            conn,
+            INSERT_TASK_ROW,
+            &[
+                &task.id,
+                &r.account_id,
+                &kind,
+                &task.event_id,
+                &r.event_ref,
+                &call_source,
+                &r.price,
+                &task.now,
+            ],
+        )?;
         let people = json(&plan.items)?;
-        let mut positions: Vec<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
-             SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
-             RETURNING position, id",
-        )
-        .bind(task.id)
-        .bind(task.now)
-        .bind(&people)
-        .fetch_all(&mut *conn)
-        .await?;
+        let mut positions: Vec<(i64, i64)> =
+            query(conn, INSERT_ITEMS, &[&task.id, &task.now, &people], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
         // RETURNING order is not guaranteed: put the items back in request order.
         positions.sort_unstable();
         if positions.len() != plan.items.len() {
@@ -152,17 +225,11 @@ impl CreateStatements for SqliteTasks<'_> {
                 "task items were not all inserted".into(),
             ));
         }
-        // The guard: a primary key violation here means another live task holds the person.
-        sqlx::query(
-            "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
-             SELECT ?1, ?2, value, ?3 FROM json_each(?4)",
-        )
-        .bind(&r.account_id)
-        .bind(r.kind.as_str())
-        .bind(task.id)
-        .bind(&people)
-        .execute(&mut *conn)
-        .await?;
+        execute(
+            conn,
+            INSERT_GUARDS,
+            &[&r.account_id, &kind, &task.id, &people],
+        )?;
         let entries: Vec<serde_json::Value> = plan
             .holds
             .iter()
@@ -173,35 +240,25 @@ impl CreateStatements for SqliteTasks<'_> {
                 })
             })
             .collect();
-        sqlx::query(
-            "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
-             SELECT ?1, value ->> '$.b', 'hold', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
-             FROM json_each(?6)",
-        )
-        .bind(&r.account_id)
-        .bind(task.id)
-        .bind(r.kind.as_str())
-        .bind(r.call_source.as_str())
-        .bind(task.now)
-        .bind(json(&entries)?)
-        .execute(&mut *conn)
-        .await?;
+        execute(
+            conn,
+            INSERT_HOLDS,
+            &[
+                &r.account_id,
+                &task.id,
+                &kind,
+                &call_source,
+                &task.now,
+                &json(&entries)?,
+            ],
+        )?;
         let moves: Vec<serde_json::Value> = plan
             .takes
             .iter()
             .map(|take| serde_json::json!({"b": take.bucket_id, "a": take.amount}))
             .collect();
-        let done = sqlx::query(
-            "UPDATE credit_buckets SET balance = balance - m.amount, held = held + m.amount \
-             FROM (SELECT value ->> '$.b' AS bucket, value ->> '$.a' AS amount FROM json_each(?1)) m \
-             WHERE credit_buckets.id = m.bucket AND credit_buckets.account_id = ?2 \
-               AND credit_buckets.balance >= m.amount",
-        )
-        .bind(json(&moves)?)
-        .bind(&r.account_id)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != moves.len() as u64 {
+        let taken = execute(conn, TAKE_FROM_BUCKETS, &[&json(&moves)?, &r.account_id])?;
+        if taken != moves.len() as u64 {
             return Err(StoreError::Integrity(
                 "a bucket cannot cover its share of the hold".into(),
             ));
@@ -217,106 +274,131 @@ impl LeaseTransactions for SqliteStore {
     async fn in_transaction<T: Send + 'static>(&self, work: LeaseWork<T>) -> StoreResult<T> {
         let now = self.now();
         self.batcher
-            .run(move |conn| Box::pin(async move { work(&mut SqliteTasks { conn, now }).await }))
+            .run(move |conn| finish_now(work(&mut SqliteTasks { conn, now })))
             .await
     }
 }
 
-// The statements written once are added by the macro (see `claim`).
-crate::store::claim::lease_statements_impl!(SqliteTasks<'_>, conn {
+#[async_trait::async_trait]
+impl LeaseStatements for SqliteTasks<'_> {
     async fn claim_next(
         &mut self,
         worker_id: &str,
         lease_ms: i64,
     ) -> StoreResult<Option<ClaimedRow>> {
-        Ok(sqlx::query_as(
-            "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
-                 lease_expires_at = ?2, updated_at = ?3 \
-             WHERE id = (SELECT id FROM tasks WHERE status IN ('pending', 'processing') \
-                         AND (status = 'pending' OR lease_expires_at <= ?3) \
-                         ORDER BY created_at, id LIMIT 1) \
-             RETURNING id, account_id, kind, attempt",
-        )
-        .bind(worker_id)
-        .bind(self.now + lease_ms)
-        .bind(self.now)
-        .fetch_optional(&mut *self.conn)
-        .await?)
+        let expires = self.now + lease_ms;
+        Ok(query_optional(
+            self.conn,
+            CLAIM_NEXT,
+            &[&worker_id, &expires, &self.now],
+            |row| {
+                Ok(ClaimedRow {
+                    id: row.get(0)?,
+                    account_id: row.get(1)?,
+                    kind: row.get(2)?,
+                    attempt: row.get(3)?,
+                })
+            },
+        )?)
+    }
+
+    async fn unsettled_items(&mut self, task_id: &str) -> StoreResult<Vec<ClaimedItem>> {
+        Ok(query(self.conn, UNSETTLED_ITEMS, &[&task_id], |row| {
+            Ok(ClaimedItem {
+                item_id: row.get(0)?,
+                personnel_id: row.get(1)?,
+            })
+        })?)
     }
 
     async fn lease_row(&mut self, task_id: &str) -> StoreResult<Option<LeaseRow>> {
         // The batch holds the write lock: nothing can change the row before the write.
-        Ok(sqlx::query_as(
-            "SELECT attempt, lease_owner, status, ?2 AS now FROM tasks WHERE id = ?1",
-        )
-        .bind(task_id)
-        .bind(self.now)
-        .fetch_optional(&mut *self.conn)
-        .await?)
+        let now = self.now;
+        Ok(query_optional(self.conn, LEASE_ROW, &[&task_id], |row| {
+            Ok(LeaseRow {
+                attempt: row.get(0)?,
+                lease_owner: row.get(1)?,
+                status: row.get(2)?,
+                now,
+            })
+        })?)
     }
 
-    async fn mark_started(
-        &mut self,
-        task_id: &str,
-        item_ids: &[i64],
-        now: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE task_items SET status = 'processing', updated_at = ?1 \
-             WHERE task_id = ?2 AND status = 'pending' AND id IN (SELECT value FROM json_each(?3))",
-        )
-        .bind(now)
-        .bind(task_id)
-        .bind(json(&item_ids)?)
-        .execute(&mut *self.conn)
-        .await?;
+    async fn mark_started(&mut self, task_id: &str, item_ids: &[i64], now: i64) -> StoreResult<()> {
+        execute(
+            self.conn,
+            MARK_STARTED,
+            &[&now, &task_id, &json(&item_ids)?],
+        )?;
         Ok(())
     }
 
     async fn extend_lease(&mut self, lease: &Lease, lease_ms: i64) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_expires_at = ?1 \
-             WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND status = 'processing'",
-        )
-        .bind(self.now + lease_ms)
-        .bind(&lease.task_id)
-        .bind(lease.attempt)
-        .bind(&lease.worker_id)
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(done.rows_affected())
+        let expires = self.now + lease_ms;
+        Ok(execute(
+            self.conn,
+            EXTEND_LEASE,
+            &[&expires, &lease.task_id, &lease.attempt, &lease.worker_id],
+        )?)
     }
-});
 
-// The statements written once are added by the macro (see `settlement`).
-crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
+    async fn give_back_lease(&mut self, lease: &Lease) -> StoreResult<()> {
+        execute(
+            self.conn,
+            GIVE_BACK_LEASE,
+            &[&lease.task_id, &lease.attempt, &lease.worker_id],
+        )?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl SettlementStatements for SqliteTasks<'_> {
+    async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
+        let (account_id, kind, call_source, created_at) =
+            query_one(self.conn, SETTLING_TASK, &[&task_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })?;
+        Ok(SettlingTask {
+            id: task_id.to_string(),
+            account_id,
+            kind: parse_kind(&kind)?,
+            call_source,
+            created_at,
+        })
+    }
+
     async fn settlement_facts(
         &mut self,
         task: &SettlingTask,
         item_ids: &[i64],
     ) -> StoreResult<SettlementFacts> {
         let ids = json(&item_ids)?;
-        // Open items and whether the account already has their person, in one statement.
-        let open: Vec<OpenItemRow> = sqlx::query_as(
-            "SELECT i.id AS item_id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = ?2 \
-                    AND u.kind = ?3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') AS unlocked \
-             FROM task_items i WHERE i.task_id = ?1 AND i.status IN ('pending', 'processing') \
-             AND i.id IN (SELECT value FROM json_each(?4))",
-        )
-        .bind(&task.id)
-        .bind(&task.account_id)
-        .bind(task.kind.as_str())
-        .bind(&ids)
-        .fetch_all(&mut *self.conn)
-        .await?;
-        let holds: Vec<HoldRow> = sqlx::query_as(
-            "SELECT item_id, bucket_id, amount FROM ledger WHERE entry_type = 'hold' AND task_id = ?1 \
-             AND item_id IN (SELECT value FROM json_each(?2)) ORDER BY id",
-        )
-        .bind(&task.id)
-        .bind(&ids)
-        .fetch_all(&mut *self.conn)
-        .await?;
+        let kind = task.kind.as_str();
+        let open = query(
+            self.conn,
+            OPEN_ITEMS_FACTS,
+            &[&task.id, &task.account_id, &kind, &ids],
+            |row| {
+                Ok(OpenItemRow {
+                    item_id: row.get(0)?,
+                    personnel_id: row.get(1)?,
+                    unlocked: row.get(2)?,
+                })
+            },
+        )?;
+        let holds = query(self.conn, HOLDS_OF_ITEMS, &[&task.id, &ids], |row| {
+            Ok(HoldRow {
+                item_id: row.get(0)?,
+                bucket_id: row.get(1)?,
+                amount: row.get(2)?,
+            })
+        })?;
         Ok(settlement::settlement_facts(open, holds))
     }
 
@@ -326,6 +408,7 @@ crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
         now: i64,
         plan: &SettlementPlan,
     ) -> StoreResult<()> {
+        let conn = &*self.conn;
         let kind = task.kind.as_str();
         if !plan.unlocked.is_empty() {
             let rows: Vec<serde_json::Value> = plan
@@ -333,21 +416,12 @@ crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
                 .iter()
                 .map(|(person, value)| serde_json::json!({"p": person, "v": value}))
                 .collect();
-            let done = sqlx::query(
-                "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
-                 SELECT ?1, ?2, value ->> '$.p', 'unlocked', value ->> '$.v', ?3, ?4 FROM json_each(?5) WHERE true \
-                 ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'unlocked', \
-                    value = excluded.value, task_id = excluded.task_id, updated_at = excluded.updated_at \
-                 WHERE unlocks.status <> 'unlocked'",
-            )
-            .bind(&task.account_id)
-            .bind(kind)
-            .bind(&task.id)
-            .bind(now)
-            .bind(json(&rows)?)
-            .execute(&mut *self.conn)
-            .await?;
-            if done.rows_affected() != plan.unlocked.len() as u64 {
+            let recorded = execute(
+                conn,
+                RECORD_UNLOCKED,
+                &[&task.account_id, &kind, &task.id, &now, &json(&rows)?],
+            )?;
+            if recorded != plan.unlocked.len() as u64 {
                 // The plan charges only people the account did not have; the write lock
                 // is held, so this cannot differ unless something is badly wrong.
                 return Err(StoreError::Integrity(
@@ -356,20 +430,17 @@ crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
             }
         }
         if !plan.not_found.is_empty() {
-            sqlx::query(
-                "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
-                 SELECT ?1, ?2, value, 'failed', NULL, ?3, ?4 FROM json_each(?5) WHERE true \
-                 ON CONFLICT (account_id, kind, personnel_id) DO UPDATE SET status = 'failed', \
-                    value = NULL, task_id = excluded.task_id, updated_at = excluded.updated_at \
-                 WHERE unlocks.status <> 'unlocked'",
-            )
-            .bind(&task.account_id)
-            .bind(kind)
-            .bind(&task.id)
-            .bind(now)
-            .bind(json(&plan.not_found)?)
-            .execute(&mut *self.conn)
-            .await?;
+            execute(
+                conn,
+                RECORD_NOT_FOUND,
+                &[
+                    &task.account_id,
+                    &kind,
+                    &task.id,
+                    &now,
+                    &json(&plan.not_found)?,
+                ],
+            )?;
         }
         if !plan.entries.is_empty() {
             let rows: Vec<serde_json::Value> = plan
@@ -381,19 +452,18 @@ crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
                     })
                 })
                 .collect();
-            sqlx::query(
-                "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
-                 SELECT ?1, value ->> '$.b', value ->> '$.t', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
-                 FROM json_each(?6)",
-            )
-            .bind(&task.account_id)
-            .bind(&task.id)
-            .bind(kind)
-            .bind(&task.call_source)
-            .bind(now)
-            .bind(json(&rows)?)
-            .execute(&mut *self.conn)
-            .await?;
+            execute(
+                conn,
+                INSERT_SETTLEMENT_ENTRIES,
+                &[
+                    &task.account_id,
+                    &task.id,
+                    &kind,
+                    &task.call_source,
+                    &now,
+                    &json(&rows)?,
+                ],
+            )?;
         }
         let items: Vec<serde_json::Value> = plan
             .items
@@ -404,35 +474,61 @@ crate::store::settlement::settlement_statements_impl!(SqliteTasks<'_>, conn {
                 })
             })
             .collect();
-        let updated = sqlx::query(
-            "UPDATE task_items SET status = u.status, value = u.value, error_code = u.error, \
-                charged = u.charged, updated_at = ?1 \
-             FROM (SELECT value ->> '$.i' AS id, value ->> '$.s' AS status, value ->> '$.v' AS value, \
-                          value ->> '$.e' AS error, value ->> '$.c' AS charged FROM json_each(?2)) u \
-             WHERE task_items.id = u.id AND task_items.task_id = ?3 \
-               AND task_items.status IN ('pending', 'processing')",
-        )
-        .bind(now)
-        .bind(json(&items)?)
-        .bind(&task.id)
-        .execute(&mut *self.conn)
-        .await?;
-        if updated.rows_affected() != plan.items.len() as u64 {
+        let updated = execute(conn, SETTLE_ITEMS, &[&now, &json(&items)?, &task.id])?;
+        if updated != plan.items.len() as u64 {
             return Err(StoreError::Integrity("a settled item was not open".into()));
         }
-        sqlx::query(
-            "DELETE FROM inflight WHERE account_id = ?1 AND kind = ?2 AND task_id = ?3 \
-             AND personnel_id IN (SELECT value FROM json_each(?4))",
-        )
-        .bind(&task.account_id)
-        .bind(kind)
-        .bind(&task.id)
-        .bind(json(&plan.guards_removed)?)
-        .execute(&mut *self.conn)
-        .await?;
+        execute(
+            conn,
+            REMOVE_GUARDS,
+            &[
+                &task.account_id,
+                &kind,
+                &task.id,
+                &json(&plan.guards_removed)?,
+            ],
+        )?;
         Ok(())
     }
-});
+
+    async fn open_items(&mut self, task_id: &str) -> StoreResult<i64> {
+        Ok(query_one(self.conn, OPEN_ITEMS, &[&task_id], |row| {
+            row.get(0)
+        })?)
+    }
+
+    async fn mark_task(
+        &mut self,
+        task_id: &str,
+        now: i64,
+        finished: Option<TaskStatus>,
+    ) -> StoreResult<()> {
+        match finished {
+            Some(status) => execute(
+                self.conn,
+                FINISH_TASK,
+                &[&task_status_str(status), &now, &task_id],
+            )?,
+            None => execute(self.conn, TOUCH_TASK, &[&now, &task_id])?,
+        };
+        Ok(())
+    }
+
+    async fn execute_shared(
+        &mut self,
+        sql: &'static str,
+        binds: &[SharedBind<'_>],
+    ) -> StoreResult<u64> {
+        let values: Vec<&dyn ToSql> = binds
+            .iter()
+            .map(|bind| match bind {
+                SharedBind::Text(text) => text as &dyn ToSql,
+                SharedBind::Int(value) => value as &dyn ToSql,
+            })
+            .collect();
+        Ok(execute(self.conn, sql, &values)?)
+    }
+}
 
 // The methods written once are added by the macro (see `portable`).
 crate::store::portable::tasks_impl!(SqliteStore, reader, writer {
@@ -440,20 +536,21 @@ crate::store::portable::tasks_impl!(SqliteStore, reader, writer {
         let now = self.now();
         let request = request.clone();
         self.batcher
-            .run(move |conn| {
-                Box::pin(async move {
-                    create::create(&mut SqliteTasks { conn, now }, &request).await
-                })
-            })
+            .run(move |conn| finish_now(create::create(&mut SqliteTasks { conn, now }, &request)))
             .await
     }
 
+    /// The create's decision without its writes, on one snapshot of an inline reader (see
+    /// `inline`): three short indexed statements.
     async fn precheck_unlock(&self, request: &NewUnlock) -> StoreResult<CreateResult> {
         let now = self.now();
-        let mut tx = self.reader.begin().await?;
-        let result = create::precheck(&mut SqliteTasks { conn: &mut tx, now }, request).await?;
-        tx.commit().await?;
-        Ok(result)
+        self.inline.read(|conn| {
+            conn.execute_batch("BEGIN")?;
+            let result = finish_now(create::precheck(&mut SqliteTasks { conn, now }, request));
+            // It only read: ending it cannot lose anything.
+            conn.execute_batch("COMMIT")?;
+            result
+        })
     }
 
     /// A poll: one indexed statement, run on the calling thread (see `inline`).
@@ -463,26 +560,23 @@ crate::store::portable::tasks_impl!(SqliteStore, reader, writer {
         kind: ContactKind,
         task_id: &str,
     ) -> StoreResult<Option<TaskView>> {
-        use rusqlite::OptionalExtension;
         let row = self.inline.read(|conn| {
-            conn.prepare_cached(TASK_VIEW)?
-                .query_row((task_id, account_id, kind.as_str()), |r| {
-                    Ok(TaskViewRow {
-                        id: r.get(0)?,
-                        account_id: r.get(1)?,
-                        kind: r.get(2)?,
-                        event_ref: r.get(3)?,
-                        status: r.get(4)?,
-                        call_source: r.get(5)?,
-                        price: r.get(6)?,
-                        created_at: r.get(7)?,
-                        updated_at: r.get(8)?,
-                        completed_at: r.get(9)?,
-                        items: r.get(10)?,
-                        totals: r.get(11)?,
-                    })
+            Ok(query_optional(conn, TASK_VIEW, &[&task_id, &account_id, &kind.as_str()], |r| {
+                Ok(TaskViewRow {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    event_ref: r.get(3)?,
+                    status: r.get(4)?,
+                    call_source: r.get(5)?,
+                    price: r.get(6)?,
+                    created_at: r.get(7)?,
+                    updated_at: r.get(8)?,
+                    completed_at: r.get(9)?,
+                    items: r.get(10)?,
+                    totals: r.get(11)?,
                 })
-                .optional()
+            })?)
         })?;
         row.map(TaskViewRow::into_view).transpose()
     }
