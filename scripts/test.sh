@@ -84,6 +84,8 @@ ensure_chromium() {
         echo "!! no apt-get: install chromium and chromedriver by hand (or set CHROMIUM and CHROMEDRIVER)"
         return 0
     fi
+    # A dpkg run cut short earlier on this machine blocks every install until finished.
+    $sudo dpkg --configure -a || true
     $sudo apt-get install -y --no-install-recommends chromium chromium-driver \
         || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium chromium-driver; } \
         || echo "!! could not install chromium and chromium-driver; the browser tests will fail"

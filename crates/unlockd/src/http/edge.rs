@@ -249,6 +249,10 @@ mod tests {
         (response.status().as_u16(), started.elapsed())
     }
 
+    fn buggy_handler() -> &'static str {
+        panic!("a handler bug")
+    }
+
     fn slow_router() -> axum::Router {
         axum::Router::new()
             .route(
@@ -258,10 +262,7 @@ mod tests {
                     "done"
                 }),
             )
-            .route(
-                "/panics",
-                get(|| async { Option::<&str>::None.expect("a handler bug") }),
-            )
+            .route("/panics", get(|| async { buggy_handler() }))
     }
 
     #[tokio::test]

@@ -1,21 +1,19 @@
-//! The group-committing writer. A durable commit costs an fsync, and on SQLite only one
-//! writer may run at a time; on PostgreSQL one account's creates take turns on its row
-//! lock, which is held until the commit. So hot writes are queued to a task that owns one
-//! connection and commits whatever is queued as one transaction:
-//! a savepoint per request, so one request's failure (a 402, a lost lease, a constraint)
+//! The group-committing writer of PostgreSQL's creates (SQLite has its own, on a thread
+//! of its own: `sqlite/writer.rs`). A durable commit costs an fsync, and one account's
+//! creates take turns on its row lock, which is held until the commit. So creates are
+//! queued to a task that owns one connection and commits whatever is queued as one
+//! transaction: a savepoint per request, so one request's failure (a 402, a constraint)
 //! rolls back only that request, and one commit (one fsync) for the batch. Callers are
 //! answered only after that commit, so an acknowledged charge is as durable as before.
 //!
 //! A batch forms from what is already queued when the writer is free: there is no delay
-//! when the queue is empty. On SQLite the transaction starts with `BEGIN IMMEDIATE`, so
-//! other processes on the same file take turns with whole batches. A batch runs its
-//! requests in the order of their keys (PostgreSQL: the account), so that two processes'
-//! batches take row locks in the same order and cannot deadlock.
+//! when the queue is empty. A batch runs its requests in the order of their keys (the
+//! account), so that two processes' batches take row locks in the same order and cannot
+//! deadlock.
 //!
-//! After any failure that leaves the transaction state in doubt (a failed `COMMIT`, a
-//! savepoint SQLite no longer knows because it rolled the transaction back itself, as it
-//! does on a full disk), the connection is dropped and a new one opened before the next
-//! batch, and every request of the failed batch gets the error: none of them was applied.
+//! After any failure that leaves the transaction state in doubt (a failed `COMMIT`, a lost
+//! connection), the connection is dropped and a new one opened before the next batch, and
+//! every request of the failed batch gets the error: none of them was applied.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -108,34 +106,17 @@ where
     C: Connection + 'static,
     for<'c> &'c mut C: Executor<'c>,
 {
-    /// Opens the writer's connection and starts its task; `begin` starts each batch's
-    /// transaction.
-    pub(crate) async fn start(connect: Connect<C>, begin: &'static str) -> StoreResult<Self> {
-        let connection = connect().await?;
-        let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(connect, begin, Some(connection), jobs));
-        Ok(Writer { queue })
-    }
-
-    /// As `start`, but the connection is opened for the first batch: a writer that is
-    /// never used holds no connection.
+    /// Starts the writer's task; `begin` starts each batch's transaction. The connection
+    /// is opened for the first batch: a writer that is never used holds no connection.
     pub(crate) fn start_lazily(connect: Connect<C>, begin: &'static str) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         tokio::spawn(run(connect, begin, None, jobs));
         Writer { queue }
     }
 
-    /// Runs `work` in the next batch and answers once that batch is committed. `work`
-    /// must not begin or end transactions itself.
-    pub(crate) async fn run<T, F>(&self, work: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
-    {
-        self.run_keyed(String::new(), work).await
-    }
-
-    /// As `run`, placed in its batch by `key` (requests of equal keys keep their order).
+    /// Runs `work` in the next batch and answers once that batch is committed, placed in
+    /// the batch by `key` (requests of equal keys keep their order). `work` must not begin
+    /// or end transactions itself.
     pub(crate) async fn run_keyed<T, F>(&self, key: String, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
