@@ -26,8 +26,8 @@ pub struct WorkerArgs {
     /// Tasks worked at once by this process.
     #[arg(long, env = "UNLOCKD_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     worker_concurrency: u64,
-    /// Items of a task looked up between two settlements (each settlement is one
-    /// transaction; a task has at most 100 items).
+    /// Most items of a task settled in one transaction (fewer when its lookups are slow:
+    /// what is ready is settled every 200 ms).
     #[arg(long, env = "UNLOCKD_SETTLE_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100))]
     settle_batch: u64,
     /// Claims after which a task is failed (its holds released) instead of retried.
@@ -65,7 +65,7 @@ impl WorkerArgs {
         Ok(EngineConfig {
             lease: Duration::from_secs(self.lease_seconds),
             concurrency: self.worker_concurrency as usize,
-            batch_size: self.settle_batch as usize,
+            settle_batch: self.settle_batch as usize,
             max_attempts: self.max_attempts,
             lookups_per_second: self.lookups_per_second,
             sources,

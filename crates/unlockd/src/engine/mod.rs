@@ -37,8 +37,11 @@ pub struct EngineConfig {
     pub max_attempts: i64,
     /// Tasks worked at once by this process.
     pub concurrency: usize,
-    /// Items looked up between two settlements (one transaction each).
+    /// Items looked up at once (one catalog read, and one write marking them processing).
     pub batch_size: usize,
+    /// Most items settled in one transaction. Fewer are settled once `settle_interval` has
+    /// passed since the last settlement, so slow lookups still show progress.
+    pub settle_batch: usize,
     /// How often an idle worker looks for work it was not told about (other processes).
     pub idle_poll: Duration,
     /// Tries per item against a failing source before `PROVIDER_ERROR`.
@@ -62,7 +65,8 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             max_attempts: 10,
             concurrency: 4,
-            batch_size: 100,
+            batch_size: 25,
+            settle_batch: 100,
             idle_poll: Duration::from_secs(1),
             source_attempts: 3,
             source_backoff: Duration::from_millis(200),
@@ -317,6 +321,8 @@ impl Engine {
         }
         let mut pending = futures::stream::FuturesUnordered::new();
         let mut ready = Ready::default();
+        let settle_batch = self.config.settle_batch.max(1);
+        let mut settled_at = Instant::now();
         for batch in task.items.chunks(self.config.batch_size.max(1)) {
             if shutdown.is_cancelled() {
                 self.flush(task, &mut ready, shutdown, lost).await?;
@@ -420,15 +426,20 @@ impl Engine {
                     });
                 }
             }
-            if ready.outcomes.len() >= self.config.batch_size.max(1) {
+            // Fast lookups (the catalog's) of a whole task settle in one transaction;
+            // slow ones (a paced source) settle as they come, every settle interval.
+            if ready.outcomes.len() >= settle_batch
+                || settled_at.elapsed() >= self.config.settle_interval
+            {
                 self.flush(task, &mut ready, shutdown, lost).await?;
+                settled_at = Instant::now();
             }
         }
         // The waterfalls: settle what completed every `settle_interval` or full batch.
         let mut flush_at: Option<Instant> = None;
         loop {
             let due = flush_at.is_some_and(|at| Instant::now() >= at);
-            if ready.outcomes.len() >= self.config.batch_size.max(1)
+            if ready.outcomes.len() >= settle_batch
                 || due
                 || (pending.is_empty() && !ready.outcomes.is_empty())
             {

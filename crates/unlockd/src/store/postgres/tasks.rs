@@ -345,9 +345,11 @@ crate::store::settlement::settlement_statements_impl!(PgTasks<'_>, conn {
         item_ids: &[i64],
     ) -> StoreResult<SettlementFacts> {
         // Open items and whether the account already has their person, in one statement.
+        // A scalar subquery, not EXISTS: PostgreSQL may run an EXISTS in the select list as
+        // one hashed pass over every unlock of the account, which grows with the account.
         let open: Vec<OpenItemRow> = sqlx::query_as(
-            "SELECT i.id AS item_id, i.personnel_id, EXISTS (SELECT 1 FROM unlocks u WHERE u.account_id = $2 \
-                    AND u.kind = $3 AND u.personnel_id = i.personnel_id AND u.status = 'unlocked') AS unlocked \
+            "SELECT i.id AS item_id, i.personnel_id, (SELECT u.status = 'unlocked' FROM unlocks u WHERE u.account_id = $2 \
+                    AND u.kind = $3 AND u.personnel_id = i.personnel_id) IS TRUE AS unlocked \
              FROM task_items i WHERE i.task_id = $1 AND i.status IN ('pending', 'processing') \
              AND i.id = ANY($4)",
         )
