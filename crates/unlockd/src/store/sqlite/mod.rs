@@ -207,10 +207,14 @@ crate::store::portable::catalog_impl!(SqliteStore, reader, writer {
                 "SELECT id, phone FROM personnel WHERE id IN (SELECT value FROM json_each(?1))"
             }
         };
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sql)
-            .bind(crate::store::rows::json(&personnel_ids)?)
-            .fetch_all(&self.reader)
-            .await?;
+        // On the calling thread (see `inline`): the worker reads a batch's contacts here
+        // for every batch it looks up, a few primary-key probes.
+        let ids = crate::store::rows::json(&personnel_ids)?;
+        let rows = self.inline.read(|conn| {
+            Ok(statements::query(conn, sql, &[&ids], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+            })?)
+        })?;
         Ok(rows.into_iter().collect())
     }
 
