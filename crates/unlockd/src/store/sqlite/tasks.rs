@@ -68,22 +68,19 @@ const PERSON_FACTS: &str = "SELECT r.value AS id, \
 const SPENDABLE_BUCKETS: &str =
     "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
      WHERE account_id = ?1 AND balance > 0";
-const INSERT_ITEMS: &str =
+// A create's writes, one row per cached statement (see the settlement's below for why).
+const INSERT_ITEM: &str =
     "INSERT INTO task_items (task_id, position, personnel_id, status, updated_at) \
-     SELECT ?1, CAST(key AS INTEGER), value, 'pending', ?2 FROM json_each(?3) WHERE true \
-     RETURNING position, id";
+     VALUES (?1, ?2, ?3, 'pending', ?4)";
 /// The guard: a primary key violation here means another live task holds the person.
-const INSERT_GUARDS: &str = "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
-     SELECT ?1, ?2, value, ?3 FROM json_each(?4)";
-const INSERT_HOLDS: &str =
+const INSERT_GUARD: &str = "INSERT INTO inflight (account_id, kind, personnel_id, task_id) \
+     VALUES (?1, ?2, ?3, ?4)";
+const INSERT_HOLD: &str =
     "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, task_id, item_id, kind, personnel_id, call_source, created_at) \
-     SELECT ?1, value ->> '$.b', 'hold', value ->> '$.a', ?2, value ->> '$.i', ?3, value ->> '$.p', ?4, ?5 \
-     FROM json_each(?6)";
-const TAKE_FROM_BUCKETS: &str =
-    "UPDATE credit_buckets SET balance = balance - m.amount, held = held + m.amount \
-     FROM (SELECT value ->> '$.b' AS bucket, value ->> '$.a' AS amount FROM json_each(?1)) m \
-     WHERE credit_buckets.id = m.bucket AND credit_buckets.account_id = ?2 \
-       AND credit_buckets.balance >= m.amount";
+     VALUES (?1, ?2, 'hold', ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const TAKE_FROM_BUCKET: &str =
+    "UPDATE credit_buckets SET balance = balance - ?1, held = held + ?1 \
+     WHERE id = ?2 AND account_id = ?3 AND balance >= ?1";
 const CLAIM_NEXT: &str =
     "UPDATE tasks SET status = 'processing', attempt = attempt + 1, lease_owner = ?1, \
          lease_expires_at = ?2, updated_at = ?3 \
@@ -211,55 +208,51 @@ impl CreateStatements for SqliteTasks<'_> {
                 &task.now,
             ],
         )?;
-        let people = json(&plan.items)?;
-        let mut positions: Vec<(i64, i64)> =
-            query(conn, INSERT_ITEMS, &[&task.id, &task.now, &people], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
-        // RETURNING order is not guaranteed: put the items back in request order.
-        positions.sort_unstable();
-        if positions.len() != plan.items.len() {
-            return Err(StoreError::Integrity(
-                "task items were not all inserted".into(),
-            ));
+        let mut item_ids = Vec::with_capacity(plan.items.len());
+        for (position, person) in plan.items.iter().enumerate() {
+            execute(
+                conn,
+                INSERT_ITEM,
+                &[&task.id, &(position as i64), person, &task.now],
+            )?;
+            item_ids.push(conn.last_insert_rowid());
+            execute(
+                conn,
+                INSERT_GUARD,
+                &[&r.account_id, &kind, person, &task.id],
+            )?;
         }
-        execute(
-            conn,
-            INSERT_GUARDS,
-            &[&r.account_id, &kind, &task.id, &people],
-        )?;
-        let entries: Vec<serde_json::Value> = plan
-            .holds
-            .iter()
-            .map(|hold| {
-                serde_json::json!({
-                    "b": hold.bucket_id, "a": hold.amount,
-                    "i": positions[hold.position].1, "p": hold.personnel_id
-                })
-            })
-            .collect();
-        execute(
-            conn,
-            INSERT_HOLDS,
-            &[
-                &r.account_id,
-                &task.id,
-                &kind,
-                &call_source,
-                &task.now,
-                &json(&entries)?,
-            ],
-        )?;
-        let moves: Vec<serde_json::Value> = plan
-            .takes
-            .iter()
-            .map(|take| serde_json::json!({"b": take.bucket_id, "a": take.amount}))
-            .collect();
-        let taken = execute(conn, TAKE_FROM_BUCKETS, &[&json(&moves)?, &r.account_id])?;
-        if taken != moves.len() as u64 {
-            return Err(StoreError::Integrity(
-                "a bucket cannot cover its share of the hold".into(),
-            ));
+        for hold in &plan.holds {
+            let item_id = item_ids.get(hold.position).ok_or_else(|| {
+                StoreError::Integrity("a hold names an item the plan does not have".into())
+            })?;
+            execute(
+                conn,
+                INSERT_HOLD,
+                &[
+                    &r.account_id,
+                    &hold.bucket_id,
+                    &hold.amount,
+                    &task.id,
+                    item_id,
+                    &kind,
+                    &hold.personnel_id,
+                    &call_source,
+                    &task.now,
+                ],
+            )?;
+        }
+        for take in &plan.takes {
+            let taken = execute(
+                conn,
+                TAKE_FROM_BUCKET,
+                &[&take.amount, &take.bucket_id, &r.account_id],
+            )?;
+            if taken != 1 {
+                return Err(StoreError::Integrity(
+                    "a bucket cannot cover its share of the hold".into(),
+                ));
+            }
         }
         Ok(())
     }
