@@ -403,8 +403,10 @@ class Bench:
 
     def drain_backlog(self, backend, db, blocks100, backlog_keys):
         """Creates the backlog with the worker off, then starts a server with its worker and
-        measures how fast the backlog is settled. Returns that server, still running."""
+        measures how fast the backlog is settled. Returns that server, still running, and the
+        backlog's (account index, task id) pairs."""
         server = unlockd(db, self.work, worker=False)
+        backlog = []
         try:
             for i in range(self.args.backlog_tasks):
                 key_index = i // len(blocks100)
@@ -413,6 +415,7 @@ class Bench:
                                          {"event_id": event, "personnel_ids": people})
                 if status != 201:
                     raise SystemExit(f"backlog create answered {status}: {body}")
+                backlog.append((key_index, json.loads(body)["task_id"]))
         finally:
             server.stop()
         server = unlockd(db, self.work, worker=True)
@@ -437,7 +440,7 @@ class Bench:
         note = f"{first:,} items left at the first reading" + ("" if last == 0 else f"; {last:,} still unsettled at the deadline")
         self.row(f"worker: backlog {self.args.backlog_tasks} tasks x 100", backend.name, None, unit="items/s",
                  rate=rate, verify=db.verify(), rss=server.peak_rss_mb(), note=note)
-        return server
+        return server, backlog
 
     def backlog_accounts(self, db, blocks100):
         return db.accounts(max(1, -(-self.args.backlog_tasks // len(blocks100))), "backlog")
@@ -445,7 +448,8 @@ class Bench:
     def worker_only(self, backend):
         db = Database(backend, "worker", SMALL_CATALOG)
         blocks100 = read_blocks(blocks_file(db.catalog, 100))
-        self.drain_backlog(backend, db, blocks100, self.backlog_accounts(db, blocks100)).stop()
+        server, _ = self.drain_backlog(backend, db, blocks100, self.backlog_accounts(db, blocks100))
+        server.stop()
 
     def flow(self, backend, fixed_rate, create100_peak):
         db = Database(backend, "flow", SMALL_CATALOG)
@@ -457,7 +461,7 @@ class Bench:
         e2e_keys = db.accounts(self.args.e2e_connections, "e2e")
 
         # A backlog of tasks created with the worker off, then drained by the worker.
-        server = self.drain_backlog(backend, db, blocks100, backlog_keys)
+        server, backlog = self.drain_backlog(backend, db, blocks100, backlog_keys)
         try:
             # Polls of finished tasks: 100-item ones from the backlog, 10-item ones made now.
             ten = self.finished_tasks(server.port, poll_key, blocks10, 20)
