@@ -105,7 +105,7 @@ const HOLDS_OF_ITEMS: &str =
 // A settlement's writes, one row per statement: on the writer's own connection a cached
 // statement costs microseconds, while one statement over a JSON array of the rows re-parsed
 // each row's JSON object once per field it read (perf of the worker draining a backlog:
-// SQLite's JSON parser took about a fifth of the writer thread).
+// SQLite's JSON parser took about a fifth of the server's samples).
 const RECORD_UNLOCKED: &str =
     "INSERT INTO unlocks (account_id, kind, personnel_id, status, value, task_id, updated_at) \
      VALUES (?1, ?2, ?3, 'unlocked', ?4, ?5, ?6) \
