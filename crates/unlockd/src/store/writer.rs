@@ -34,7 +34,26 @@ pub(crate) type Connect<C> =
 
 /// What a job does once the batch's fate is known: answer its caller with its own result
 /// when the batch committed, or with the batch's error.
-type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A request's own result, kept until its batch's fate is known: whether it succeeded (its
+/// savepoint is kept), and how its caller is then answered. Both writers (this one and
+/// SQLite's) answer this way.
+pub(crate) fn hold_answer<T: Send + 'static>(
+    result: StoreResult<T>,
+    answer: oneshot::Sender<StoreResult<T>>,
+) -> (bool, Finish) {
+    let succeeded = result.is_ok();
+    let finish: Finish = Box::new(move |batch: Result<(), StoreError>| {
+        let _ = answer.send(match (batch, result) {
+            (Ok(()), result) => result,
+            // Its own error explains it best; nothing of it was applied either way.
+            (Err(_), Err(own)) => Err(own),
+            (Err(batch_error), Ok(_)) => Err(batch_error),
+        });
+    });
+    (succeeded, finish)
+}
 
 /// One queued request.
 trait Job<C>: Send {
@@ -66,19 +85,7 @@ where
 
     fn run<'c>(self: Box<Self>, conn: &'c mut C) -> BoxFuture<'c, (bool, Finish)> {
         let Request { work, answer, .. } = *self;
-        Box::pin(async move {
-            let result = work(conn).await;
-            let succeeded = result.is_ok();
-            let finish: Finish = Box::new(move |batch: Result<(), StoreError>| {
-                let _ = answer.send(match (batch, result) {
-                    (Ok(()), result) => result,
-                    // Its own error explains it best; nothing of it was applied either way.
-                    (Err(_), Err(own)) => Err(own),
-                    (Err(batch_error), Ok(_)) => Err(batch_error),
-                });
-            });
-            (succeeded, finish)
-        })
+        Box::pin(async move { hold_answer(work(conn).await, answer) })
     }
 
     fn refuse(self: Box<Self>, error: StoreError) {

@@ -32,6 +32,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::Durability;
+use crate::store::writer::{hold_answer, Finish};
 use crate::store::{StoreError, StoreResult};
 
 /// Requests committed together at most.
@@ -78,10 +79,6 @@ impl WriterOptions {
     }
 }
 
-/// What a request does once its batch's fate is known: answer its caller with its own
-/// result when the batch committed, or with the batch's error.
-type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-
 /// One queued request.
 trait Job: Send {
     /// Runs the request's statements inside the batch's transaction. Returns whether they
@@ -112,16 +109,7 @@ where
                 "a write request panicked; it was rolled back".into(),
             ))
         });
-        let succeeded = result.is_ok();
-        let finish: Finish = Box::new(move |batch: Result<(), StoreError>| {
-            let _ = answer.send(match (batch, result) {
-                (Ok(()), result) => result,
-                // Its own error explains it best; nothing of it was applied either way.
-                (Err(_), Err(own)) => Err(own),
-                (Err(batch_error), Ok(_)) => Err(batch_error),
-            });
-        });
-        (succeeded, finish)
+        hold_answer(result, answer)
     }
 
     fn refuse(self: Box<Self>, error: StoreError) {
