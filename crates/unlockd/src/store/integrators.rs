@@ -93,22 +93,42 @@ pub(crate) const RELEASE_KEY: &str = "DELETE FROM idempotency_keys \
 /// Forgets keys created before `$1`.
 pub(crate) const PRUNE_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
 
+/// [`READ_KEY`]'s row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct IdempotencyKeyRow {
+    pub request_hash: String,
+    pub state: String,
+    pub response_status: Option<i32>,
+    pub response_body: Option<String>,
+}
+
+impl IdempotencyKeyRow {
+    /// The row as SQLite's writer reads it (rusqlite, by position).
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(IdempotencyKeyRow {
+            request_hash: row.get(0)?,
+            state: row.get(1)?,
+            response_status: row.get(2)?,
+            response_body: row.get(3)?,
+        })
+    }
+}
+
 /// Reads a key's row and says what a request that could not reserve it gets.
-pub(crate) fn judge_existing(
-    request_hash: &str,
-    row: Option<(String, String, Option<i32>, Option<String>)>,
-) -> KeyReservation {
-    match row {
+pub(crate) fn judge_existing(request_hash: &str, row: Option<IdempotencyKeyRow>) -> KeyReservation {
+    let Some(row) = row else {
         // Deleted between the two statements (released): the client may retry at once.
-        None => KeyReservation::InFlight,
-        Some((hash, _, _, _)) if hash != request_hash => KeyReservation::Mismatch,
-        Some((_, state, Some(status), Some(body))) if state == "done" => {
-            KeyReservation::Replay(StoredResponse {
-                status: status as u16,
-                body,
-            })
-        }
-        Some(_) => KeyReservation::InFlight,
+        return KeyReservation::InFlight;
+    };
+    if row.request_hash != request_hash {
+        return KeyReservation::Mismatch;
+    }
+    match (row.state.as_str(), row.response_status, row.response_body) {
+        ("done", Some(status), Some(body)) => KeyReservation::Replay(StoredResponse {
+            status: status as u16,
+            body,
+        }),
+        _ => KeyReservation::InFlight,
     }
 }
 
@@ -201,10 +221,12 @@ pub struct UsageRow {
 pub(crate) fn usage_sql(group: UsageGroup) -> String {
     format!(
         "SELECT {g} AS grp, \
-           CAST(COALESCE(SUM(CASE WHEN entry_type = 'capture' THEN amount ELSE 0 END), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(CASE WHEN entry_type = 'release' THEN amount ELSE 0 END), 0) AS BIGINT), \
-           COUNT(DISTINCT CASE WHEN entry_type = 'capture' THEN item_id END), \
-           COUNT(DISTINCT CASE WHEN entry_type = 'hold' THEN task_id END) \
+           CAST(COALESCE(SUM(CASE WHEN entry_type = 'capture' THEN amount ELSE 0 END), 0) AS BIGINT) \
+             AS charged, \
+           CAST(COALESCE(SUM(CASE WHEN entry_type = 'release' THEN amount ELSE 0 END), 0) AS BIGINT) \
+             AS released, \
+           COUNT(DISTINCT CASE WHEN entry_type = 'capture' THEN item_id END) AS unlocked, \
+           COUNT(DISTINCT CASE WHEN entry_type = 'hold' THEN task_id END) AS tasks \
          FROM ledger \
          WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 \
            AND entry_type IN ('hold', 'capture', 'release') \
@@ -213,14 +235,23 @@ pub(crate) fn usage_sql(group: UsageGroup) -> String {
     )
 }
 
+/// One group's sums as [`usage_sql`] reads them.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UsageSumsRow {
+    /// The group's key (a day number for [`UsageGroup::Day`]).
+    pub grp: String,
+    pub charged: i64,
+    pub released: i64,
+    pub unlocked: i64,
+    pub tasks: i64,
+}
+
 /// Turns the raw rows into report rows (days as dates, in date order).
-pub(crate) fn usage_rows(
-    group: UsageGroup,
-    raw: Vec<(String, i64, i64, i64, i64)>,
-) -> Vec<UsageRow> {
+pub(crate) fn usage_rows(group: UsageGroup, raw: Vec<UsageSumsRow>) -> Vec<UsageRow> {
     let mut rows: Vec<(i64, UsageRow)> = raw
         .into_iter()
-        .map(|(grp, charged, released, unlocked, tasks)| {
+        .map(|sums| {
+            let grp = sums.grp;
             let (order, group_name) = match group {
                 UsageGroup::Day => {
                     let day: i64 = grp.parse().unwrap_or_default();
@@ -235,10 +266,10 @@ pub(crate) fn usage_rows(
                 order,
                 UsageRow {
                     group: group_name,
-                    credits_charged: charged,
-                    credits_released: released,
-                    contacts_unlocked: unlocked,
-                    tasks_created: tasks,
+                    credits_charged: sums.charged,
+                    credits_released: sums.released,
+                    contacts_unlocked: sums.unlocked,
+                    tasks_created: sums.tasks,
                 },
             )
         })

@@ -724,7 +724,8 @@ impl<T> Store for T where T: Lifecycle + Catalog + Accounts + Tasks + Upkeep + C
 
 /// The statement both backends run for [`Tasks::task_counts`].
 pub(crate) const TASK_COUNTS_SQL: &str =
-    "SELECT kind, status, CAST(COUNT(*) AS BIGINT) FROM tasks GROUP BY kind, status ORDER BY kind, status";
+    "SELECT kind, status, CAST(COUNT(*) AS BIGINT) AS tasks FROM tasks GROUP BY kind, status \
+     ORDER BY kind, status";
 
 /// How [`connect_with`] opens a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

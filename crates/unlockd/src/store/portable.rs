@@ -349,9 +349,14 @@ macro_rules! tasks_impl {
             }
 
             async fn task_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
-                Ok(sqlx::query_as(crate::store::TASK_COUNTS_SQL)
-                    .fetch_all(&self.$reader)
-                    .await?)
+                let rows: Vec<$crate::store::rows::TaskCountRow> =
+                    sqlx::query_as(crate::store::TASK_COUNTS_SQL)
+                        .fetch_all(&self.$reader)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| (row.kind, row.status, row.tasks))
+                    .collect())
             }
         }
     };

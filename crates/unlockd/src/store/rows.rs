@@ -59,28 +59,86 @@ pub(crate) fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Item id, personnel id, status, value, error code, charged.
-pub(crate) type ItemRow = (i64, String, String, Option<String>, Option<String>, i64);
+/// Implements `sqlx::FromRow` by column position, for rows read on hot paths: the derive
+/// looks every column up by its name. The fields are read in the order written, so they
+/// must be in the statement's column order.
+macro_rules! positional_row {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field_vis:vis $field:ident: $ty:ty),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty),+
+        }
+
+        impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for $name
+        where
+            usize: sqlx::ColumnIndex<R>,
+            $($ty: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,)+
+        {
+            fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+                let mut column = 0usize;
+                let mut next = || {
+                    column += 1;
+                    column - 1
+                };
+                Ok($name {
+                    $($field: row.try_get(next())?),+
+                })
+            }
+        }
+    };
+}
+pub(crate) use positional_row;
+
+/// A task item as [`TaskViewRow::items`] holds it: a JSON array `[id, person, status,
+/// value, error, charged]`, which serde reads into these fields in order.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ItemRow {
+    pub item_id: i64,
+    pub personnel_id: String,
+    pub status: String,
+    pub value: Option<String>,
+    pub error_code: Option<String>,
+    pub charged: i64,
+}
+
+/// A task's ledger sums as [`TaskViewRow::totals`] holds them: `[held, captured,
+/// released]` (each `null` when the task has no such entry).
+#[derive(Debug, serde::Deserialize)]
+struct TotalsRow {
+    holds: Option<i64>,
+    captures: Option<i64>,
+    releases: Option<i64>,
+}
+
 pub(crate) const EVENT_COLUMNS: &str = "id, event_id, name, date_start, date_end, venue, city, region, country, url, description, exhibitor_count, personnel_count, has_visitors";
 
-/// Id, full name, title, department, seniority, LinkedIn, company, source types (JSON
-/// array text), event count.
-pub(crate) type PersonRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-);
+positional_row! {
+    /// A person as the people reads select them (`PERSON_COLUMNS` of each backend, in this
+    /// order): read by position, as search result pages are hot.
+    #[derive(Debug)]
+    pub(crate) struct PersonRow {
+        pub id: String,
+        pub full_name: Option<String>,
+        pub title: Option<String>,
+        pub department: Option<String>,
+        pub seniority_level: Option<String>,
+        pub linkedin_url: Option<String>,
+        pub company_name: Option<String>,
+        /// JSON array text.
+        pub source_type: String,
+        pub event_count: i64,
+    }
+}
 
 /// Rows put in the order of `ids` (a person no longer there is left out).
 pub(crate) fn in_order(rows: Vec<PersonRow>, ids: &[&String]) -> Vec<PersonRow> {
     let mut by_id: HashMap<String, PersonRow> =
-        rows.into_iter().map(|r| (r.0.clone(), r)).collect();
+        rows.into_iter().map(|r| (r.id.clone(), r)).collect();
     ids.iter()
         .filter_map(|id| by_id.remove(id.as_str()))
         .collect()
@@ -121,41 +179,29 @@ pub(crate) fn contact_views(
         }
     }
     rows.into_iter()
-        .map(
-            |(
-                id,
-                full_name,
-                title,
-                department,
-                seniority_level,
-                linkedin_url,
-                company_name,
-                source_type,
-                event_count,
-            )| {
-                let (email_state, email) = states
-                    .remove(&(id.clone(), "email".into()))
-                    .unwrap_or((UnlockState::Locked, None));
-                let (phone_state, phone) = states
-                    .remove(&(id.clone(), "phone".into()))
-                    .unwrap_or((UnlockState::Locked, None));
-                ContactView {
-                    id,
-                    full_name,
-                    title,
-                    department,
-                    seniority_level,
-                    linkedin_url,
-                    company_name,
-                    source_type: serde_json::from_str(&source_type).unwrap_or_default(),
-                    event_count,
-                    email,
-                    phone,
-                    email_state,
-                    phone_state,
-                }
-            },
-        )
+        .map(|row| {
+            let (email_state, email) = states
+                .remove(&(row.id.clone(), "email".into()))
+                .unwrap_or((UnlockState::Locked, None));
+            let (phone_state, phone) = states
+                .remove(&(row.id.clone(), "phone".into()))
+                .unwrap_or((UnlockState::Locked, None));
+            ContactView {
+                id: row.id,
+                full_name: row.full_name,
+                title: row.title,
+                department: row.department,
+                seniority_level: row.seniority_level,
+                linkedin_url: row.linkedin_url,
+                company_name: row.company_name,
+                source_type: serde_json::from_str(&row.source_type).unwrap_or_default(),
+                event_count: row.event_count,
+                email,
+                phone,
+                email_state,
+                phone_state,
+            }
+        })
         .collect()
 }
 
@@ -182,13 +228,12 @@ impl TaskViewRow {
     pub(crate) fn into_view(self) -> StoreResult<super::TaskView> {
         let items: Vec<ItemRow> = serde_json::from_str(&self.items)
             .map_err(|e| StoreError::Integrity(format!("task {} items: {e}", self.id)))?;
-        let (hold, charged, released): (Option<i64>, Option<i64>, Option<i64>) =
-            serde_json::from_str(&self.totals)
-                .map_err(|e| StoreError::Integrity(format!("task {} totals: {e}", self.id)))?;
+        let totals: TotalsRow = serde_json::from_str(&self.totals)
+            .map_err(|e| StoreError::Integrity(format!("task {} totals: {e}", self.id)))?;
         let (hold, charged, released) = (
-            hold.unwrap_or(0),
-            charged.unwrap_or(0),
-            released.unwrap_or(0),
+            totals.holds.unwrap_or(0),
+            totals.captures.unwrap_or(0),
+            totals.releases.unwrap_or(0),
         );
         Ok(super::TaskView {
             kind: parse_kind(&self.kind)?,
@@ -196,18 +241,16 @@ impl TaskViewRow {
             call_source: unlockd_api::CallSource::from_header(Some(&self.call_source)),
             items: items
                 .into_iter()
-                .map(
-                    |(item_id, personnel_id, status, value, error_code, charged)| {
-                        Ok(super::ItemView {
-                            item_id,
-                            personnel_id,
-                            status: parse_item_status(&status)?,
-                            value,
-                            error_code,
-                            charged,
-                        })
-                    },
-                )
+                .map(|item| {
+                    Ok(super::ItemView {
+                        status: parse_item_status(&item.status)?,
+                        item_id: item.item_id,
+                        personnel_id: item.personnel_id,
+                        value: item.value,
+                        error_code: item.error_code,
+                        charged: item.charged,
+                    })
+                })
                 .collect::<StoreResult<_>>()?,
             id: self.id,
             account_id: self.account_id,
@@ -229,6 +272,14 @@ pub(crate) struct AccountKeysRow {
     #[sqlx(flatten)]
     pub account: super::AccountInfo,
     pub active_keys: i64,
+}
+
+/// How many tasks have one kind and status (`TASK_COUNTS_SQL`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TaskCountRow {
+    pub kind: String,
+    pub status: String,
+    pub tasks: i64,
 }
 
 /// A credit bucket's row.
@@ -301,4 +352,95 @@ impl TryFrom<SpendableBucketRow> for crate::domain::ledger::Bucket {
             balance: row.balance,
         })
     }
+}
+
+/// An exhibitor at its event, as the exhibitor reads select it (`personnel_count` is 0
+/// where the caller counts the people itself).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ExhibitorRow {
+    pub id: String,
+    pub company_name: Option<String>,
+    pub website: Option<String>,
+    pub country: Option<String>,
+    /// `events.id`.
+    pub event_id: String,
+    /// The event's public `eventId`.
+    pub event_alias: String,
+    pub event_name: Option<String>,
+    pub personnel_count: i64,
+}
+
+impl From<ExhibitorRow> for super::ExhibitorView {
+    fn from(row: ExhibitorRow) -> Self {
+        super::ExhibitorView {
+            id: row.id,
+            company_name: row.company_name,
+            website: row.website,
+            country: row.country,
+            event_id: row.event_id,
+            event_alias: row.event_alias,
+            event_name: row.event_name,
+            personnel_count: row.personnel_count,
+            personnel: Vec::new(),
+        }
+    }
+}
+
+/// A person's stored row as a catalog import compares it with the incoming record.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StoredPersonRow {
+    pub id: String,
+    pub full_name: Option<String>,
+    pub title: Option<String>,
+    pub department: Option<String>,
+    pub seniority_level: Option<String>,
+    pub linkedin_url: Option<String>,
+    pub company_name: Option<String>,
+    pub exhibitor_id: Option<String>,
+    /// JSON array text.
+    pub source_type: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl TryFrom<StoredPersonRow> for crate::catalog::PersonRecord {
+    type Error = StoreError;
+
+    /// The record without its events (they are read separately).
+    fn try_from(row: StoredPersonRow) -> StoreResult<Self> {
+        let source_type: Vec<String> = serde_json::from_str(&row.source_type).map_err(|e| {
+            StoreError::Integrity(format!("personnel {}: stored source_type: {e}", row.id))
+        })?;
+        Ok(crate::catalog::PersonRecord {
+            id: row.id,
+            full_name: row.full_name,
+            title: row.title,
+            department: row.department,
+            seniority_level: row.seniority_level,
+            linkedin_url: row.linkedin_url,
+            company_name: row.company_name,
+            exhibitor_id: row.exhibitor_id,
+            event_ids: Vec::new(),
+            source_type,
+            email: row.email,
+            phone: row.phone,
+        })
+    }
+}
+
+/// A public event id (`alias`) that would name two events.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PublicIdClash {
+    pub alias: String,
+    pub first_id: String,
+    pub second_id: String,
+}
+
+/// A person queued for the search index, with the texts its words come from.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PersonText {
+    pub id: String,
+    pub full_name: Option<String>,
+    pub title: Option<String>,
+    pub company_name: Option<String>,
 }

@@ -159,6 +159,18 @@ pub(crate) struct SettlingTaskRow {
     pub created_at: i64,
 }
 
+impl SettlingTaskRow {
+    /// The row as SQLite's writer reads it (rusqlite, by position).
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SettlingTaskRow {
+            account_id: row.get(0)?,
+            kind: row.get(1)?,
+            call_source: row.get(2)?,
+            created_at: row.get(3)?,
+        })
+    }
+}
+
 /// A reported item still open, and whether the account already has its person.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct OpenItemRow {

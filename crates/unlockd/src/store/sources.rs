@@ -197,21 +197,14 @@ pub struct ProviderCost {
 pub(crate) const FORGET_EXPIRED_NOT_FOUND: &str =
     "DELETE FROM lookup_not_found WHERE until_ms <= $1";
 
-/// Writes what providers answered. Call inside one transaction: a found contact is in the
-/// catalog before the item that asked for it settles.
-pub(crate) async fn write_lookups<DB>(
-    conn: &mut DB::Connection,
+/// Writes what providers answered, on PostgreSQL (SQLite's writer has its own copy,
+/// `sqlite::statements::write_lookups`). Call inside one transaction: a found contact is in
+/// the catalog before the item that asked for it settles.
+pub(crate) async fn write_lookups(
+    conn: &mut sqlx::PgConnection,
     records: &[LookupRecord],
     now_ms: i64,
-) -> StoreResult<()>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-{
+) -> StoreResult<()> {
     for record in records {
         let kind = record.kind.as_str();
         match &record.outcome {
@@ -220,7 +213,7 @@ where
                     ContactKind::Email => SET_FOUND_EMAIL,
                     ContactKind::Phone => SET_FOUND_PHONE,
                 };
-                sqlx::query::<DB>(sql)
+                sqlx::query(sql)
                     .bind(value.as_str())
                     .bind(record.source.as_str())
                     .bind(now_ms)
@@ -229,7 +222,7 @@ where
                     .await?;
             }
             LookupRecordOutcome::NotFound { remember_for_ms } => {
-                sqlx::query::<DB>(REMEMBER_NOT_FOUND)
+                sqlx::query(REMEMBER_NOT_FOUND)
                     .bind(record.personnel_id.as_str())
                     .bind(kind)
                     .bind(record.source.as_str())
@@ -239,7 +232,7 @@ where
             }
             LookupRecordOutcome::Failed { .. } => {}
         }
-        sqlx::query::<DB>(LOG_LOOKUP)
+        sqlx::query(LOG_LOOKUP)
             .bind(now_ms)
             .bind(record.source.as_str())
             .bind(kind)

@@ -44,11 +44,19 @@ const ORPHANS: &str =
      WHERE b.id IS NULL OR b.account_id <> l.account_id";
 
 /// Per account: credits held next to price × unsettled items.
-const ACCOUNT_HOLDS: &str = "SELECT a.id, \
-        (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets WHERE account_id = a.id), \
+const ACCOUNT_HOLDS: &str = "SELECT a.id AS account, \
+        (SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_buckets WHERE account_id = a.id) AS held, \
         (SELECT CAST(COALESCE(SUM(t.price), 0) AS BIGINT) FROM task_items i JOIN tasks t ON t.id = i.task_id \
-         WHERE t.account_id = a.id AND i.status IN ('pending', 'processing')) \
+         WHERE t.account_id = a.id AND i.status IN ('pending', 'processing')) AS expected \
      FROM accounts a";
+
+/// An account's credits held and what its unsettled items need.
+#[derive(Debug, FromRow)]
+struct AccountHolds {
+    account: String,
+    held: i64,
+    expected: i64,
+}
 
 /// Per item: its state next to the ledger entries of that item of that task (the task id
 /// is part of the join, so an entry can never be counted for another item).
@@ -81,38 +89,86 @@ const SPLIT_ITEMS: &str = "SELECT item_id FROM ledger WHERE item_id IS NOT NULL 
          OR COUNT(DISTINCT COALESCE(kind, '')) > 1 OR COUNT(DISTINCT COALESCE(personnel_id, '')) > 1";
 
 /// Entries that name an item whose task, account, kind or person differ from theirs.
-const MISMATCHED_ENTRIES: &str = "SELECT l.item_id, l.account_id, COALESCE(l.kind, ''), \
-        COALESCE(l.personnel_id, ''), COALESCE(l.task_id, ''), t.account_id, t.kind, i.personnel_id, i.task_id \
+const MISMATCHED_ENTRIES: &str = "SELECT l.item_id AS item, l.account_id AS entry_account, \
+        COALESCE(l.kind, '') AS entry_kind, COALESCE(l.personnel_id, '') AS entry_person, \
+        COALESCE(l.task_id, '') AS entry_task, t.account_id AS account, t.kind, \
+        i.personnel_id AS person, i.task_id AS task \
      FROM ledger l JOIN task_items i ON i.id = l.item_id JOIN tasks t ON t.id = i.task_id \
      WHERE COALESCE(l.task_id, '') <> i.task_id OR l.account_id <> t.account_id \
         OR COALESCE(l.kind, '') <> t.kind OR COALESCE(l.personnel_id, '') <> i.personnel_id";
 
+/// A ledger entry's account, kind, person and task next to its item's.
+#[derive(Debug, FromRow)]
+struct Mismatch {
+    item: i64,
+    entry_account: String,
+    entry_kind: String,
+    entry_person: String,
+    entry_task: String,
+    account: String,
+    kind: String,
+    person: String,
+    task: String,
+}
+
 /// Money entries of a live (unpruned) task that name no item of it.
 const ITEMLESS_ENTRIES: &str =
-    "SELECT l.task_id, l.entry_type, COALESCE(l.item_id, 0) FROM ledger l \
+    "SELECT l.task_id AS task, l.entry_type AS entry, COALESCE(l.item_id, 0) AS item FROM ledger l \
      JOIN tasks t ON t.id = l.task_id \
      LEFT JOIN task_items i ON i.id = l.item_id AND i.task_id = l.task_id \
      WHERE l.entry_type IN ('hold', 'capture', 'release') AND i.id IS NULL";
 
+#[derive(Debug, FromRow)]
+struct ItemlessEntry {
+    task: String,
+    entry: String,
+    item: i64,
+}
+
 /// Each (account, kind, person) captured at most once.
 const DOUBLE_CAPTURES: &str =
-    "SELECT account_id, kind, personnel_id, COUNT(DISTINCT item_id) FROM ledger \
-     WHERE entry_type = 'capture' GROUP BY account_id, kind, personnel_id \
+    "SELECT account_id AS account, kind, personnel_id AS person, COUNT(DISTINCT item_id) AS captures \
+     FROM ledger WHERE entry_type = 'capture' GROUP BY account_id, kind, personnel_id \
      HAVING COUNT(DISTINCT item_id) > 1";
+
+#[derive(Debug, FromRow)]
+struct DoubleCapture {
+    account: String,
+    kind: String,
+    person: String,
+    captures: i64,
+}
 
 /// Contacts on record as unlocked that were never paid for. A task with a price has hold
 /// entries for as long as the ledger exists; only a free task (price 0) has none, and once
 /// pruned it cannot be told from a missing one, so such rows are not judged.
-const UNPAID_UNLOCKS: &str = "SELECT u.account_id, u.kind, u.personnel_id, u.task_id FROM unlocks u \
+const UNPAID_UNLOCKS: &str = "SELECT u.account_id AS account, u.kind, u.personnel_id AS person, \
+        u.task_id AS task FROM unlocks u \
      LEFT JOIN (SELECT DISTINCT account_id, kind, personnel_id FROM ledger WHERE entry_type = 'capture') c \
          ON c.account_id = u.account_id AND c.kind = u.kind AND c.personnel_id = u.personnel_id \
      LEFT JOIN tasks t ON t.id = u.task_id \
      WHERE u.status = 'unlocked' AND c.account_id IS NULL \
        AND (t.price > 0 OR EXISTS (SELECT 1 FROM ledger h WHERE h.task_id = u.task_id AND h.entry_type = 'hold'))";
 
-const STALE_GUARDS: &str = "SELECT f.account_id, f.personnel_id, f.task_id FROM inflight f \
+#[derive(Debug, FromRow)]
+struct UnpaidUnlock {
+    account: String,
+    kind: String,
+    person: String,
+    task: String,
+}
+
+const STALE_GUARDS: &str = "SELECT f.account_id AS account, f.personnel_id AS person, \
+        f.task_id AS task FROM inflight f \
      LEFT JOIN task_items i ON i.task_id = f.task_id AND i.personnel_id = f.personnel_id \
      WHERE i.id IS NULL OR i.status NOT IN ('pending', 'processing')";
+
+#[derive(Debug, FromRow)]
+struct StaleGuard {
+    account: String,
+    person: String,
+    task: String,
+}
 
 const UNGUARDED: &str =
     "SELECT i.id, i.task_id FROM task_items i JOIN tasks t ON t.id = i.task_id \
@@ -166,10 +222,11 @@ where
         }
     }
 
-    for (account, held, expected) in rows::<DB, (String, i64, i64)>(conn, ACCOUNT_HOLDS).await? {
-        if held != expected {
+    for row in rows::<DB, AccountHolds>(conn, ACCOUNT_HOLDS).await? {
+        if row.held != row.expected {
             problems.push(format!(
-                "account {account}: {held} credits held but unsettled items need {expected}"
+                "account {}: {} credits held but unsettled items need {}",
+                row.account, row.held, row.expected
             ));
         }
     }
@@ -190,52 +247,48 @@ where
             "item {item}: its ledger entries disagree on the account, task, kind or person"
         ));
     }
-    type Mismatch = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    );
-    for (item, l_account, l_kind, l_person, l_task, account, kind, person, task) in
-        rows::<DB, Mismatch>(conn, MISMATCHED_ENTRIES).await?
-    {
+    for m in rows::<DB, Mismatch>(conn, MISMATCHED_ENTRIES).await? {
         problems.push(format!(
-            "item {item}: a ledger entry names account {l_account}, {l_kind} of person {l_person}, \
-             task {l_task}, but the item is account {account}, {kind} of person {person}, task {task}"
+            "item {}: a ledger entry names account {}, {} of person {}, task {}, \
+             but the item is account {}, {} of person {}, task {}",
+            m.item,
+            m.entry_account,
+            m.entry_kind,
+            m.entry_person,
+            m.entry_task,
+            m.account,
+            m.kind,
+            m.person,
+            m.task
         ));
     }
-    for (task, entry, item) in rows::<DB, (String, String, i64)>(conn, ITEMLESS_ENTRIES).await? {
+    for row in rows::<DB, ItemlessEntry>(conn, ITEMLESS_ENTRIES).await? {
         problems.push(format!(
-            "task {task}: a {entry} entry names item {item}, which is not an item of the task"
+            "task {}: a {} entry names item {}, which is not an item of the task",
+            row.task, row.entry, row.item
         ));
     }
 
-    for (account, kind, person, n) in
-        rows::<DB, (String, String, String, i64)>(conn, DOUBLE_CAPTURES).await?
-    {
+    for row in rows::<DB, DoubleCapture>(conn, DOUBLE_CAPTURES).await? {
         problems.push(format!(
-            "account {account}: {kind} of person {person} captured {n} times"
+            "account {}: {} of person {} captured {} times",
+            row.account, row.kind, row.person, row.captures
         ));
     }
-    for (account, kind, person, task) in
-        rows::<DB, (String, String, String, String)>(conn, UNPAID_UNLOCKS).await?
-    {
+    for row in rows::<DB, UnpaidUnlock>(conn, UNPAID_UNLOCKS).await? {
         problems.push(format!(
-            "account {account}: {kind} of person {person} is on record as unlocked (task {task}) \
-             but was never captured"
+            "account {}: {} of person {} is on record as unlocked (task {}) \
+             but was never captured",
+            row.account, row.kind, row.person, row.task
         ));
     }
 
     // Guards exist exactly for unsettled items; terminal tasks have no open items; every
     // unlocked item is on record as unlocked for its account.
-    for (account, person, task) in rows::<DB, (String, String, String)>(conn, STALE_GUARDS).await? {
+    for row in rows::<DB, StaleGuard>(conn, STALE_GUARDS).await? {
         problems.push(format!(
-            "account {account}: in-flight guard on person {person} for settled task {task}"
+            "account {}: in-flight guard on person {} for settled task {}",
+            row.account, row.person, row.task
         ));
     }
     for (item, task) in rows::<DB, (i64, String)>(conn, UNGUARDED).await? {

@@ -14,7 +14,7 @@ use crate::catalog::{
     merge_batch, partial_ids, CatalogImport, EventRecord, ExhibitorRecord, PersonRecord,
 };
 use crate::domain::search::{event_token, filter_key};
-use crate::store::rows::json;
+use crate::store::rows::{json, PublicIdClash, StoredPersonRow};
 use crate::store::{StoreError, StoreResult};
 
 const BATCH: usize = 1_000;
@@ -88,8 +88,9 @@ pub(super) async fn import_catalog(
 /// The importer checks public ids against the database before it writes; this re-check
 /// inside the transaction is what guarantees it (there is no unique index on the alias).
 async fn check_public_ids(tx: &mut PgConnection) -> StoreResult<()> {
-    let clash: Option<(String, String, String)> = sqlx::query_as(
-        "(SELECT event_id, MIN(id), MAX(id) FROM events GROUP BY event_id HAVING COUNT(*) > 1 LIMIT 1) \
+    let clash: Option<PublicIdClash> = sqlx::query_as(
+        "(SELECT event_id AS alias, MIN(id) AS first_id, MAX(id) AS second_id FROM events \
+           GROUP BY event_id HAVING COUNT(*) > 1 LIMIT 1) \
          UNION ALL \
          (SELECT a.event_id, a.id, b.id FROM events a JOIN events b ON b.id = a.event_id AND b.id <> a.id LIMIT 1) \
          LIMIT 1",
@@ -98,8 +99,9 @@ async fn check_public_ids(tx: &mut PgConnection) -> StoreResult<()> {
     .fetch_optional(&mut *tx)
     .await?;
     match clash {
-        Some((alias, first, second)) => Err(StoreError::Invalid(format!(
-            "event_id {alias:?} would name two events ({first} and {second}); nothing was imported"
+        Some(clash) => Err(StoreError::Invalid(format!(
+            "event_id {:?} would name two events ({} and {}); nothing was imported",
+            clash.alias, clash.first_id, clash.second_id
         ))),
         None => Ok(()),
     }
@@ -153,22 +155,9 @@ async fn stored_personnel(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    type Row = (
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<StoredPersonRow> = sqlx::query_as(
         "SELECT id, full_name, title, department, seniority_level, linkedin_url, company_name, \
-                exhibitor_id, source_type::text, email, phone \
+                exhibitor_id, source_type::text AS source_type, email, phone \
          FROM personnel WHERE id = ANY($1)",
     )
     .bind(ids)
@@ -184,27 +173,9 @@ async fn stored_personnel(
     .fetch_all(&mut *tx)
     .await?;
     let mut people: HashMap<String, PersonRecord> = HashMap::new();
-    for r in rows {
-        let source_type: Vec<String> = serde_json::from_str(&r.8).map_err(|e| {
-            StoreError::Integrity(format!("personnel {}: stored source_type: {e}", r.0))
-        })?;
-        people.insert(
-            r.0.clone(),
-            PersonRecord {
-                id: r.0,
-                full_name: r.1,
-                title: r.2,
-                department: r.3,
-                seniority_level: r.4,
-                linkedin_url: r.5,
-                company_name: r.6,
-                exhibitor_id: r.7,
-                event_ids: Vec::new(),
-                source_type,
-                email: r.9,
-                phone: r.10,
-            },
-        );
+    for row in rows {
+        let record = PersonRecord::try_from(row)?;
+        people.insert(record.id.clone(), record);
     }
     for (person, event) in links {
         if let Some(p) = people.get_mut(&person) {

@@ -8,37 +8,10 @@ use sqlx::PgConnection;
 use super::reads::{as_seen_by, PERSON_COLUMNS};
 use super::PgStore;
 use crate::domain::search::{event_token, filter_key, folded_words, MAX_SEARCH_WORDS};
-use crate::store::rows::{like_pattern, PersonRow, EVENT_COLUMNS};
+use crate::store::rows::{like_pattern, ExhibitorRow, PersonRow, EVENT_COLUMNS};
 use crate::store::{
     ContactView, EventView, ExhibitorFilter, ExhibitorView, Page, PageRequest, StoreResult,
 };
-
-type ExhibitorRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    i64,
-);
-
-fn exhibitor_view(row: ExhibitorRow) -> ExhibitorView {
-    let (id, company_name, website, country, event_id, event_alias, event_name, personnel_count) =
-        row;
-    ExhibitorView {
-        id,
-        company_name,
-        website,
-        country,
-        event_id,
-        event_alias,
-        event_name,
-        personnel_count,
-        personnel: Vec::new(),
-    }
-}
 
 /// The tsquery for people at the event whose title (weight B) matches any job title.
 fn job_title_query(event_id: &str, titles: &[String]) -> Option<String> {
@@ -174,7 +147,8 @@ pub(super) async fn list_exhibitors(
     .fetch_one(&mut *tx)
     .await?;
     let rows: Vec<ExhibitorRow> = sqlx::query_as(&format!(
-        "SELECT x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, 0::bigint \
+        "SELECT x.id, x.company_name, x.website, x.country, e.id AS event_id, \
+         e.event_id AS event_alias, e.name AS event_name, 0::bigint AS personnel_count \
          FROM exhibitors x JOIN events e ON e.id = x.event_id WHERE {conditions} \
          ORDER BY x.company_name IS NULL, x.company_name COLLATE \"C\", x.id LIMIT $5 OFFSET $6"
     ))
@@ -186,7 +160,7 @@ pub(super) async fn list_exhibitors(
     .bind(page.offset())
     .fetch_all(&mut *tx)
     .await?;
-    let mut items: Vec<ExhibitorView> = rows.into_iter().map(exhibitor_view).collect();
+    let mut items: Vec<ExhibitorView> = rows.into_iter().map(ExhibitorView::from).collect();
     let people = match matched {
         Some(groups) => groups,
         None => {
@@ -226,8 +200,9 @@ pub(super) async fn list_exhibitors(
 }
 
 const EXHIBITOR_COLUMNS: &str =
-    "x.id, x.company_name, x.website, x.country, e.id, e.event_id, e.name, \
-     (SELECT COUNT(*) FROM personnel p WHERE p.exhibitor_id = x.id)";
+    "x.id, x.company_name, x.website, x.country, e.id AS event_id, e.event_id AS event_alias, \
+     e.name AS event_name, \
+     (SELECT COUNT(*) FROM personnel p WHERE p.exhibitor_id = x.id) AS personnel_count";
 
 pub(super) async fn exhibitor_profile(
     store: &PgStore,
@@ -240,7 +215,7 @@ pub(super) async fn exhibitor_profile(
     .bind(exhibitor_id)
     .fetch_optional(&store.pool)
     .await?;
-    Ok(row.map(exhibitor_view))
+    Ok(row.map(ExhibitorView::from))
 }
 
 async fn event_page(

@@ -320,7 +320,7 @@ crate::store::portable::catalog_impl!(PgStore, pool, pool {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        sources::write_lookups::<Postgres>(&mut tx, records, self.now()).await?;
+        sources::write_lookups(&mut tx, records, self.now()).await?;
         tx.commit().await?;
         Ok(())
     }

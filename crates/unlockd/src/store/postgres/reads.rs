@@ -131,7 +131,7 @@ pub(super) async fn as_seen_by(
     account_id: &str,
     rows: Vec<PersonRow>,
 ) -> StoreResult<Vec<ContactView>> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let unlocks: Vec<UnlockRow> = sqlx::query_as(
         "SELECT personnel_id, kind, status, value FROM unlocks WHERE account_id = $1 \
          AND kind IN ('email', 'phone') AND personnel_id = ANY($2)",
@@ -289,26 +289,35 @@ pub(super) async fn personnel_profile(
     Ok(items.pop())
 }
 
+/// A bucket whose credits are due to expire, with the database's time.
+#[derive(Debug, sqlx::FromRow)]
+struct DueBucket {
+    id: String,
+    account_id: String,
+    balance: i64,
+    now: i64,
+}
+
 pub(super) async fn expire_buckets(store: &PgStore) -> StoreResult<i64> {
     let mut tx = store.pool.begin().await?;
     // Locked in id order, as every writer locks buckets; the values read are the latest.
     // Due by the database's clock, not this process's.
-    let due: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT id, account_id, balance, unlockd_now_ms($1) FROM credit_buckets \
+    let due: Vec<DueBucket> = sqlx::query_as(
+        "SELECT id, account_id, balance, unlockd_now_ms($1) AS now FROM credit_buckets \
          WHERE expires_at IS NOT NULL AND expires_at <= unlockd_now_ms($1) AND balance > 0 \
          ORDER BY id FOR UPDATE",
     )
     .bind(store.injected_now())
     .fetch_all(&mut *tx)
     .await?;
-    let now = due.first().map_or(0, |row| row.3);
+    let now = due.first().map_or(0, |row| row.now);
     if due.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let ids: Vec<&str> = due.iter().map(|(id, _, _, _)| id.as_str()).collect();
-    let accounts: Vec<&str> = due.iter().map(|(_, a, _, _)| a.as_str()).collect();
-    let amounts: Vec<i64> = due.iter().map(|(_, _, b, _)| *b).collect();
+    let ids: Vec<&str> = due.iter().map(|row| row.id.as_str()).collect();
+    let accounts: Vec<&str> = due.iter().map(|row| row.account_id.as_str()).collect();
+    let amounts: Vec<i64> = due.iter().map(|row| row.balance).collect();
     sqlx::query(
         "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
          SELECT u.account, u.id, 'expire', u.amount, $4 \

@@ -16,7 +16,7 @@ use crate::domain::search::{
     MAX_SEARCH_WORDS,
 };
 use crate::store::event_search::{prefix_end, texts_with_words, EventWordIndex, WordEntry};
-use crate::store::rows::{in_order, PersonRow};
+use crate::store::rows::{in_order, positional_row, PersonRow, PersonText};
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreResult};
 
 const REFRESH_BATCH: i64 = 2000;
@@ -24,6 +24,16 @@ const REFRESH_BATCH: i64 = 2000;
 /// A lexeme literal (words are letters and digits; quoting keeps each one literal).
 fn lexeme(word: &str) -> String {
     format!("'{}'", word.replace('\'', "''"))
+}
+
+positional_row! {
+    /// An event's word entries under a prefix as one row of three parallel arrays: the
+    /// person, whether the word is the prefix itself, whether it is from the company name.
+    struct WordEntryArrays {
+        ids: Vec<String>,
+        exact: Vec<bool>,
+        company: Vec<bool>,
+    }
 }
 
 /// The per-event word index (migration 0006) on one connection.
@@ -34,7 +44,7 @@ impl EventWordIndex for EventWords<'_> {
     async fn entries(&mut self, event_id: &str, prefix: &str) -> StoreResult<Vec<WordEntry>> {
         // One row of three parallel arrays (the aggregates see the rows in the same
         // order): decoding thousands of rows one by one costs more than reading them.
-        let (ids, exact, company): (Vec<String>, Vec<bool>, Vec<bool>) = sqlx::query_as(
+        let entries: WordEntryArrays = sqlx::query_as(
             "SELECT COALESCE(array_agg(personnel_id), '{}'), COALESCE(array_agg(word = $2), '{}'), \
              COALESCE(array_agg(field = 'c'), '{}') FROM search_event_words \
              WHERE event_id = $1 AND word >= $2 AND word < $3",
@@ -44,9 +54,10 @@ impl EventWordIndex for EventWords<'_> {
         .bind(prefix_end(prefix))
         .fetch_one(&mut *self.0)
         .await?;
-        Ok(ids
+        Ok(entries
+            .ids
             .into_iter()
-            .zip(exact.into_iter().zip(company))
+            .zip(entries.exact.into_iter().zip(entries.company))
             .map(|(id, (exact, company))| {
                 let field = if company {
                     WordField::Company
@@ -62,7 +73,7 @@ impl EventWordIndex for EventWords<'_> {
         &mut self,
         event_id: &str,
     ) -> StoreResult<BTreeMap<String, Vec<(String, WordField)>>> {
-        let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<PersonText> = sqlx::query_as(
             "SELECT p.id, p.full_name, p.title, p.company_name FROM search_people_pending q \
              JOIN personnel_events pe ON pe.personnel_id = q.personnel_id AND pe.event_id = $1 \
              JOIN personnel p ON p.id = q.personnel_id",
@@ -72,9 +83,13 @@ impl EventWordIndex for EventWords<'_> {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, title, company)| {
-                let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
-                (id, words)
+            .map(|person| {
+                let words = person_words(
+                    person.full_name.as_deref(),
+                    person.title.as_deref(),
+                    person.company_name.as_deref(),
+                );
+                (person.id, words)
             })
             .collect())
     }
@@ -498,14 +513,21 @@ pub(super) async fn refresh_search_index(store: &PgStore) -> StoreResult<i64> {
     }
 }
 
-/// Id, queue sequence number, full name, title, company.
-type QueuedPerson = (String, i64, Option<String>, Option<String>, Option<String>);
+/// A queued person (with its queue sequence number) and the texts its words come from.
+#[derive(Debug, sqlx::FromRow)]
+struct QueuedPerson {
+    id: String,
+    seq: i64,
+    full_name: Option<String>,
+    title: Option<String>,
+    company_name: Option<String>,
+}
 
 /// Rewrites the per-event word entries of up to a batch of queued people; returns how many.
 /// A person queued again meanwhile (a newer `seq`) stays queued.
 async fn refresh_people(conn: &mut PgConnection) -> StoreResult<i64> {
     let queued: Vec<QueuedPerson> = sqlx::query_as(
-        "SELECT q.personnel_id, q.seq, p.full_name, p.title, p.company_name \
+        "SELECT q.personnel_id AS id, q.seq, p.full_name, p.title, p.company_name \
              FROM search_people_pending q LEFT JOIN personnel p ON p.id = q.personnel_id \
              ORDER BY q.personnel_id LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
     )
@@ -515,8 +537,8 @@ async fn refresh_people(conn: &mut PgConnection) -> StoreResult<i64> {
     if queued.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&str> = queued.iter().map(|q| q.0.as_str()).collect();
-    let seqs: Vec<i64> = queued.iter().map(|q| q.1).collect();
+    let ids: Vec<&str> = queued.iter().map(|q| q.id.as_str()).collect();
+    let seqs: Vec<i64> = queued.iter().map(|q| q.seq).collect();
     let links: Vec<(String, String)> = sqlx::query_as(
         "SELECT personnel_id, event_id FROM personnel_events WHERE personnel_id = ANY($1)",
     )
@@ -536,11 +558,16 @@ async fn refresh_people(conn: &mut PgConnection) -> StoreResult<i64> {
         .await?;
     let (mut event_col, mut word_col, mut field_col, mut person_col) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, _, name, title, company) in &queued {
+    for person in &queued {
+        let id = &person.id;
         let Some(person_events) = events.get(id.as_str()) else {
             continue;
         };
-        let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
+        let words = person_words(
+            person.full_name.as_deref(),
+            person.title.as_deref(),
+            person.company_name.as_deref(),
+        );
         for event in person_events {
             for (word, field) in &words {
                 event_col.push(*event);

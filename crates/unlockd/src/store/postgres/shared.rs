@@ -12,12 +12,32 @@ use tokio_util::sync::CancellationToken;
 use super::PgStore;
 use crate::domain::rate::{is_full, take_token, RateDecision, TokenState};
 use crate::signals::TaskSignals;
+use crate::store::rows::positional_row;
 use crate::store::StoreResult;
 
 pub(super) const CHANGES_CHANNEL: &str = "unlockd_tasks";
 
 /// How often one process sweeps refilled buckets away.
 const PRUNE_EVERY_MS: i64 = 60_000;
+
+positional_row! {
+    /// A rate bucket's state (`None` until first written) and the database's time, in the
+    /// order `take_rate_token` returns them (read by position: once per limited request).
+    struct RateBucketRow {
+        tokens: Option<f64>,
+        updated_ms: Option<i64>,
+        now: i64,
+    }
+}
+
+/// A rate bucket that may have refilled completely.
+#[derive(Debug, sqlx::FromRow)]
+struct IdleBucketRow {
+    bucket: String,
+    tokens: Option<f64>,
+    updated_ms: Option<i64>,
+    per_minute: i64,
+}
 
 pub(super) async fn take_rate_token(
     store: &PgStore,
@@ -27,7 +47,7 @@ pub(super) async fn take_rate_token(
     let mut tx = store.pool.begin().await?;
     // Creates the bucket or locks it, and reads its state, in one statement. Refills are
     // timed by the database's clock, which every replica shares.
-    let (tokens, updated_ms, now): (Option<f64>, Option<i64>, i64) = sqlx::query_as(
+    let row: RateBucketRow = sqlx::query_as(
         "INSERT INTO rate_buckets (bucket, per_minute) VALUES ($1, $2) \
          ON CONFLICT (bucket) DO UPDATE SET per_minute = excluded.per_minute \
          RETURNING tokens, updated_ms, unlockd_now_ms($3)",
@@ -37,7 +57,8 @@ pub(super) async fn take_rate_token(
     .bind(store.injected_now())
     .fetch_one(&mut *tx)
     .await?;
-    let state = match (tokens, updated_ms) {
+    let now = row.now;
+    let state = match (row.tokens, row.updated_ms) {
         (Some(tokens), Some(updated_ms)) => Some(TokenState { tokens, updated_ms }),
         _ => None,
     };
@@ -65,7 +86,7 @@ pub(super) async fn take_rate_token(
 /// Deletes buckets that have refilled completely (they carry no state worth keeping), as
 /// the in-process limiter forgets them. A bucket touched meanwhile is kept.
 async fn prune_full_buckets(store: &PgStore, now: i64) -> StoreResult<()> {
-    let idle: Vec<(String, Option<f64>, Option<i64>, i64)> = sqlx::query_as(
+    let idle: Vec<IdleBucketRow> = sqlx::query_as(
         "SELECT bucket, tokens, updated_ms, per_minute FROM rate_buckets \
          WHERE updated_ms < $1 ORDER BY updated_ms LIMIT 10000",
     )
@@ -73,13 +94,13 @@ async fn prune_full_buckets(store: &PgStore, now: i64) -> StoreResult<()> {
     .fetch_all(&store.pool)
     .await?;
     let (mut buckets, mut stamps) = (Vec::new(), Vec::new());
-    for (bucket, tokens, updated_ms, per_minute) in idle {
-        let (Some(tokens), Some(updated_ms)) = (tokens, updated_ms) else {
+    for row in idle {
+        let (Some(tokens), Some(updated_ms)) = (row.tokens, row.updated_ms) else {
             continue;
         };
-        let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
+        let per_minute = u32::try_from(row.per_minute).unwrap_or(u32::MAX);
         if is_full(&TokenState { tokens, updated_ms }, per_minute, now) {
-            buckets.push(bucket);
+            buckets.push(row.bucket);
             stamps.push(updated_ms);
         }
     }

@@ -17,7 +17,7 @@ use crate::domain::ContactKind;
 use crate::store::claim;
 use crate::store::claim::{ClaimedRow, LeaseRow, LeaseTransactions, LeaseWork};
 use crate::store::create::{self, CreateFacts, CreateStatements, NewTask};
-use crate::store::rows::{item_status_str, parse_bucket_kind, TaskViewRow};
+use crate::store::rows::{item_status_str, parse_bucket_kind, positional_row, TaskViewRow};
 use crate::store::settlement::{self, HoldRow, OpenItemRow, SettlingTask};
 use crate::store::{Claim, ClaimPolicy, Page, PageRequest, QueueGauges, SettleReport};
 use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
@@ -52,14 +52,29 @@ const ACCOUNT_FACTS: &str = "\
 /// keeps the locked section to this call, the plan's single insert, and the commit.
 const LOCKED_CREATE_FACTS: &str = "SELECT * FROM unlockd_locked_create_facts($1, $2, $3, $4, $5)";
 
-type FactRow = (
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+positional_row! {
+    /// One tagged fact row of the statements above (read by position: a create's hot path).
+    /// Which columns a tag fills is said there; `n` carries the time in `expires_at`.
+    struct FactRow {
+        tag: String,
+        id: String,
+        text: Option<String>,
+        expires_at: Option<i64>,
+        created_at: Option<i64>,
+        balance: Option<i64>,
+    }
+}
+
+positional_row! {
+    /// How many rows of each kind [`INSERT_TASK`] wrote (read by position: a create's hot
+    /// path).
+    struct InsertedCounts {
+        items: i64,
+        guards: i64,
+        entries: i64,
+        taken: i64,
+    }
+}
 
 /// A task's statements on PostgreSQL (create, claim, lease, settle; the orchestrations are
 /// shared: `store::create`, `store::claim`, `store::settlement`). Times are the database's
@@ -98,7 +113,7 @@ impl CreateStatements for PgTasks<'_> {
             .bind(self.injected_now)
             .fetch_all(&mut *conn)
             .await?;
-        if !rows.iter().any(|row| row.0 == "v") {
+        if !rows.iter().any(|row| row.tag == "v") {
             return Ok(None);
         }
         let account_rows: Vec<FactRow> = sqlx::query_as(ACCOUNT_FACTS)
@@ -118,7 +133,7 @@ impl CreateStatements for PgTasks<'_> {
         let hold_amounts: Vec<i64> = plan.holds.iter().map(|h| h.amount).collect();
         let bucket_ids: Vec<&str> = plan.takes.iter().map(|t| t.bucket_id.as_str()).collect();
         let amounts: Vec<i64> = plan.takes.iter().map(|t| t.amount).collect();
-        let (items, guards, entries, taken): (i64, i64, i64, i64) = sqlx::query_as(INSERT_TASK)
+        let counts: InsertedCounts = sqlx::query_as(INSERT_TASK)
             .bind(task.id)
             .bind(&r.account_id)
             .bind(r.kind.as_str())
@@ -136,12 +151,15 @@ impl CreateStatements for PgTasks<'_> {
             .fetch_one(&mut *self.conn)
             .await?;
         let expected = plan.items.len() as i64;
-        if items != expected || guards != expected || entries != plan.holds.len() as i64 {
+        if counts.items != expected
+            || counts.guards != expected
+            || counts.entries != plan.holds.len() as i64
+        {
             return Err(StoreError::Integrity(
                 "task items, guards or holds were not all inserted".into(),
             ));
         }
-        if taken != bucket_ids.len() as i64 {
+        if counts.taken != bucket_ids.len() as i64 {
             // The caller's transaction is rolled back whole.
             return Err(StoreError::Integrity(
                 "a bucket cannot cover its hold".into(),
@@ -156,9 +174,10 @@ fn parse_facts(rows: Vec<FactRow>) -> StoreResult<Option<CreateFacts>> {
     let mut event_id = None;
     let mut now = None;
     let mut facts = UnlockFacts::default();
-    for (tag, id, text, expires_at, created_at, balance) in rows {
-        match tag.as_str() {
-            "n" => now = expires_at,
+    for row in rows {
+        let id = row.id;
+        match row.tag.as_str() {
+            "n" => now = row.expires_at,
             "v" => event_id = Some(id),
             "e" => {
                 facts.existing.insert(id);
@@ -170,16 +189,16 @@ fn parse_facts(rows: Vec<FactRow>) -> StoreResult<Option<CreateFacts>> {
                 facts.already_unlocked.insert(id);
             }
             "f" => {
-                facts.in_flight.insert(id, text.unwrap_or_default());
+                facts.in_flight.insert(id, row.text.unwrap_or_default());
             }
             "b" => facts.buckets.push(Bucket {
                 id,
-                kind: parse_bucket_kind(text.as_deref().unwrap_or_default())?,
-                expires_at,
-                created_at: created_at.unwrap_or_default(),
-                balance: balance.unwrap_or_default(),
+                kind: parse_bucket_kind(row.text.as_deref().unwrap_or_default())?,
+                expires_at: row.expires_at,
+                created_at: row.created_at.unwrap_or_default(),
+                balance: row.balance.unwrap_or_default(),
             }),
-            _ => return Err(StoreError::Integrity(format!("unknown fact tag {tag}"))),
+            tag => return Err(StoreError::Integrity(format!("unknown fact tag {tag}"))),
         }
     }
     let Some(event_id) = event_id else {

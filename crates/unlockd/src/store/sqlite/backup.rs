@@ -85,6 +85,14 @@ pub async fn check_copy(path: &Path) -> StoreResult<CopyCheck> {
     checked
 }
 
+/// A copy's row counts.
+#[derive(Debug, sqlx::FromRow)]
+struct CopyCounts {
+    accounts: i64,
+    tasks: i64,
+    ledger_entries: i64,
+}
+
 async fn check_open_copy(conn: &mut SqliteConnection) -> StoreResult<CopyCheck> {
     let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_all(&mut *conn)
@@ -99,9 +107,9 @@ async fn check_open_copy(conn: &mut SqliteConnection) -> StoreResult<CopyCheck> 
         .execute(&mut *conn)
         .await?;
     MIGRATOR.run(&mut *conn).await?;
-    let (accounts, tasks, ledger_entries): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM tasks), \
-         (SELECT COUNT(*) FROM ledger)",
+    let counts: CopyCounts = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM accounts) AS accounts, (SELECT COUNT(*) FROM tasks) AS tasks, \
+         (SELECT COUNT(*) FROM ledger) AS ledger_entries",
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -109,9 +117,9 @@ async fn check_open_copy(conn: &mut SqliteConnection) -> StoreResult<CopyCheck> 
     let problems = crate::store::verify::verify::<sqlx::Sqlite>(&mut tx).await?;
     tx.commit().await?;
     Ok(CopyCheck {
-        accounts,
-        tasks,
-        ledger_entries,
+        accounts: counts.accounts,
+        tasks: counts.tasks,
+        ledger_entries: counts.ledger_entries,
         problems,
     })
 }

@@ -9,8 +9,8 @@ use super::{tasks, SqliteStore};
 use crate::domain::ContactKind;
 use crate::store::create;
 use crate::store::integrators::{
-    judge_existing, usage_rows, usage_sql, IdempotencyKey, KeyReservation, KeyedCreate,
-    ResponseRenderer, TaskFilter, UsageQuery, UsageRow, COMPLETE_KEY, CONFIRM_KEY,
+    judge_existing, usage_rows, usage_sql, IdempotencyKey, IdempotencyKeyRow, KeyReservation,
+    KeyedCreate, ResponseRenderer, TaskFilter, UsageQuery, UsageRow, COMPLETE_KEY, CONFIRM_KEY,
     IDEMPOTENCY_KEY_TTL_MS, PRUNE_KEYS, READ_KEY, RELEASE_KEY, RESERVE_KEY, TASK_LIST_WHERE,
 };
 use crate::store::rows::{task_status_str, TaskViewRow};
@@ -54,9 +54,12 @@ fn reserve_in(
     if let Some(token) = taken {
         return Ok(KeyReservation::Reserved { token });
     }
-    let row = query_optional(conn, READ_KEY, &[&key.account_id, &key.key], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-    })?;
+    let row = query_optional(
+        conn,
+        READ_KEY,
+        &[&key.account_id, &key.key],
+        IdempotencyKeyRow::from_rusqlite,
+    )?;
     Ok(judge_existing(&key.request_hash, row))
 }
 

@@ -76,7 +76,7 @@ pub(super) async fn as_seen_by(
     account_id: &str,
     rows: Vec<PersonRow>,
 ) -> StoreResult<Vec<ContactView>> {
-    let ids: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+    let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
     let ids_json = json(&ids)?;
     let unlocks: Vec<UnlockRow> = sqlx::query_as(
         "SELECT personnel_id, kind, status, value FROM unlocks WHERE account_id = ?1 \
@@ -233,10 +233,18 @@ pub(super) async fn personnel_profile(
     Ok(items.pop())
 }
 
+/// A bucket whose credits are due to expire.
+#[derive(Debug, sqlx::FromRow)]
+struct DueBucket {
+    id: String,
+    account_id: String,
+    balance: i64,
+}
+
 pub(super) async fn expire_buckets(store: &SqliteStore) -> StoreResult<i64> {
     let now = store.now();
     let mut tx = store.write_tx().await?;
-    let due: Vec<(String, String, i64)> = sqlx::query_as(
+    let due: Vec<DueBucket> = sqlx::query_as(
         "SELECT id, account_id, balance FROM credit_buckets \
          WHERE expires_at IS NOT NULL AND expires_at <= ?1 AND balance > 0",
     )
@@ -244,7 +252,12 @@ pub(super) async fn expire_buckets(store: &SqliteStore) -> StoreResult<i64> {
     .fetch_all(&mut *tx)
     .await?;
     let mut expired = 0;
-    for (bucket_id, account_id, balance) in due {
+    for DueBucket {
+        id: bucket_id,
+        account_id,
+        balance,
+    } in due
+    {
         sqlx::query(
             "INSERT INTO ledger (account_id, bucket_id, entry_type, amount, created_at) \
              VALUES (?1, ?2, 'expire', ?3, ?4)",

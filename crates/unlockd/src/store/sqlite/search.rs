@@ -14,11 +14,21 @@ use crate::domain::search::{
     within_typos, word_grams, CompanyQuery, CompanyRank, WordField,
 };
 use crate::store::event_search::{prefix_end, texts_with_words, EventWordIndex, WordEntry};
-use crate::store::rows::{in_order, json, PersonRow};
+use crate::store::rows::{in_order, json, PersonRow, PersonText};
 use crate::store::{ContactSearch, ContactView, Page, PageRequest, StoreError, StoreResult};
 
 /// Rows derived per upkeep transaction, so the writer is never held for long.
 const REFRESH_BATCH: i64 = 2000;
+
+/// An event's word entry as `entries` reads it: a JSON array `[person, the word is the
+/// prefix itself (0 or 1), the word is from the company name (0 or 1)]`, which serde reads
+/// into these fields in order.
+#[derive(Debug, serde::Deserialize)]
+struct WordEntryRow {
+    personnel_id: String,
+    exact: u8,
+    company: u8,
+}
 
 /// The per-event word index (migration 0008) on one connection.
 pub(super) struct EventWords<'c>(pub(super) &'c mut SqliteConnection);
@@ -37,17 +47,17 @@ impl EventWordIndex for EventWords<'_> {
         .bind(prefix_end(prefix))
         .fetch_one(&mut *self.0)
         .await?;
-        let entries: Vec<(String, u8, u8)> =
+        let entries: Vec<WordEntryRow> =
             serde_json::from_str(&entries).map_err(|e| StoreError::Integrity(e.to_string()))?;
         Ok(entries
             .into_iter()
-            .map(|(id, exact, company)| {
-                let field = if company == 1 {
+            .map(|entry| {
+                let field = if entry.company == 1 {
                     WordField::Company
                 } else {
                     WordField::NameOrTitle
                 };
-                (exact == 1, field, id)
+                (entry.exact == 1, field, entry.personnel_id)
             })
             .collect())
     }
@@ -65,7 +75,7 @@ impl EventWordIndex for EventWords<'_> {
         if any_queued.is_none() {
             return Ok(BTreeMap::new());
         }
-        let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<PersonText> = sqlx::query_as(
             "SELECT p.id, p.full_name, p.title, p.company_name FROM search_people_pending q \
              JOIN personnel_events pe ON pe.personnel_id = q.personnel_id AND pe.event_id = ?1 \
              JOIN personnel p ON p.id = q.personnel_id",
@@ -75,9 +85,13 @@ impl EventWordIndex for EventWords<'_> {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, title, company)| {
-                let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
-                (id, words)
+            .map(|person| {
+                let words = person_words(
+                    person.full_name.as_deref(),
+                    person.title.as_deref(),
+                    person.company_name.as_deref(),
+                );
+                (person.id, words)
             })
             .collect())
     }
@@ -468,13 +482,11 @@ pub(super) async fn refresh_search_index(store: &SqliteStore) -> StoreResult<i64
     }
 }
 
-/// Id, full name, title, company.
-type PersonText = (String, Option<String>, Option<String>, Option<String>);
-
 /// Rewrites the per-event word entries of up to a batch of queued people; returns how many.
 async fn refresh_people(conn: &mut SqliteConnection) -> StoreResult<i64> {
     let queued: Vec<PersonText> = sqlx::query_as(
-        "SELECT q.personnel_id, p.full_name, p.title, p.company_name FROM search_people_pending q \
+        "SELECT q.personnel_id AS id, p.full_name, p.title, p.company_name \
+         FROM search_people_pending q \
          LEFT JOIN personnel p ON p.id = q.personnel_id ORDER BY q.personnel_id LIMIT ?1",
     )
     .bind(REFRESH_BATCH)
@@ -483,7 +495,7 @@ async fn refresh_people(conn: &mut SqliteConnection) -> StoreResult<i64> {
     if queued.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&String> = queued.iter().map(|q| &q.0).collect();
+    let ids: Vec<&String> = queued.iter().map(|q| &q.id).collect();
     let ids_json = json(&ids)?;
     let links: Vec<(String, String)> = sqlx::query_as(
         "SELECT personnel_id, event_id FROM personnel_events \
@@ -506,11 +518,16 @@ async fn refresh_people(conn: &mut SqliteConnection) -> StoreResult<i64> {
     .execute(&mut *conn)
     .await?;
     let mut entries = Vec::new();
-    for (id, name, title, company) in &queued {
+    for person in &queued {
+        let id = &person.id;
         let Some(person_events) = events.get(id.as_str()) else {
             continue;
         };
-        let words = person_words(name.as_deref(), title.as_deref(), company.as_deref());
+        let words = person_words(
+            person.full_name.as_deref(),
+            person.title.as_deref(),
+            person.company_name.as_deref(),
+        );
         for event in person_events {
             for (word, field) in &words {
                 entries.push((*event, word.clone(), field.code(), id.as_str()));

@@ -26,8 +26,8 @@ use crate::store::rows::{
     item_status_str, json, parse_kind, task_status_str, SpendableBucketRow, TaskViewRow,
 };
 use crate::store::settlement::{
-    self, HoldRow, OpenItemRow, SettlementStatements, SettlingTask, SharedBind, FINISH_TASK,
-    OPEN_ITEMS, SETTLING_TASK, TOUCH_TASK,
+    self, HoldRow, OpenItemRow, SettlementStatements, SettlingTask, SettlingTaskRow, SharedBind,
+    FINISH_TASK, OPEN_ITEMS, SETTLING_TASK, TOUCH_TASK,
 };
 use crate::store::{Claim, ClaimPolicy, ClaimedItem, Page, PageRequest, QueueGauges, SettleReport};
 use crate::store::{CreateResult, Lease, NewUnlock, StoreError, StoreResult, TaskView};
@@ -65,6 +65,28 @@ const PERSON_FACTS: &str = "SELECT r.value AS id, \
         (SELECT f.task_id FROM inflight f WHERE f.account_id = ?2 AND f.kind = ?3 AND f.personnel_id = r.value) \
         AS in_flight_task \
      FROM json_each(?4) r";
+
+/// [`PERSON_FACTS`]'s row.
+struct PersonFactsRow {
+    id: String,
+    present: bool,
+    linked: bool,
+    unlocked: bool,
+    in_flight_task: Option<String>,
+}
+
+impl PersonFactsRow {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PersonFactsRow {
+            id: row.get(0)?,
+            present: row.get(1)?,
+            linked: row.get(2)?,
+            unlocked: row.get(3)?,
+            in_flight_task: row.get(4)?,
+        })
+    }
+}
+
 const SPENDABLE_BUCKETS: &str =
     "SELECT id, kind, expires_at, created_at, balance FROM credit_buckets \
      WHERE account_id = ?1 AND balance > 0";
@@ -147,26 +169,18 @@ impl CreateStatements for SqliteTasks<'_> {
         let kind = r.kind.as_str();
         let values: [&dyn ToSql; 4] = [&event_id, &r.account_id, &kind, &ids];
         let mut facts = UnlockFacts::default();
-        for person in query(conn, PERSON_FACTS, &values, |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, bool>(1)?,
-                row.get::<_, bool>(2)?,
-                row.get::<_, bool>(3)?,
-                row.get::<_, Option<String>>(4)?,
-            ))
-        })? {
-            let (id, present, linked, unlocked, in_flight_task) = person;
-            if present {
+        for person in query(conn, PERSON_FACTS, &values, PersonFactsRow::from_row)? {
+            let id = person.id;
+            if person.present {
                 facts.existing.insert(id.clone());
             }
-            if linked {
+            if person.linked {
                 facts.linked.insert(id.clone());
             }
-            if unlocked {
+            if person.unlocked {
                 facts.already_unlocked.insert(id.clone());
             }
-            if let Some(task) = in_flight_task {
+            if let Some(task) = person.in_flight_task {
                 facts.in_flight.insert(id, task);
             }
         }
@@ -346,21 +360,18 @@ impl LeaseStatements for SqliteTasks<'_> {
 #[async_trait::async_trait]
 impl SettlementStatements for SqliteTasks<'_> {
     async fn settling_task(&mut self, task_id: &str) -> StoreResult<SettlingTask> {
-        let (account_id, kind, call_source, created_at) =
-            query_one(self.conn, SETTLING_TASK, &[&task_id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            })?;
+        let row = query_one(
+            self.conn,
+            SETTLING_TASK,
+            &[&task_id],
+            SettlingTaskRow::from_rusqlite,
+        )?;
         Ok(SettlingTask {
             id: task_id.to_string(),
-            account_id,
-            kind: parse_kind(&kind)?,
-            call_source,
-            created_at,
+            account_id: row.account_id,
+            kind: parse_kind(&row.kind)?,
+            call_source: row.call_source,
+            created_at: row.created_at,
         })
     }
 
