@@ -20,6 +20,11 @@
 //! transaction SQLite rolled back by itself, as it does on a full disk), the connection is
 //! dropped and a new one opened before the next batch, and every request of the failed
 //! batch gets the error: none of them was applied.
+//!
+//! Checkpoints (copying the WAL back into the database file) run on a second thread with
+//! its own connection, not inside the writer's commits: with SQLite's automatic
+//! checkpoint, the commit that crossed 1,000 WAL pages also wrote them all back and synced
+//! the file while every caller of its batch waited.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +42,9 @@ use crate::store::{StoreError, StoreResult};
 
 /// Requests committed together at most.
 const MAX_BATCH: usize = 256;
+
+/// The checkpointer runs at most this often while commits come in.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Distinct statements the writer runs (creates, leases, settlements, lookups, keys) fit
 /// with room to spare; rusqlite keeps 16 by default.
@@ -76,6 +84,50 @@ impl WriterOptions {
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
+    }
+
+    /// The writer's own connection: checkpoints are the checkpointer's, and statement
+    /// journals and sorts stay in memory (each was a temporary file created and deleted).
+    /// SQLite's default page cache (2 MiB) is kept: 64 MiB made no difference above the
+    /// noise in a backlog drain and more than doubled the server's peak RSS (47 → 117 MB).
+    fn open_writer(&self) -> rusqlite::Result<Connection> {
+        let conn = self.open()?;
+        if !self.read_only {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        Ok(conn)
+    }
+}
+
+/// Checkpoints the WAL after commits, at most every [`CHECKPOINT_EVERY`], on its own
+/// thread and connection; ends when the writer's thread does (its `ticks` sender drops).
+/// `PASSIVE`: it copies what no reader still needs and never waits for readers or blocks
+/// the writer, and the WAL is started over once everything was copied (SQLite's own rule).
+fn checkpoint(options: WriterOptions, ticks: mpsc::Receiver<()>) {
+    let mut connection: Option<Connection> = None;
+    let mut failing = false;
+    while ticks.recv().is_ok() {
+        let result = match connection.as_mut() {
+            Some(conn) => Ok(conn),
+            None => options.open().map(|conn| connection.insert(conn)),
+        }
+        .and_then(|conn| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
+        match result {
+            Ok(()) => failing = false,
+            // Another process's checkpoint is running: it does the same work.
+            Err(error) if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {}
+            Err(error) => {
+                // Logged once per run of failures: a full disk would repeat it 5 times a
+                // second. The connection is opened afresh next time.
+                if !failing {
+                    tracing::warn!(%error, "the WAL checkpoint failed; retrying after the next commit");
+                }
+                failing = true;
+                connection = None;
+            }
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
     }
 }
 
@@ -139,11 +191,22 @@ impl SqliteWriter {
     /// Opens the writer's connection (here, so a bad path fails the store's start) and
     /// starts its thread.
     pub(super) fn start(options: WriterOptions) -> StoreResult<Self> {
-        let connection = options.open()?;
+        let connection = options.open_writer()?;
         let (queue, jobs) = mpsc::channel();
+        // One pending tick is enough: commits while a checkpoint runs are all in the next.
+        let (ticks, ticked) = mpsc::sync_channel(1);
+        if !options.read_only {
+            let options = options.clone();
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint(options, ticked))
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("starting the WAL checkpointer: {e}"))
+                })?;
+        }
         std::thread::Builder::new()
-            .name("unlockd-sqlite-writer".into())
-            .spawn(move || run(options, Some(connection), jobs))
+            .name("sqlite-writer".into())
+            .spawn(move || run(options, Some(connection), jobs, ticks))
             .map_err(|e| StoreError::Unavailable(format!("starting the database writer: {e}")))?;
         Ok(SqliteWriter { queue })
     }
@@ -173,6 +236,7 @@ fn run(
     options: WriterOptions,
     mut connection: Option<Connection>,
     jobs: mpsc::Receiver<Box<dyn Job>>,
+    checkpoint_ticks: mpsc::SyncSender<()>,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -202,6 +266,9 @@ fn run(
         if run_batch(conn, batch).is_err() {
             // The transaction state is in doubt: never reuse this connection.
             connection = None;
+        } else {
+            // Full: a tick is already waiting; disconnected: read-only, no checkpointer.
+            let _ = checkpoint_ticks.try_send(());
         }
     }
 }
@@ -215,7 +282,7 @@ fn begin_batch(connection: &mut Option<Connection>, options: &WriterOptions) -> 
     loop {
         let conn = match connection.as_mut() {
             Some(conn) => conn,
-            None => connection.insert(options.open()?),
+            None => connection.insert(options.open_writer()?),
         };
         let error = match statement(conn, "BEGIN IMMEDIATE") {
             Ok(()) => return Ok(()),
