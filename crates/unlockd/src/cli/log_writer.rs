@@ -243,7 +243,9 @@ mod tests {
                 let mut writer = writer.clone();
                 std::thread::spawn(move || {
                     for i in 0..5_000 {
-                        writeln!(writer, "{{\"thread\":{t},\"line\":{i}}}").unwrap();
+                        // One `write_all` a line, as the subscriber writes them.
+                        let line = format!("{{\"thread\":{t},\"line\":{i}}}\n");
+                        writer.write_all(line.as_bytes()).unwrap();
                     }
                 })
             })
@@ -265,7 +267,10 @@ mod tests {
         }
         assert_eq!(count, 20_000);
         let writes = *sink.writes.lock().unwrap();
-        assert!(writes < count, "{writes} writes for {count} lines: not batched");
+        assert!(
+            writes < count,
+            "{writes} writes for {count} lines: not batched"
+        );
     }
 
     #[test]
@@ -276,7 +281,10 @@ mod tests {
         // Not a timing assertion: the deadline only turns a hang into a failure.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while sink.bytes.lock().unwrap().is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the line was never written");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the line was never written"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(&*sink.bytes.lock().unwrap(), b"one line\n");

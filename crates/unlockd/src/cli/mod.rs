@@ -6,6 +6,7 @@ mod catalog;
 mod client;
 mod database;
 mod exhibitors;
+mod log_format;
 mod log_writer;
 mod serve;
 mod sources;
@@ -201,7 +202,10 @@ fn init_logging(format: LogFormat) -> log_writer::FlushGuard {
         .with_env_filter(filter)
         .with_writer(writer);
     if json {
-        builder.json().init();
+        builder
+            .json()
+            .event_format(log_format::FastJson::new())
+            .init();
     } else {
         builder.init();
     }
