@@ -6,6 +6,8 @@ mod catalog;
 mod client;
 mod database;
 mod exhibitors;
+mod log_format;
+mod log_writer;
 mod serve;
 mod sources;
 mod table;
@@ -183,10 +185,10 @@ enum Command {
     Dev(sources::DevCommand),
 }
 
-/// Log lines are written to stderr by a thread of their own: a request formats its line and
-/// queues it, instead of waiting for the write. The guard flushes what is queued when it
-/// drops, at the end of `main`.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Log lines are written to stderr by a thread of their own, in batches: a request formats
+/// its line and queues it, instead of waiting for the write. The guard flushes what is
+/// queued when it drops, at the end of `main`.
+fn init_logging(format: LogFormat) -> log_writer::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UNLOCKD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -195,15 +197,15 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    // Not lossy: under a flood a request waits for the queue rather than drop its line.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = log_writer::batch_writer(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
     if json {
-        builder.json().init();
+        builder
+            .json()
+            .event_format(log_format::FastJson::new())
+            .init();
     } else {
         builder.init();
     }
