@@ -411,6 +411,39 @@ mod tests {
             .unwrap()
     }
 
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_any_other_connection_checkpointing() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_on_a_fresh_file(&dir);
+        writer
+            .run(|conn| insert(conn, "checkpointed"))
+            .await
+            .unwrap();
+        // A copy of the database file alone (no WAL) has the table and the row only once
+        // a checkpoint copied them there: the writer's connection never checkpoints, and
+        // SQLite's automatic checkpoint would wait for 1,000 WAL pages.
+        let copy = dir.path().join("copy.db");
+        let mut rows = 0;
+        for _ in 0..100 {
+            std::fs::copy(dir.path().join("writer.db"), &copy).unwrap();
+            // A copy taken mid-checkpoint may be torn: read as not there yet.
+            rows = Connection::open(&copy)
+                .and_then(|conn| {
+                    conn.query_row(
+                        "SELECT COUNT(*) FROM t WHERE name = 'checkpointed'",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
+                })
+                .unwrap_or(0);
+            if rows == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(rows, 1, "the commit never reached the database file");
+    }
+
     type TestJob = Box<dyn FnOnce(&mut Connection) -> StoreResult<()> + Send>;
 
     fn job(work: impl FnOnce(&mut Connection) -> StoreResult<()> + Send + 'static) -> TestJob {
