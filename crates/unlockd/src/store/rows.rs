@@ -444,3 +444,15 @@ pub(crate) struct PersonText {
     pub title: Option<String>,
     pub company_name: Option<String>,
 }
+
+impl PersonText {
+    /// The person's id and the words the search index keeps for them.
+    pub fn into_words(self) -> (String, Vec<(String, crate::domain::search::WordField)>) {
+        let words = crate::domain::search::person_words(
+            self.full_name.as_deref(),
+            self.title.as_deref(),
+            self.company_name.as_deref(),
+        );
+        (self.id, words)
+    }
+}

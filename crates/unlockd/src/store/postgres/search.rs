@@ -81,17 +81,7 @@ impl EventWordIndex for EventWords<'_> {
         .bind(event_id)
         .fetch_all(&mut *self.0)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|person| {
-                let words = person_words(
-                    person.full_name.as_deref(),
-                    person.title.as_deref(),
-                    person.company_name.as_deref(),
-                );
-                (person.id, words)
-            })
-            .collect())
+        Ok(rows.into_iter().map(PersonText::into_words).collect())
     }
 
     async fn corrections(&mut self, words: &[String]) -> StoreResult<Vec<Vec<String>>> {
