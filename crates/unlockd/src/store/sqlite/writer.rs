@@ -88,8 +88,9 @@ impl WriterOptions {
 
     /// The writer's own connection: checkpoints are the checkpointer's, and statement
     /// journals and sorts stay in memory (each was a temporary file created and deleted).
-    /// SQLite's default page cache (2 MiB) is kept: 64 MiB made no difference above the
-    /// noise in a backlog drain and more than doubled the server's peak RSS (47 → 117 MB).
+    /// SQLite's default page cache (2 MiB) is kept: 64 MiB was no faster in backlog drains
+    /// (runs on a busy machine, so only a coarse reading) and more than doubled the
+    /// server's peak RSS (about 50 → 120 MB).
     fn open_writer(&self) -> rusqlite::Result<Connection> {
         let conn = self.open()?;
         if !self.read_only {
