@@ -51,6 +51,8 @@ pub(crate) const ENQUEUE_TASK_WEBHOOKS: &str =
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SharedBind<'a> {
     Text(&'a str),
+    /// Text, or NULL.
+    OptText(Option<&'a str>),
     Int(i64),
 }
 
@@ -122,6 +124,7 @@ macro_rules! settlement_statements_impl {
                 for bind in binds {
                     query = match *bind {
                         $crate::store::settlement::SharedBind::Text(text) => query.bind(text),
+                        $crate::store::settlement::SharedBind::OptText(text) => query.bind(text),
                         $crate::store::settlement::SharedBind::Int(value) => query.bind(value),
                     };
                 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use crate::domain::ContactKind;
+use crate::store::settlement::SharedBind;
 use crate::store::StoreResult;
 
 /// What a source may use to find a person's contact.
@@ -197,14 +198,15 @@ pub struct ProviderCost {
 pub(crate) const FORGET_EXPIRED_NOT_FOUND: &str =
     "DELETE FROM lookup_not_found WHERE until_ms <= $1";
 
-/// Writes what providers answered, on PostgreSQL (SQLite's writer has its own copy,
-/// `sqlite::statements::write_lookups`). Call inside one transaction: a found contact is in
-/// the catalog before the item that asked for it settles.
-pub(crate) async fn write_lookups(
-    conn: &mut sqlx::PgConnection,
+/// The statements that record what providers answered, each with its values in
+/// placeholder order, for both backends to run inside one transaction: a found contact is
+/// in the catalog before the item that asked for it settles.
+pub(crate) fn lookup_writes(
     records: &[LookupRecord],
     now_ms: i64,
-) -> StoreResult<()> {
+) -> Vec<(&'static str, Vec<SharedBind<'_>>)> {
+    use SharedBind::{Int, OptText, Text};
+    let mut writes = Vec::with_capacity(records.len() * 2);
     for record in records {
         let kind = record.kind.as_str();
         match &record.outcome {
@@ -213,37 +215,38 @@ pub(crate) async fn write_lookups(
                     ContactKind::Email => SET_FOUND_EMAIL,
                     ContactKind::Phone => SET_FOUND_PHONE,
                 };
-                sqlx::query(sql)
-                    .bind(value.as_str())
-                    .bind(record.source.as_str())
-                    .bind(now_ms)
-                    .bind(record.personnel_id.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+                let binds = vec![
+                    Text(value),
+                    Text(&record.source),
+                    Int(now_ms),
+                    Text(&record.personnel_id),
+                ];
+                writes.push((sql, binds));
             }
             LookupRecordOutcome::NotFound { remember_for_ms } => {
-                sqlx::query(REMEMBER_NOT_FOUND)
-                    .bind(record.personnel_id.as_str())
-                    .bind(kind)
-                    .bind(record.source.as_str())
-                    .bind(now_ms.saturating_add(*remember_for_ms))
-                    .execute(&mut *conn)
-                    .await?;
+                let until = now_ms.saturating_add(*remember_for_ms);
+                let binds = vec![
+                    Text(&record.personnel_id),
+                    Text(kind),
+                    Text(&record.source),
+                    Int(until),
+                ];
+                writes.push((REMEMBER_NOT_FOUND, binds));
             }
             LookupRecordOutcome::Failed { .. } => {}
         }
-        sqlx::query(LOG_LOOKUP)
-            .bind(now_ms)
-            .bind(record.source.as_str())
-            .bind(kind)
-            .bind(record.personnel_id.as_str())
-            .bind(record.task_id.as_deref())
-            .bind(record.outcome.label())
-            .bind(record.cost_micros)
-            .execute(&mut *conn)
-            .await?;
+        let binds = vec![
+            Int(now_ms),
+            Text(&record.source),
+            Text(kind),
+            Text(&record.personnel_id),
+            OptText(record.task_id.as_deref()),
+            Text(record.outcome.label()),
+            Int(record.cost_micros),
+        ];
+        writes.push((LOG_LOOKUP, binds));
     }
-    Ok(())
+    writes
 }
 
 /// Replaces this worker's health report of each source.

@@ -320,7 +320,14 @@ crate::store::portable::catalog_impl!(PgStore, pool, pool {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        sources::write_lookups(&mut tx, records, self.now()).await?;
+        use crate::store::settlement::SettlementStatements;
+        let mut statements = tasks::PgTasks {
+            conn: &mut tx,
+            injected_now: None,
+        };
+        for (sql, binds) in sources::lookup_writes(records, self.now()) {
+            statements.execute_shared(sql, &binds).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

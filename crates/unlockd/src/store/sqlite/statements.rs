@@ -8,11 +8,8 @@
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row, Statement};
 
-use crate::domain::ContactKind;
-use crate::store::sources::{
-    LookupRecord, LookupRecordOutcome, LOG_LOOKUP, REMEMBER_NOT_FOUND, SET_FOUND_EMAIL,
-    SET_FOUND_PHONE,
-};
+use crate::store::settlement::SharedBind;
+use crate::store::sources::{lookup_writes, LookupRecord};
 use crate::store::StoreResult;
 
 /// Values in placeholder-number order.
@@ -81,51 +78,26 @@ pub(super) fn query_one<T>(
     query_optional(conn, sql, values, map)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Writes what providers answered, as `sources::write_lookups` does through sqlx (the
-/// same statements), inside the writer's batch: a found contact is in the catalog before
-/// the item that asked for it settles.
+/// A shared statement's values, as rusqlite takes them.
+pub(super) fn shared_values<'v>(binds: &'v [SharedBind<'_>]) -> Vec<&'v dyn ToSql> {
+    binds
+        .iter()
+        .map(|bind| match bind {
+            SharedBind::Text(text) => text as &dyn ToSql,
+            SharedBind::OptText(text) => text as &dyn ToSql,
+            SharedBind::Int(value) => value as &dyn ToSql,
+        })
+        .collect()
+}
+
+/// Writes what providers answered (`sources::lookup_writes`) inside the writer's batch.
 pub(super) fn write_lookups(
     conn: &Connection,
     records: &[LookupRecord],
     now_ms: i64,
 ) -> StoreResult<()> {
-    for record in records {
-        let kind = record.kind.as_str();
-        match &record.outcome {
-            LookupRecordOutcome::Found { value } => {
-                let sql = match record.kind {
-                    ContactKind::Email => SET_FOUND_EMAIL,
-                    ContactKind::Phone => SET_FOUND_PHONE,
-                };
-                execute(
-                    conn,
-                    sql,
-                    &[value, &record.source, &now_ms, &record.personnel_id],
-                )?;
-            }
-            LookupRecordOutcome::NotFound { remember_for_ms } => {
-                let until = now_ms.saturating_add(*remember_for_ms);
-                execute(
-                    conn,
-                    REMEMBER_NOT_FOUND,
-                    &[&record.personnel_id, &kind, &record.source, &until],
-                )?;
-            }
-            LookupRecordOutcome::Failed { .. } => {}
-        }
-        execute(
-            conn,
-            LOG_LOOKUP,
-            &[
-                &now_ms,
-                &record.source,
-                &kind,
-                &record.personnel_id,
-                &record.task_id,
-                &record.outcome.label(),
-                &record.cost_micros,
-            ],
-        )?;
+    for (sql, binds) in lookup_writes(records, now_ms) {
+        execute(conn, sql, &shared_values(&binds))?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use rusqlite::types::ToSql;
 use rusqlite::Connection;
 use unlockd_api::TaskStatus;
 
-use super::statements::{execute, query, query_one, query_optional};
+use super::statements::{execute, query, query_one, query_optional, shared_values};
 use super::writer::finish_now;
 use super::{integrators, SqliteStore};
 use crate::domain::create::CreatePlan;
@@ -509,14 +509,7 @@ impl SettlementStatements for SqliteTasks<'_> {
         sql: &'static str,
         binds: &[SharedBind<'_>],
     ) -> StoreResult<u64> {
-        let values: Vec<&dyn ToSql> = binds
-            .iter()
-            .map(|bind| match bind {
-                SharedBind::Text(text) => text as &dyn ToSql,
-                SharedBind::Int(value) => value as &dyn ToSql,
-            })
-            .collect();
-        Ok(execute(self.conn, sql, &values)?)
+        Ok(execute(self.conn, sql, &shared_values(binds))?)
     }
 }
 
