@@ -10,6 +10,7 @@
 //! idle, then gathers for `GATHER` and writes everything gathered with one `write`.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,7 +44,7 @@ struct Shared {
     queue: Mutex<Queue>,
     out: Mutex<Box<dyn Write + Send>>,
     /// Whether a writer thread runs; without one, each line is written as it comes.
-    threaded: bool,
+    threaded: AtomicBool,
     /// Wakes the writer thread.
     work: Condvar,
     /// Wakes lines waiting for room.
@@ -56,7 +57,7 @@ impl Shared {
     }
 
     fn push(&self, line: &[u8]) {
-        if !self.threaded {
+        if !self.threaded.load(Ordering::Relaxed) {
             let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
             let _ = out.write_all(line);
             return;
@@ -166,51 +167,33 @@ impl Drop for FlushGuard {
 
 /// A writer into `out`, and the guard that flushes it.
 pub(super) fn batch_writer(out: impl Write + Send + 'static) -> (BatchWriter, FlushGuard) {
-    let new = |threaded: bool, out: Box<dyn Write + Send>| {
-        Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                lines: Vec::new(),
-                writer: WriterState::Awake,
-                blocked: 0,
-                shutdown: false,
-            }),
-            out: Mutex::new(out),
-            threaded,
-            work: Condvar::new(),
-            room: Condvar::new(),
-        })
-    };
-    let shared = new(true, Box::new(out));
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            lines: Vec::new(),
+            writer: WriterState::Awake,
+            blocked: 0,
+            shutdown: false,
+        }),
+        out: Mutex::new(Box::new(out)),
+        threaded: AtomicBool::new(true),
+        work: Condvar::new(),
+        room: Condvar::new(),
+    });
     let spawned = {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || shared.run())
     };
-    match spawned {
-        Ok(thread) => (
-            BatchWriter(shared.clone()),
-            FlushGuard {
-                shared,
-                thread: Some(thread),
-            },
-        ),
+    let thread = match spawned {
+        Ok(thread) => Some(thread),
         // No thread to write for us: each line is written as it comes instead.
         Err(_) => {
-            let out = std::mem::replace(
-                &mut *shared.out.lock().unwrap_or_else(|e| e.into_inner()),
-                Box::new(std::io::sink()),
-            );
-            let shared = new(false, out);
-            (
-                BatchWriter(shared.clone()),
-                FlushGuard {
-                    shared,
-                    thread: None,
-                },
-            )
+            shared.threaded.store(false, Ordering::Relaxed);
+            None
         }
-    }
+    };
+    (BatchWriter(shared.clone()), FlushGuard { shared, thread })
 }
 
 #[cfg(test)]
