@@ -447,9 +447,8 @@ class Bench:
             if time.time() >= deadline:
                 unfinished += 1
             t1 = time.monotonic()
-        last = unfinished * 100
         rate = first / (t1 - t0) if t1 > t0 and unfinished == 0 else None
-        note = f"{first:,} items left at the first reading" + ("" if last == 0 else f"; {unfinished} tasks unfinished at the deadline")
+        note = f"{first:,} items left at the first reading" + ("" if unfinished == 0 else f"; {unfinished} tasks unfinished at the deadline")
         self.row(f"worker: backlog {self.args.backlog_tasks} tasks x 100", backend.name, None, unit="items/s",
                  rate=rate, verify=db.verify(), rss=server.peak_rss_mb(), note=note)
         return server, backlog
